@@ -1,0 +1,122 @@
+"""Evaluate step: test-split metrics to metrics/<task>.json and plots to plots/<task>/, logged to MLflow."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn import metrics as skm  # noqa: E402
+
+from components import tracking  # noqa: E402
+from components.io import write_json  # noqa: E402
+from components.objectives import OutputHead  # noqa: E402
+from components.prepare import load_split  # noqa: E402
+from components.train import load_trained  # noqa: E402
+
+
+def evaluate(data_dir: Path, model_dir: Path, metrics_path: Path, plots_dir: Path) -> dict[str, float]:
+    """Score the trained model on the test split; write metrics JSON and plots; log both to the run."""
+    model, meta = load_trained(model_dir)
+    x, y = load_split(data_dir, "test")
+    with torch.no_grad():
+        out = OutputHead(model, meta)(torch.as_tensor(x)).numpy().astype(np.float64)
+
+    plots_dir = Path(plots_dir)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    if meta["objective"] == "regression":
+        truth = y * meta["target_scaler"]["scale"] + meta["target_scaler"]["mean"]
+        scores = regression_metrics(truth, out[:, 0])
+        plot_predictions(truth, out[:, 0], plots_dir / "predicted_vs_actual.png")
+    else:
+        scores = classification_metrics(y, out, meta["classes"])
+        plot_confusion(y, out.argmax(1), meta["classes"], plots_dir / "confusion_matrix.png")
+        if meta["objective"] == "binary":
+            plot_roc(y, out[:, 1], plots_dir / "roc.png")
+    plot_learning_curves(Path(model_dir) / "history.csv", plots_dir / "learning_curves.png")
+
+    scores = {k: round(float(v), 6) for k, v in scores.items()}
+    write_json(Path(metrics_path), scores)
+    with tracking.resume_task_run(model_dir):
+        mlflow = tracking.configure()
+        mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()})
+        mlflow.log_artifacts(str(plots_dir), artifact_path="plots")
+        mlflow.log_artifact(str(metrics_path))
+    return scores
+
+
+def classification_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, float]:
+    pred = proba.argmax(1)
+    proba = proba / proba.sum(axis=1, keepdims=True)  # float32 rounding: make rows sum to exactly 1
+    scores = {
+        "accuracy": skm.accuracy_score(y, pred),
+        "log_loss": skm.log_loss(y, proba, labels=list(range(len(classes)))),
+    }
+    if len(classes) == 2:
+        scores.update(
+            precision=skm.precision_score(y, pred, zero_division=0),
+            recall=skm.recall_score(y, pred, zero_division=0),
+            f1=skm.f1_score(y, pred, zero_division=0),
+            roc_auc=skm.roc_auc_score(y, proba[:, 1]),
+        )
+    else:
+        scores["macro_f1"] = skm.f1_score(y, pred, average="macro", zero_division=0)
+    return scores
+
+
+def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    return {
+        "rmse": float(np.sqrt(skm.mean_squared_error(truth, pred))),
+        "mae": skm.mean_absolute_error(truth, pred),
+        "r2": skm.r2_score(truth, pred),
+    }
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(y: np.ndarray, pred: np.ndarray, classes: list[str], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(4 + 0.4 * len(classes), 3.5 + 0.4 * len(classes)))
+    skm.ConfusionMatrixDisplay.from_predictions(
+        y, pred, labels=list(range(len(classes))), display_labels=classes, ax=ax, colorbar=False
+    )
+    ax.set_title("Confusion matrix (test)")
+    _save(fig, path)
+
+
+def plot_roc(y: np.ndarray, score: np.ndarray, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    skm.RocCurveDisplay.from_predictions(y, score, ax=ax)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set_title("ROC (test)")
+    _save(fig, path)
+
+
+def plot_predictions(truth: np.ndarray, pred: np.ndarray, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.scatter(truth, pred, s=12, alpha=0.7)
+    lo, hi = float(min(truth.min(), pred.min())), float(max(truth.max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual (test)")
+    _save(fig, path)
+
+
+def plot_learning_curves(history_csv: Path, path: Path) -> None:
+    with open(history_csv) as fh:
+        rows = list(csv.DictReader(fh))
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for key in ("train_loss", "val_loss"):
+        ax.plot(epochs, [float(r[key]) for r in rows], label=key)
+    ax.set(xlabel="epoch", ylabel="loss", title="Learning curves")
+    ax.legend()
+    _save(fig, path)

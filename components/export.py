@@ -1,0 +1,87 @@
+"""Export step: ONNX with a dynamic batch axis, full checker pass, parity vs PyTorch on the test split."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from components.config import ExportConfig
+from components.io import atomic_write, sha256_file, write_json
+from components.objectives import OutputHead
+from components.prepare import load_split
+from components.train import load_trained
+
+
+class ParityError(RuntimeError):
+    """The ONNX model disagrees with PyTorch beyond the tolerance."""
+
+
+def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) -> dict[str, Any]:
+    """Write `out_dir/model.onnx` and `out_dir/export.json`; fail when parity exceeds the tolerance."""
+    model, meta = load_trained(model_dir)
+    head = OutputHead(model, meta).eval()
+    x_test, _ = load_split(data_dir, "test")
+    x = torch.as_tensor(x_test)
+    in_name, out_name = meta["input"]["name"], meta["output"]["name"]
+
+    out_dir = Path(out_dir)
+    onnx_path = out_dir / "model.onnx"
+    atomic_write(onnx_path, lambda tmp: _export(head, x[:2], tmp, cfg.opset, in_name, out_name))
+    proto = onnx.load(onnx_path)
+    onnx.checker.check_model(proto, full_check=True)
+
+    with torch.no_grad():
+        expected = head(x).numpy()
+    got = run_onnx(onnx_path, {in_name: x_test})[0]
+    max_diff = float(np.max(np.abs(got - expected)))
+    info = {
+        "opset": cfg.opset,
+        "inputs": [_io_spec(v) for v in proto.graph.input],
+        "outputs": [_io_spec(v) for v in proto.graph.output],
+        "parity_max_abs_diff": max_diff,
+        "parity_rows": len(x_test),
+        "tolerance": cfg.tolerance,
+        "sha256": sha256_file(onnx_path),
+    }
+    if not max_diff <= cfg.tolerance:
+        onnx_path.unlink()
+        raise ParityError(f"ONNX vs PyTorch max abs difference {max_diff:.3g} exceeds {cfg.tolerance:g}")
+    write_json(out_dir / "export.json", info)
+    return info
+
+
+def _export(module: torch.nn.Module, example: torch.Tensor, path: Path, opset: int, in_name: str, out_name: str):
+    batch = torch.export.Dim("batch", min=1)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[in_name],
+            output_names=[out_name],
+            dynamic_shapes=({0: batch},),
+            external_data=False,
+            verbose=False,
+        )
+    program.save(str(path), external_data=False)
+
+
+def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def _io_spec(value: onnx.ValueInfoProto) -> dict[str, Any]:
+    dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+    return {"name": value.name, "shape": dims, "elem_type": onnx.TensorProto.DataType.Name(value.type.tensor_type.elem_type)}

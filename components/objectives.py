@@ -1,0 +1,77 @@
+"""What a task's objective (binary, multiclass, regression) means for the network and its loss.
+
+The model always emits raw scores; the loss applies the output activation in its stable form
+(BCE/CE "with logits"), and `OutputHead` adds it for export and serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from components.config import ConfigError
+
+LOSSES = {"binary": ("bce", "mse"), "multiclass": ("cross_entropy", "mse"), "regression": ("mse",)}
+
+
+def output_size(meta: dict[str, Any]) -> int:
+    """Width of the model's last layer: 1 logit for binary, one per class, 1 value for regression."""
+    return len(meta["classes"]) if meta["objective"] == "multiclass" else 1
+
+
+def targets(y: np.ndarray, objective: str) -> Tensor:
+    """Targets in the dtype and shape the loss expects."""
+    if objective == "multiclass":
+        return torch.as_tensor(y, dtype=torch.long)
+    return torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)
+
+
+def loss_fn(objective: str, name: str = "auto") -> Callable[[Tensor, Tensor], Tensor]:
+    allowed = LOSSES[objective]
+    name = allowed[0] if name == "auto" else name
+    if name not in allowed:
+        raise ConfigError(f"train.loss: {name!r} does not fit objective {objective!r}; use one of {allowed}")
+    if name == "bce":
+        return F.binary_cross_entropy_with_logits
+    if name == "cross_entropy":
+        return F.cross_entropy
+    if objective == "binary":
+        return lambda z, y: F.mse_loss(torch.sigmoid(z), y)
+    if objective == "multiclass":
+        return lambda z, y: F.mse_loss(torch.softmax(z, dim=1), F.one_hot(y, z.shape[1]).to(z.dtype))
+    return F.mse_loss
+
+
+def metric_fn(objective: str) -> Callable[[Tensor, Tensor], dict[str, float]] | None:
+    """Per-epoch validation metric beside the loss (accuracy for classifiers)."""
+    if objective == "binary":
+        return lambda z, y: {"accuracy": float(((z > 0).float() == y).float().mean())}
+    if objective == "multiclass":
+        return lambda z, y: {"accuracy": float((z.argmax(1) == y).float().mean())}
+    return None
+
+
+class OutputHead(nn.Module):
+    """Model + output activation, as exported: class probabilities (B, C), or the value in raw units (B, 1)."""
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = meta["objective"]
+        scaler = meta.get("target_scaler") or {"mean": 0.0, "scale": 1.0}
+        self.register_buffer("y_mean", torch.tensor(float(scaler["mean"])))
+        self.register_buffer("y_scale", torch.tensor(float(scaler["scale"])))
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.model(x)
+        if self.objective == "binary":
+            p = torch.sigmoid(z)  # (B, 1) probability of classes[1]
+            return torch.cat([1 - p, p], dim=1)
+        if self.objective == "multiclass":
+            return torch.softmax(z, dim=1)
+        return z * self.y_scale + self.y_mean

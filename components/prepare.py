@@ -1,0 +1,121 @@
+"""Prepare: seeded (stratified) train/val/test split, scaling fitted on train only, and meta.json.
+
+meta.json is the contract every later step and the server read; nothing downstream re-derives
+preprocessing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from components.config import PrepareConfig
+from components.io import atomic_write, read_json, sha256_file, write_json
+
+SPLITS = ("train", "val", "test")
+
+
+def prepare(raw_dir: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> dict[str, Any]:
+    """Split and scale `raw_dir/<dataset>/data.csv` into `out_dir`; return meta.json's content."""
+    csv = Path(raw_dir) / cfg.dataset / "data.csv"
+    if not csv.is_file():
+        raise FileNotFoundError(f"{csv} not found: run `dlpipe data pull` (or `dlpipe data ingest`) first")
+    frame = pd.read_csv(csv)
+    features, target = _validate(frame, cfg, csv)
+
+    x = frame[features].to_numpy(dtype=np.float64)
+    classes: list[str] | None = None
+    if cfg.objective == "regression":
+        y = frame[cfg.target].to_numpy(dtype=np.float64)
+    else:
+        classes = sorted(frame[cfg.target].astype(str).unique().tolist())
+        if cfg.objective == "binary" and len(classes) != 2:
+            raise ValueError(f"{csv}: objective 'binary' needs 2 classes in {cfg.target!r}, found {len(classes)}")
+        y = frame[cfg.target].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
+
+    idx = np.arange(len(frame))
+    stratify = None if classes is None else y
+    idx_train, idx_hold = train_test_split(
+        idx, test_size=cfg.val_size + cfg.test_size, random_state=cfg.seed, stratify=stratify
+    )
+    hold_strat = None if classes is None else y[idx_hold]
+    idx_val, idx_test = train_test_split(
+        idx_hold,
+        test_size=cfg.test_size / (cfg.val_size + cfg.test_size),
+        random_state=cfg.seed,
+        stratify=hold_strat,
+    )
+
+    scaler = StandardScaler().fit(x[idx_train])
+    target_scaler = None
+    if classes is None:
+        mean, std = float(y[idx_train].mean()), float(y[idx_train].std())
+        target_scaler = {"mean": mean, "scale": std}
+
+    out_dir = Path(out_dir)
+    for name, rows in zip(SPLITS, (idx_train, idx_val, idx_test), strict=True):
+        xs = scaler.transform(x[rows]).astype(np.float32)
+        ys = y[rows] if classes else ((y[rows] - target_scaler["mean"]) / target_scaler["scale"])
+        ys = ys.astype(np.int64 if classes else np.float32)
+        atomic_write(out_dir / f"{name}.npz", lambda tmp, xs=xs, ys=ys, rows=rows: _save_npz(tmp, xs, ys, rows))
+
+    meta = {
+        "task": task,
+        "dataset": cfg.dataset,
+        "objective": cfg.objective,
+        "target": target,
+        "feature_names": features,
+        "classes": classes,
+        "scaler": {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()},
+        "target_scaler": target_scaler,
+        "splits": {"train": len(idx_train), "val": len(idx_val), "test": len(idx_test)},
+        "data_sha256": sha256_file(csv),
+        "input": {"name": "features", "dtype": "float32", "shape": [None, len(features)]},
+        "output": {
+            "name": "prediction" if classes is None else "probabilities",
+            "shape": [None, 1 if classes is None else len(classes)],
+        },
+    }
+    write_json(out_dir / "meta.json", meta)
+    return meta
+
+
+def _validate(frame: pd.DataFrame, cfg: PrepareConfig, csv: Path) -> tuple[list[str], str]:
+    if cfg.target not in frame.columns:
+        raise ValueError(f"{csv}: target column {cfg.target!r} is missing")
+    if len(frame) < 20:
+        raise ValueError(f"{csv}: only {len(frame)} rows; at least 20 are needed to split")
+    features = [c for c in frame.columns if c != cfg.target]
+    non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        raise ValueError(f"{csv}: non-numeric feature columns: {', '.join(non_numeric)}")
+    missing = frame.columns[frame.isna().any()].tolist()
+    if missing:
+        raise ValueError(f"{csv}: missing values (NaN) in columns: {', '.join(missing)}")
+    values = frame[features].to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{csv}: infinite values in the feature columns")
+    return features, cfg.target
+
+
+def _save_npz(path: Path, x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.savez(fh, x=x, y=y, rows=rows)
+
+
+def load_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Load one split's (features, targets) written by `prepare`."""
+    path = Path(data_dir) / f"{split}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run the prepare step first")
+    with np.load(path) as data:
+        return data["x"], data["y"]
+
+
+def load_meta(data_dir: Path) -> dict[str, Any]:
+    return read_json(Path(data_dir) / "meta.json")

@@ -12,11 +12,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from components.errors import DlpipeError
+
 PARAMS_FILE = Path("params.yaml")
 STAGES = ("prepare", "train", "export", "register")
 
 
-class ConfigError(ValueError):
+class ConfigError(DlpipeError, ValueError):
     """A params.yaml entry is missing or invalid; the message names the field."""
 
 

@@ -12,13 +12,14 @@ import onnx
 import torch
 
 from components.config import ExportConfig
+from components.errors import DlpipeError
 from components.io import atomic_write, sha256_file, write_json
 from components.objectives import OutputHead
 from components.prepare import load_split
 from components.train import load_trained
 
 
-class ParityError(RuntimeError):
+class ParityError(DlpipeError):
     """The ONNX model disagrees with PyTorch beyond the tolerance."""
 
 
@@ -84,4 +85,8 @@ def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 def _io_spec(value: onnx.ValueInfoProto) -> dict[str, Any]:
     dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
-    return {"name": value.name, "shape": dims, "elem_type": onnx.TensorProto.DataType.Name(value.type.tensor_type.elem_type)}
+    return {
+        "name": value.name,
+        "shape": dims,
+        "elem_type": onnx.TensorProto.DataType.Name(value.type.tensor_type.elem_type),
+    }

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from components.errors import DataError
 from components.io import atomic_write
 
 RAW_DIR = Path("data/raw")
@@ -41,7 +42,7 @@ DATASETS: dict[str, Callable[[], pd.DataFrame]] = {
 def ingest(dataset: str, raw_dir: Path = RAW_DIR) -> Path:
     """Write `raw_dir/<dataset>/data.csv` from a built-in source and return its folder."""
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; built-in datasets: {', '.join(sorted(DATASETS))}")
+        raise DataError(f"unknown dataset {dataset!r}; built-in datasets: {', '.join(sorted(DATASETS))}")
     frame = DATASETS[dataset]()
     return _write_frame(frame, Path(raw_dir) / dataset)
 
@@ -52,9 +53,9 @@ def ingest_csv(source: Path, name: str, raw_dir: Path = RAW_DIR, target: str = "
     try:
         frame = pd.read_csv(source)
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise ValueError(f"{source}: cannot read as CSV: {err}") from err
+        raise DataError(f"{source}: cannot read as CSV: {err}") from err
     if target not in frame.columns:
-        raise ValueError(f"{source}: no {target!r} column (columns: {', '.join(map(str, frame.columns))})")
+        raise DataError(f"{source}: no {target!r} column (columns: {', '.join(map(str, frame.columns))})")
     out = Path(raw_dir) / name
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "data.csv", lambda tmp: shutil.copyfile(source, tmp))

@@ -15,6 +15,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from components.config import PrepareConfig
+from components.errors import DataError
 from components.io import atomic_write, read_json, sha256_file, write_json
 
 SPLITS = ("train", "val", "test")
@@ -35,7 +36,7 @@ def prepare(raw_dir: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> dict
     else:
         classes = sorted(frame[cfg.target].astype(str).unique().tolist())
         if cfg.objective == "binary" and len(classes) != 2:
-            raise ValueError(f"{csv}: objective 'binary' needs 2 classes in {cfg.target!r}, found {len(classes)}")
+            raise DataError(f"{csv}: objective 'binary' needs 2 classes in {cfg.target!r}, found {len(classes)}")
         y = frame[cfg.target].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
 
     idx = np.arange(len(frame))
@@ -87,19 +88,19 @@ def prepare(raw_dir: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> dict
 
 def _validate(frame: pd.DataFrame, cfg: PrepareConfig, csv: Path) -> tuple[list[str], str]:
     if cfg.target not in frame.columns:
-        raise ValueError(f"{csv}: target column {cfg.target!r} is missing")
+        raise DataError(f"{csv}: target column {cfg.target!r} is missing")
     if len(frame) < 20:
-        raise ValueError(f"{csv}: only {len(frame)} rows; at least 20 are needed to split")
+        raise DataError(f"{csv}: only {len(frame)} rows; at least 20 are needed to split")
     features = [c for c in frame.columns if c != cfg.target]
     non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
-        raise ValueError(f"{csv}: non-numeric feature columns: {', '.join(non_numeric)}")
+        raise DataError(f"{csv}: non-numeric feature columns: {', '.join(non_numeric)}")
     missing = frame.columns[frame.isna().any()].tolist()
     if missing:
-        raise ValueError(f"{csv}: missing values (NaN) in columns: {', '.join(missing)}")
+        raise DataError(f"{csv}: missing values (NaN) in columns: {', '.join(missing)}")
     values = frame[features].to_numpy(dtype=np.float64)
     if not np.isfinite(values).all():
-        raise ValueError(f"{csv}: infinite values in the feature columns")
+        raise DataError(f"{csv}: infinite values in the feature columns")
     return features, cfg.target
 
 

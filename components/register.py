@@ -13,19 +13,25 @@ from typing import Any
 import onnx
 
 from components import tracking
-from components.config import RegisterConfig
+from components.config import ConfigError, RegisterConfig
 from components.io import read_json, write_json
 
 SCORE_TAG = "primary_metric_value"
 
 
 def register(
-    data_dir: Path, model_dir: Path, export_dir: Path, metrics_path: Path, out_path: Path, task: str, cfg: RegisterConfig
+    data_dir: Path,
+    model_dir: Path,
+    export_dir: Path,
+    metrics_path: Path,
+    out_path: Path,
+    task: str,
+    cfg: RegisterConfig,
 ) -> dict[str, Any]:
     """Register `export_dir/model.onnx` as a new version of model `task`; write the decision to `out_path`."""
     metrics = read_json(metrics_path)
     if cfg.primary_metric not in metrics:
-        raise KeyError(f"register.{task}.primary_metric: {cfg.primary_metric!r} not in {sorted(metrics)}")
+        raise ConfigError(f"register.{task}.primary_metric: {cfg.primary_metric!r} not in {sorted(metrics)}")
     score = float(metrics[cfg.primary_metric])
     onnx_path = Path(export_dir) / "model.onnx"
     bundle = [Path(data_dir) / "meta.json", Path(export_dir) / "export.json"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -57,10 +57,8 @@ def provenance() -> dict[str, str]:
     """Tags that say what produced a run: git commit and the versions of the engines."""
     tags = {"git_commit": _git_commit()}
     for pkg in PACKAGES:
-        try:
+        with suppress(PackageNotFoundError):
             tags[f"version.{pkg}"] = version(pkg)
-        except PackageNotFoundError:
-            pass
     return tags
 
 

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from components.config import TrainConfig
+from components.errors import DlpipeError
 from components.io import atomic_write
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -29,7 +30,7 @@ MetricFn = Callable[[Tensor, Tensor], dict[str, float]]
 LogFn = Callable[[dict[str, float], int], None]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(DlpipeError):
     """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""
 
 

@@ -1,0 +1,63 @@
+"""Shared fixtures: an isolated engine home per test session, and a trained tabular task in it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from components.config import load_params, stage_config
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = load_params(ROOT / "params.yaml")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Point MLflow (and every other embedded engine) at a throw-away folder, never at the repo's."""
+    home = tmp_path_factory.mktemp("home")
+    os.environ["DLPIPE_HOME"] = str(home)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    return home
+
+
+@pytest.fixture(scope="session")
+def params() -> dict:
+    return PARAMS
+
+
+def run_task(task: str, root: Path, register: bool = False) -> Path:
+    """Run the steps of `task` (ingest -> export [-> register]) under `root`; return artifacts/<task>."""
+    from components.evaluate import evaluate
+    from components.export import export
+    from components.ingest import ingest
+    from components.prepare import prepare
+    from components.register import register as register_step
+    from components.train import train
+
+    prep = stage_config(PARAMS, "prepare", task)
+    raw = ingest(prep.dataset, root / "data/raw").parent
+    art = root / "artifacts" / task
+    prepare(raw, art / "data", prep, task)
+    train(art / "data", art, stage_config(PARAMS, "train", task), task, progress=False)
+    evaluate(art / "data", art, root / "metrics" / f"{task}.json", root / "plots" / task)
+    export(art / "data", art, art, stage_config(PARAMS, "export", task))
+    if register:
+        register_step(
+            art / "data",
+            art,
+            art,
+            root / "metrics" / f"{task}.json",
+            art / "registration.json",
+            task,
+            stage_config(PARAMS, "register", task),
+        )
+    return art
+
+
+@pytest.fixture(scope="session")
+def tabular_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tabular task trained, evaluated, exported and registered once per session."""
+    return run_task("tabular", tmp_path_factory.mktemp("tabular"), register=True)

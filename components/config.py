@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.errors import DlpipeError
 
@@ -85,11 +85,12 @@ class TrainConfig(_Strict):
     gpu: bool = Field(False, description="request a GPU for the train step on Kubeflow")
     retries: int = Field(2, ge=0, description="Kubeflow retries of the train step")
 
-    @model_validator(mode="after")
-    def _batch(self) -> TrainConfig:
-        if isinstance(self.batch_size, int) and self.batch_size < 1:
+    @field_validator("batch_size")
+    @classmethod
+    def _batch(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
             raise ValueError("batch_size must be 'full' or a positive integer")
-        return self
+        return value
 
 
 class ExportConfig(_Strict):

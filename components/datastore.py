@@ -39,9 +39,10 @@ def rebuild(root: Path = Path(".")) -> list[Path]:
 
 
 def in_sync(root: Path = Path(".")) -> bool:
-    """True when data/raw hashes to what data.dvc records."""
+    """True when data/ hashes to what data.dvc records (whether or not the DVC cache holds it yet)."""
     status = json.loads(dvc("status", "--json", DVC_FILE, cwd=root).stdout or "{}")
-    return not status
+    changes = [change for entry in status.get(DVC_FILE, []) for change in entry.get("changed outs", {}).values()]
+    return all(change == "not in cache" for change in changes)
 
 
 def pull(root: Path = Path(".")) -> str:

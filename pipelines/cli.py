@@ -16,6 +16,7 @@ import typer
 from components.config import STAGE_MODELS, ConfigError, apply_overrides, load_params, validate
 from components.errors import DlpipeError
 from components.layout import Layout
+from serving.cli import serve
 
 app = typer.Typer(
     help="dlpipe: classic deep-learning architectures from raw data to an HTTP endpoint.\n\n"
@@ -28,6 +29,7 @@ data_app = typer.Typer(
     help="Raw data: versioned with DVC (data.dvc), built from offline sources.", no_args_is_help=True
 )
 app.add_typer(data_app, name="data")
+app.command()(serve)
 
 Task = Annotated[str, typer.Argument(help="task name: a key of params.yaml's prepare section")]
 ParamsFile = Annotated[Path, typer.Option("--params", "-p", help="params file")]

@@ -1,0 +1,49 @@
+# dlpipe: `make run` runs every task end to end on the embedded engines; `make test` runs the tests.
+# Everything happens inside .venv, created on first use from the pins in pyproject.toml / requirements.lock.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TASK   ?= tabular
+PORT   ?= 3000
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup run test lint serve pipeline-compile pipeline-local bench clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+setup: $(STAMP)  ## create .venv and install the project with its pinned dependencies (idempotent)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+run: setup  ## pull the versioned data, run every task's stages with DVC, print the metrics
+	dlpipe data pull
+	dvc repro
+	dvc metrics show
+
+test: setup  ## the test suite (unit, data, model behaviour, end to end)
+	$(BIN)/pytest -q
+
+lint: setup  ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+serve: setup  ## serve TASK's champion model on 127.0.0.1:PORT (after `make run`)
+	dlpipe serve --task $(TASK) --port $(PORT)
+
+pipeline-compile: setup  ## compile the Kubeflow pipelines to pipelines/compiled/
+	dlpipe pipeline compile --task all
+
+pipeline-local: setup  ## run TASK's Kubeflow pipeline here with kfp.local
+	dlpipe pipeline run --local --task $(TASK)
+
+bench: setup  ## benchmarks: ratios measured side by side in one run
+	$(BIN)/python bench/trainer_throughput.py
+
+clean:  ## remove generated outputs (keeps .venv, data/ and the DVC remote)
+	rm -rf artifacts metrics plots mlflow.db mlruns optuna.db local_outputs pipelines/compiled bench/results

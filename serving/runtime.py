@@ -1,0 +1,177 @@
+"""What every served task shares: load a model bundle (registry or local export), open an ONNX Runtime
+session on explicitly chosen providers, and turn meta.json into request validation and response shaping.
+
+Nothing here imports BentoML, so the helpers are testable without a server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from components.io import read_json
+
+log = logging.getLogger(__name__)
+
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A servable model: the ONNX bytes (no temp files left behind), its meta.json, and where it came from."""
+
+    onnx: bytes
+    meta: dict[str, Any]
+    source: str
+
+
+def load_bundle(task: str, model_uri: str | None = None, model_dir: str | Path | None = None) -> Bundle:
+    """Load `model_dir` (an artifacts/<task> folder) or `model_uri` (default `models:/<task>@champion`)."""
+    if model_uri and model_dir:
+        raise ValueError("give a model URI or a model folder, not both")
+    if model_dir:
+        folder = Path(model_dir)
+        bundle = Bundle((folder / "model.onnx").read_bytes(), read_json(folder / "data" / "meta.json"), str(folder))
+    else:
+        from components.register import fetch_model
+
+        uri = model_uri or f"models:/{task}@champion"
+        with tempfile.TemporaryDirectory(prefix="dlpipe-serve-") as tmp:
+            path, meta = fetch_model(uri, Path(tmp))
+            bundle = Bundle(path.read_bytes(), meta, uri)
+    if bundle.meta.get("task") != task:
+        raise ValueError(f"{bundle.source} holds task {bundle.meta.get('task')!r}, not {task!r}")
+    return bundle
+
+
+def bundle_from_env(default_task: str = "tabular") -> Bundle:
+    """The bundle picked by DLPIPE_TASK and DLPIPE_MODEL_URI / DLPIPE_MODEL_DIR (what `dlpipe serve` sets)."""
+    task = os.environ.get("DLPIPE_TASK") or default_task
+    return load_bundle(task, os.environ.get("DLPIPE_MODEL_URI"), os.environ.get("DLPIPE_MODEL_DIR"))
+
+
+def choose_providers() -> list[str]:
+    """CUDA only when a GPU is really usable: onnxruntime-gpu lists CUDA even without one, then falls back
+    noisily. torch is imported only in that case, to ask the driver."""
+    import onnxruntime as ort
+
+    if CUDA in ort.get_available_providers():
+        import torch
+
+        if torch.cuda.is_available():
+            return [CUDA, CPU]
+    return [CPU]
+
+
+def make_session(bundle: Bundle, threads: int | None = None) -> Any:
+    """An InferenceSession whose input/output names are checked against meta.json at start-up.
+
+    `threads` defaults to $DLPIPE_ORT_THREADS or 1: small models gain nothing from more, and the HTTP
+    server needs the remaining cores.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or int(os.environ.get("DLPIPE_ORT_THREADS", "1"))
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    providers = choose_providers()
+    session = ort.InferenceSession(bundle.onnx, sess_options=opts, providers=providers)
+    names = {v.name for v in session.get_inputs()}, {v.name for v in session.get_outputs()}
+    wanted = bundle.meta["input"]["name"], bundle.meta["output"]["name"]
+    if wanted[0] not in names[0] or wanted[1] not in names[1]:
+        raise ValueError(f"{bundle.source}: ONNX graph has inputs {names[0]}, outputs {names[1]}; meta wants {wanted}")
+    log.info("ONNX Runtime session on %s (asked for %s)", session.get_providers(), providers)
+    return session
+
+
+Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class FeatureRecord(BaseModel):
+    """One row of named raw features; `record_model` derives a task's subclass from meta.json.
+
+    Validation runs per request, before BentoML joins the request to a batch, so one bad row can never
+    fail a neighbour's request. Unknown fields are rejected; values must be JSON numbers (no strings or
+    booleans), finite, and still finite in float32 after scaling (1e39 is a finite float64 but would
+    reach the model as inf and come back as NaN).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    scaler: ClassVar[tuple[np.ndarray, np.ndarray]]
+
+    def raw(self) -> np.ndarray:
+        """The raw values in meta.json's feature order (fields are declared in that order)."""
+        return np.fromiter(self.__dict__.values(), dtype=np.float64, count=len(self.__dict__))
+
+    @classmethod
+    def matrix(cls, records: Sequence[FeatureRecord]) -> np.ndarray:
+        """The model input: records scaled as prepare scaled the training data, float32 [rows, features]."""
+        mean, scale = cls.scaler
+        return ((np.stack([r.raw() for r in records]) - mean) / scale).astype(np.float32)
+
+    @model_validator(mode="after")
+    def _fits_float32(self) -> FeatureRecord:
+        mean, scale = self.scaler
+        too_big = np.abs((self.raw() - mean) / scale) > FLOAT32_MAX
+        if too_big.any():
+            aliases = [f.alias for f in type(self).model_fields.values()]
+            names = ", ".join(name for name, bad in zip(aliases, too_big, strict=True) if bad)
+            raise ValueError(f"out of range for the model (float32 overflow after scaling): {names}")
+        return self
+
+
+def record_model(meta: dict[str, Any]) -> type[FeatureRecord]:
+    """A pydantic model with one required finite float per feature, named as in meta.json (aliases keep
+    names like "mean radius" or "json" from clashing with Python or pydantic), the training mean as the
+    OpenAPI example."""
+    mean = np.asarray(meta["scaler"]["mean"], dtype=np.float64)
+    scale = np.asarray(meta["scaler"]["scale"], dtype=np.float64)
+    fields: dict[str, Any] = {
+        f"f{i}": (Finite, Field(alias=name, examples=[round(float(m), 4)]))
+        for i, (name, m) in enumerate(zip(meta["feature_names"], mean, strict=True))
+    }
+    model = create_model(f"{_camel(meta['task'])}Record", __base__=FeatureRecord, **fields)
+    model.scaler = (mean, scale)
+    return model
+
+
+class ClassPrediction(BaseModel):
+    label: str = Field(description="the most probable class")
+    probability: float = Field(description="probability of `label`")
+    probabilities: dict[str, float] = Field(description="probability per class")
+
+
+class RegressionPrediction(BaseModel):
+    prediction: float = Field(description="predicted value in the target's raw units")
+
+
+def prediction_model(meta: dict[str, Any]) -> type[ClassPrediction] | type[RegressionPrediction]:
+    return RegressionPrediction if meta["objective"] == "regression" else ClassPrediction
+
+
+def decode(output: np.ndarray, meta: dict[str, Any]) -> list[ClassPrediction] | list[RegressionPrediction]:
+    """Per-row answers from the model output: class probabilities [rows, classes], or values [rows, 1]."""
+    if meta["objective"] == "regression":
+        return [RegressionPrediction(prediction=float(v)) for v in output[:, 0]]
+    classes = meta["classes"]
+    best = output.argmax(axis=1)
+    return [
+        ClassPrediction(
+            label=classes[k], probability=float(row[k]), probabilities=dict(zip(classes, row.tolist(), strict=True))
+        )
+        for row, k in zip(output, best, strict=True)
+    ]
+
+
+def _camel(task: str) -> str:
+    return "".join(part.capitalize() for part in task.replace("-", "_").split("_"))

@@ -80,6 +80,9 @@ class TrainConfig(_Strict):
     l1: float = Field(0.0, ge=0, description="L1 penalty added to the loss")
     l2: float = Field(0.0, ge=0, description="L2 penalty, as the optimizer's (coupled) weight decay")
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    checkpoint_interval_s: float = Field(
+        30.0, ge=0, description="save checkpoint.pt at most this often (seconds; 0 = every epoch) and at the end"
+    )
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     gpu: bool = Field(False, description="request a GPU for the train step on Kubeflow")

@@ -2,7 +2,8 @@
 
 Small datasets live on the device as tensors and are batched by index (no DataLoader overhead).
 The loop owns: optimizer, L1 penalty, early stopping with best-weight restore, a resumable
-checkpoint (model, optimizer, epoch, RNG states, config) written atomically every epoch, and a
+checkpoint (model, optimizer, epoch, RNG states, config) written atomically (at most every
+`checkpoint_interval_s`, and at the end), and a
 progress bar. Losses and metrics come from the task; the loop knows nothing about data shapes.
 """
 
@@ -129,6 +130,7 @@ def fit(
         state = ckpt["loop"]
         _set_rng_state(ckpt["rng"], gen)
 
+    last_save = time.monotonic()
     bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc="train", unit="epoch", disable=not progress)
     stopped_early = False
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
@@ -155,7 +157,10 @@ def fit(
         if es.monitor not in metrics:
             raise TrainingError(f"train.early_stopping.monitor: {es.monitor!r} is not one of {sorted(metrics)}")
         score = sign * metrics[es.monitor]
-        if score < state["best_score"] - es.min_delta or epoch == 1:
+        if not es.enabled:  # the last epoch's weights are the result
+            state.update(best_score=score, best_epoch=epoch)
+            best_weights = model.state_dict()
+        elif score < state["best_score"] - es.min_delta or epoch == 1:
             state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
             best_weights = copy.deepcopy(model.state_dict())
         else:
@@ -168,10 +173,10 @@ def fit(
         bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items() if k != "epoch_seconds"})
 
         stopped_early = es.enabled and state["bad_epochs"] >= es.patience
-        if not es.enabled:
-            best_weights = model.state_dict()
-        if checkpoint is not None:
+        finished = stopped_early or epoch == cfg.epochs
+        if checkpoint is not None and (finished or time.monotonic() - last_save >= cfg.checkpoint_interval_s):
             save_checkpoint(checkpoint, model, optimizer, best_weights, state, gen, cfg, extra)
+            last_save = time.monotonic()
         if stopped_early:
             break
     bar.close()

@@ -1,0 +1,21 @@
+# The one component image (CPU): every Kubeflow step runs `dlpipe`'s functions from this image.
+# Build from the repo root:  docker build -t dlpipe:latest .
+FROM python:3.11.7-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update && apt-get install -y --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 1000 dlpipe
+WORKDIR /app
+
+# Dependencies first (cached layer), then the project itself.
+COPY pyproject.toml requirements.lock README.md ./
+COPY components components
+COPY models models
+COPY pipelines pipelines
+COPY serving serving
+RUN pip install -c requirements.lock -e . && chown -R dlpipe /app
+
+USER dlpipe
+ENTRYPOINT ["dlpipe"]
+CMD ["--help"]

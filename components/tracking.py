@@ -37,8 +37,7 @@ def configure() -> Any:
     import mlflow
 
     uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    mlflow.set_tracking_uri(uri)  # the registry follows it unless MLFLOW_REGISTRY_URI says otherwise
     return mlflow
 
 
@@ -72,10 +71,14 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def start_task_run(task: str, out_dir: Path, run_name: str) -> Any:
-    """Start the task's MLflow run and record its id in `out_dir/run.json` for the later steps."""
+def start_task_run(task: str, out_dir: Path, run_name: str, system_metrics: bool = False) -> Any:
+    """Start the task's MLflow run and record its id in `out_dir/run.json` for the later steps.
+
+    `system_metrics` samples CPU, memory (and GPU, when present) in the background during the run."""
     mlflow = configure()
-    run = mlflow.start_run(experiment_id=experiment_id(task), run_name=run_name, tags=provenance())
+    run = mlflow.start_run(
+        experiment_id=experiment_id(task), run_name=run_name, tags=provenance(), log_system_metrics=system_metrics
+    )
     write_json(Path(out_dir) / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id})
     return run
 

@@ -1,0 +1,58 @@
+"""One Kubeflow pipeline per task, built from params.yaml: ingest -> prepare -> train -> evaluate -> export
+-> register.
+
+The stage configs become dict-typed pipeline parameters whose defaults are the task's params.yaml blocks
+(validated here, so a typo fails at compile time, not in the cluster); a run can override any of them.
+`train.<task>.gpu` and `train.<task>.retries` shape the compiled train task itself, so they are read at
+compile time only.
+
+No `from __future__ import annotations`: KFP reads the pipeline's annotations as types, and a string
+"dict" fails with "Artifacts must have both a schema_title and a schema_version".
+"""
+
+from typing import Any
+
+from kfp import dsl
+
+from components import kfp_components as c
+from components.config import STAGES, ConfigError, stage_config, tasks
+
+
+def build_pipeline(task: str, params: dict[str, Any]) -> Any:
+    """Return the `@dsl.pipeline` for `task`; its output is the evaluate step's metrics folder."""
+    if task not in tasks(params):
+        raise ConfigError(f"unknown task {task!r}; tasks in params: {', '.join(tasks(params))}")
+    cfgs = {stage: stage_config(params, stage, task) for stage in STAGES}  # a typo fails here, not in the cluster
+    raw = {stage: params.get(stage, {}).get(task) or {} for stage in STAGES}
+
+    @dsl.pipeline(
+        name=f"dlpipe-{task.replace('_', '-')}", description=f"dlpipe task {task}: raw data to a registered ONNX model"
+    )
+    def pipeline(
+        prepare_config: dict = raw["prepare"],
+        train_config: dict = raw["train"],
+        export_config: dict = raw["export"],
+        register_config: dict = raw["register"],
+        mlflow_tracking_uri: str = "",
+    ) -> dsl.Artifact:
+        raw_data = c.ingest(prepare_config=prepare_config, task=task).outputs["raw"]
+        data = c.prepare(raw=raw_data, prepare_config=prepare_config, task=task).outputs["data"]
+        trained = c.train(data=data, train_config=train_config, task=task, mlflow_tracking_uri=mlflow_tracking_uri)
+        trained.set_retry(num_retries=cfgs["train"].retries)
+        if cfgs["train"].gpu:
+            trained.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+        model = trained.outputs["model"]
+        scored = c.evaluate(data=data, model=model, task=task, mlflow_tracking_uri=mlflow_tracking_uri)
+        onnx = c.export(data=data, model=model, export_config=export_config, task=task).outputs["onnx"]
+        c.register(
+            data=data,
+            model=model,
+            onnx=onnx,
+            metrics=scored.outputs["metrics"],
+            register_config=register_config,
+            task=task,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+        ).set_caching_options(enable_caching=False)  # it writes to the registry: never skip it
+        return scored.outputs["metrics"]
+
+    return pipeline

@@ -39,7 +39,10 @@ def evaluate(data_dir: Path, model_dir: Path, metrics_path: Path, plots_dir: Pat
         plot_confusion(y, out.argmax(1), meta["classes"], plots_dir / "confusion_matrix.png")
         if meta["objective"] == "binary":
             plot_roc(y, out[:, 1], plots_dir / "roc.png")
-    plot_learning_curves(Path(model_dir) / "history.csv", plots_dir / "learning_curves.png")
+    history = read_history(Path(model_dir) / "history.csv")
+    plot_learning_curves(history, plots_dir / "learning_curves.png")
+    if any(k.startswith("grad_norm/") for k in history[0]):
+        plot_gradient_heatmap(history, plots_dir / "gradient_norms.png")
 
     scores = {k: round(float(v), 6) for k, v in scores.items()}
     write_json(Path(metrics_path), scores)
@@ -110,13 +113,28 @@ def plot_predictions(truth: np.ndarray, pred: np.ndarray, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_learning_curves(history_csv: Path, path: Path) -> None:
+def read_history(history_csv: Path) -> list[dict[str, float]]:
     with open(history_csv) as fh:
-        rows = list(csv.DictReader(fh))
-    epochs = [int(r["epoch"]) for r in rows]
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def plot_learning_curves(history: list[dict[str, float]], path: Path) -> None:
+    epochs = [r["epoch"] for r in history]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for key in ("train_loss", "val_loss"):
-        ax.plot(epochs, [float(r[key]) for r in rows], label=key)
+        ax.plot(epochs, [r[key] for r in history], label=key)
     ax.set(xlabel="epoch", ylabel="loss", title="Learning curves")
     ax.legend()
+    _save(fig, path)
+
+
+def plot_gradient_heatmap(history: list[dict[str, float]], path: Path) -> None:
+    """Layer x epoch map of log10 mean gradient norms: vanishing layers show as a dark band."""
+    layers = [k for k in history[0] if k.startswith("grad_norm/")]
+    grid = np.log10(np.array([[max(r[k], 1e-30) for r in history] for k in layers]))
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.35 * len(layers)))
+    image = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
+    ax.set_yticks(range(len(layers)), [k.removeprefix("grad_norm/") for k in layers], fontsize=8)
+    ax.set(xlabel="epoch", title="log10 gradient norm per layer")
+    fig.colorbar(image, ax=ax)
     _save(fig, path)

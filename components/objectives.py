@@ -16,7 +16,11 @@ from torch import Tensor, nn
 
 from components.config import ConfigError
 
-LOSSES = {"binary": ("bce", "mse"), "multiclass": ("cross_entropy", "mse"), "regression": ("mse",)}
+LOSSES = {
+    "binary": ("bce", "mse"),
+    "multiclass": ("cross_entropy", "mse"),
+    "regression": ("mse", "mae", "huber"),
+}
 
 
 def output_size(meta: dict[str, Any]) -> int:
@@ -31,15 +35,21 @@ def targets(y: np.ndarray, objective: str) -> Tensor:
     return torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)
 
 
-def loss_fn(objective: str, name: str = "auto") -> Callable[[Tensor, Tensor], Tensor]:
+def loss_fn(objective: str, name: str = "auto", label_smoothing: float = 0.0) -> Callable[[Tensor, Tensor], Tensor]:
+    """The task's loss on raw model scores; `label_smoothing` pulls class targets toward uniform."""
     allowed = LOSSES[objective]
     name = allowed[0] if name == "auto" else name
     if name not in allowed:
         raise ConfigError(f"train.loss: {name!r} does not fit objective {objective!r}; use one of {allowed}")
+    eps = label_smoothing
     if name == "bce":
-        return F.binary_cross_entropy_with_logits
+        return lambda z, y: F.binary_cross_entropy_with_logits(z, y * (1 - eps) + 0.5 * eps)
     if name == "cross_entropy":
-        return F.cross_entropy
+        return lambda z, y: F.cross_entropy(z, y, label_smoothing=eps)
+    if name == "mae":
+        return F.l1_loss
+    if name == "huber":
+        return F.huber_loss
     if objective == "binary":
         return lambda z, y: F.mse_loss(torch.sigmoid(z), y)
     if objective == "multiclass":

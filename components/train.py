@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from components import objectives, tracking
+from components import distributed, objectives, tracking
 from components.config import TrainConfig, flatten
-from components.io import atomic_write, write_json
+from components.io import atomic_write, read_json, write_json
 from components.prepare import load_meta, load_split
 from components.trainer import fit, seed_everything
 from models import build_model
@@ -29,44 +30,83 @@ def build_for(meta: dict[str, Any], cfg: TrainConfig) -> nn.Module:
 def train(
     data_dir: Path, out_dir: Path, cfg: TrainConfig, task: str, resume: bool = False, progress: bool = True
 ) -> dict[str, Any]:
-    """Train on `data_dir` (prepare's output) into `out_dir`: checkpoint.pt, history.csv, run.json."""
+    """Train on `data_dir` (prepare's output) into `out_dir`: checkpoint.pt, history.csv, run.json.
+
+    Under torchrun every rank trains; rank 0 alone tracks in MLflow and writes files. With `resume`,
+    training continues from checkpoint.pt and the interrupted MLflow run is closed as KILLED and linked.
+    """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     meta = load_meta(data_dir)
     objective = meta["objective"]
-    loss = objectives.loss_fn(objective, cfg.loss)
+    loss = objectives.loss_fn(objective, cfg.loss, cfg.label_smoothing)
     (x_tr, y_tr), (x_va, y_va) = load_split(data_dir, "train"), load_split(data_dir, "val")
     to_xy = lambda x, y: (torch.as_tensor(x), objectives.targets(y, objective))  # noqa: E731
 
     seed_everything(cfg.seed)
     model = build_for(meta, cfg)
+    main = distributed.is_main()
     mlflow = tracking.configure()
-    with tracking.start_task_run(task, out_dir, run_name=f"{task}-train"):
-        mlflow.log_params({**flatten(cfg), "task": task, "dataset": meta["dataset"], "objective": objective})
-        mlflow.set_tags({"data_sha256": meta["data_sha256"], "n_parameters": str(n_parameters(model))})
-        result = fit(
-            model,
-            loss,
-            to_xy(x_tr, y_tr),
-            to_xy(x_va, y_va),
-            cfg,
-            metric_fn=objectives.metric_fn(objective),
-            checkpoint=out_dir / "checkpoint.pt",
-            extra={"model_config": cfg.model.model_dump(), "meta": meta},
-            resume=resume,
-            log=lambda metrics, step: mlflow.log_metrics(metrics, step=step),
-            progress=progress,
-        )
-        summary = {
-            "best_epoch": result.best_epoch,
-            "best_score": result.best_score,
-            "epochs_run": result.epochs_run,
-            "stopped_early": result.stopped_early,
-        }
-        mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
-        write_history(out_dir / "history.csv", result.history)
-        mlflow.log_artifact(str(out_dir / "history.csv"))
-    write_json(out_dir / "train.json", summary)
+    previous = _interrupted_run(out_dir) if resume and main else None
+    run = (
+        tracking.start_task_run(task, out_dir, f"{task}-train", system_metrics=True)
+        if main
+        else contextlib.nullcontext()
+    )
+    try:
+        with run:
+            if main:
+                mlflow.log_params({**flatten(cfg), "task": task, "dataset": meta["dataset"], "objective": objective})
+                mlflow.set_tags(
+                    {
+                        "data_sha256": meta["data_sha256"],
+                        "n_parameters": str(n_parameters(model)),
+                        "world_size": str(distributed.world_size()),
+                        **({"resumed_from": previous} if previous else {}),
+                    }
+                )
+                mlflow.log_dict(cfg.model_dump(), "config.json")
+            result = fit(
+                model,
+                loss,
+                to_xy(x_tr, y_tr),
+                to_xy(x_va, y_va),
+                cfg,
+                metric_fn=objectives.metric_fn(objective),
+                checkpoint=out_dir / "checkpoint.pt",
+                extra={"model_config": cfg.model.model_dump(), "meta": meta},
+                resume=resume,
+                log_metrics=(lambda metrics, step: mlflow.log_metrics(metrics, step=step)) if main else None,
+                progress=progress,
+            )
+            summary = {
+                "best_epoch": result.best_epoch,
+                "best_score": result.best_score,
+                "epochs_run": result.epochs_run,
+                "stopped_early": result.stopped_early,
+                "gradient_warnings": result.gradient_warnings,
+            }
+            if main:
+                mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
+                if result.gradient_warnings:
+                    mlflow.set_tag("gradient_warnings", "; ".join(result.gradient_warnings)[:5000])
+                write_history(out_dir / "history.csv", result.history)
+                mlflow.log_artifact(str(out_dir / "history.csv"))
+                write_json(out_dir / "train.json", summary)
+    finally:
+        distributed.cleanup()
     return summary
+
+
+def _interrupted_run(out_dir: Path) -> str | None:
+    """Close the run a killed training left RUNNING (status KILLED); return its id for the new run's tag."""
+    path = Path(out_dir) / "run.json"
+    if not path.is_file():
+        return None
+    run_id = read_json(path)["run_id"]
+    client = tracking.configure().MlflowClient()
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, status="KILLED")
+    return run_id
 
 
 def n_parameters(model: nn.Module) -> int:

@@ -16,6 +16,7 @@ import typer
 from components.config import STAGE_MODELS, ConfigError, apply_overrides, load_params, validate
 from components.errors import DlpipeError
 from components.layout import Layout
+from pipelines.kfp_cli import pipeline_app
 from serving.cli import serve
 
 app = typer.Typer(
@@ -30,6 +31,9 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.command()(serve)
+app.add_typer(pipeline_app, name="pipeline")
+experiment_app = typer.Typer(help="Experiments that reproduce a lesson of the course.", no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
 
 Task = Annotated[str, typer.Argument(help="task name: a key of params.yaml's prepare section")]
 ParamsFile = Annotated[Path, typer.Option("--params", "-p", help="params file")]
@@ -161,6 +165,27 @@ def tasks(params: ParamsFile = Path("params.yaml")) -> None:
     """List the tasks defined in params.yaml with their dataset and objective."""
     for name, cfg in load_params(params).get("prepare", {}).items():
         typer.echo(f"{name}: {cfg.get('dataset')} ({cfg.get('objective')})")
+
+
+@experiment_app.command("vanishing-gradients")
+def vanishing_gradients(
+    params: ParamsFile = Path("params.yaml"), set_: Overrides = None, task: str = "tabular"
+) -> None:
+    """Deep sigmoid FFN vs ReLU, batch norm, residual: per-layer gradient norms and accuracy."""
+    from components.experiments import VanishingConfig
+    from components.experiments import vanishing_gradients as run
+
+    raw = apply_overrides(load_params(params).get("experiments", {}).get("vanishing_gradients") or {}, set_ or [])
+    cfg = validate(VanishingConfig, raw, "experiments.vanishing_gradients")
+    results = run(
+        Layout(task).data, Path("metrics/vanishing_gradients.json"), Path("plots/vanishing_gradients.png"), cfg
+    )
+    typer.echo(f"{'variant':20s} {'first layer':>12s} {'last hidden':>12s} {'first/last':>11s} {'val acc':>8s}")
+    for name, r in results.items():
+        typer.echo(
+            f"{name:20s} {r['first_layer_grad_norm']:12.2e} {r['last_hidden_grad_norm']:12.2e} "
+            f"{r['first_over_last']:11.2e} {r['val_accuracy']:8.3f}"
+        )
 
 
 def main() -> None:

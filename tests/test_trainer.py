@@ -33,11 +33,9 @@ def model_for(c: TrainConfig, out: int = 1) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
-@pytest.mark.parametrize("batch_norm", [False, True])
-def test_ffn_shapes(activation: str, batch_norm: bool) -> None:
-    net = build_model(
-        "ffn", in_features=4, out_features=3, hidden=[16, 8], activation=activation, batch_norm=batch_norm
-    )
+@pytest.mark.parametrize("norm", ["none", "batch", "layer"])
+def test_ffn_shapes(activation: str, norm: str) -> None:
+    net = build_model("ffn", in_features=4, out_features=3, hidden=[16, 8], activation=activation, norm=norm)
     assert net(torch.randn(5, 4)).shape == (5, 3)
 
 

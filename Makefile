@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml requirements.lock
 run: setup  ## pull the versioned data, run every task's stages with DVC, print the metrics
 	dlpipe data pull
 	dvc repro
-	dvc metrics show
+	dlpipe metrics
 
 test: setup  ## the test suite (unit, data, model behaviour, end to end)
 	$(BIN)/pytest -q

@@ -167,6 +167,21 @@ def tasks(params: ParamsFile = Path("params.yaml")) -> None:
         typer.echo(f"{name}: {cfg.get('dataset')} ({cfg.get('objective')})")
 
 
+@app.command()
+def metrics(params: ParamsFile = Path("params.yaml")) -> None:
+    """Print every task's test metrics (metrics/<task>.json) and its registered champion."""
+    for task in load_params(params).get("prepare", {}):
+        paths = Layout(task)
+        if not paths.metrics.is_file():
+            typer.echo(f"{task:18s} (not run yet)")
+            continue
+        scores = json.loads(paths.metrics.read_text())
+        line = "  ".join(f"{k}={v:.4g}" for k, v in sorted(scores.items()))
+        reg = json.loads(paths.registration.read_text()) if paths.registration.is_file() else {}
+        champion = f"  [champion: v{reg['champion_version']}]" if reg else ""
+        typer.echo(f"{task:18s} {line}{champion}")
+
+
 @experiment_app.command("vanishing-gradients")
 def vanishing_gradients(
     params: ParamsFile = Path("params.yaml"), set_: Overrides = None, task: str = "tabular"

@@ -3,7 +3,7 @@
 FROM python:3.11.7-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN apt-get update && apt-get install -y --no-install-recommends git \
+RUN apt-get update && apt-get install -y --no-install-recommends git dataset-fashion-mnist \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 1000 dlpipe
 WORKDIR /app

@@ -9,12 +9,18 @@ TASK   ?= tabular
 PORT   ?= 3000
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run test lint serve pipeline-compile pipeline-local bench clean help
+.PHONY: setup fashion-data run test lint serve pipeline-compile pipeline-local bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
-setup: $(STAMP)  ## create .venv and install the project with its pinned dependencies (idempotent)
+setup: $(STAMP) fashion-data  ## create .venv and install the project with its pinned dependencies (idempotent)
+
+FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+fashion-data:  ## Debian's dataset-fashion-mnist, when missing and apt-get can run (root); never fails
+	@test -f $(FASHION) || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  { apt-get install -y -q dataset-fashion-mnist || { apt-get update -q && apt-get install -y -q dataset-fashion-mnist; }; } \
+	  >/dev/null 2>&1; } || echo "note: Fashion-MNIST is missing; install it with: sudo apt-get install dataset-fashion-mnist"
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +50,8 @@ pipeline-local: setup  ## run TASK's Kubeflow pipeline here with kfp.local
 
 bench: setup  ## benchmarks: ratios measured side by side in one run
 	$(BIN)/python bench/trainer_throughput.py
+	$(BIN)/python bench/cnn.py
+	$(BIN)/python bench/tuning.py
 
 clean:  ## remove generated outputs (keeps .venv, data/ and the DVC remote)
 	rm -rf artifacts metrics plots mlflow.db mlruns optuna.db local_outputs pipelines/compiled bench/results

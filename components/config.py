@@ -8,15 +8,24 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from components.errors import DlpipeError
 
 PARAMS_FILE = Path("params.yaml")
-STAGES = ("prepare", "train", "export", "register")
+STAGES = ("prepare", "augment", "tune", "train", "export", "register")
 
 
 class ConfigError(DlpipeError, ValueError):
@@ -36,6 +45,9 @@ class PrepareConfig(_Strict):
     val_size: float = Field(0.15, gt=0, lt=1)
     test_size: float = Field(0.15, gt=0, lt=1)
     seed: int = 42
+    train_limit: int | None = Field(None, ge=10, description="keep only this many (stratified) training rows")
+    image_size: int | None = Field(None, ge=4, description="images: resize to this square size (None = as stored)")
+    grayscale: bool | None = Field(None, description="images: convert to grayscale (None = as stored)")
 
     @model_validator(mode="after")
     def _sizes(self) -> PrepareConfig:
@@ -45,9 +57,9 @@ class PrepareConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """Architecture name in the models registry plus its keyword arguments."""
+    """The feed-forward network (models/ffn.py): hidden sizes, activation, normalisation."""
 
-    name: str = "ffn"
+    name: Literal["ffn"] = "ffn"
     hidden: list[int] = Field(default_factory=lambda: [64, 32])
     activation: Literal["relu", "tanh", "sigmoid"] = "relu"
     dropout: float = Field(0.0, ge=0, lt=1)
@@ -59,6 +71,69 @@ class ModelConfig(_Strict):
 
     def kwargs(self) -> dict[str, Any]:
         return self.model_dump(exclude={"name"})
+
+    @property
+    def batch_norm(self) -> bool:
+        return self.norm == "batch"
+
+
+class CNNConfig(_Strict):
+    """The convolutional network (models/cnn.py): conv blocks, pooling, global pooling, classifier head."""
+
+    name: Literal["cnn"] = "cnn"
+    channels: list[int] = Field(default_factory=lambda: [32, 64], description="output channels of each conv block")
+    convs_per_block: int = Field(2, ge=1, description="conv layers per block")
+    kernel: int = Field(3, ge=1, description="square kernel size")
+    padding: Literal["same", "valid"] | int = Field("same", description="'same' | 'valid' | pixels of zero padding")
+    stride: int = Field(1, ge=1, description="stride of each block's first conv")
+    pool: Literal["max", "avg", "none"] = Field("max", description="pooling after each block")
+    pool_size: int = Field(2, ge=2)
+    batch_norm: bool = True
+    residual: bool = Field(False, description="residual blocks: x + convs(x), 1x1 projection when shapes differ")
+    activation: Literal["relu", "tanh", "sigmoid"] = "relu"
+    dropout: float = Field(0.0, ge=0, lt=1, description="2-D dropout after each block")
+    global_pool: Literal["avg", "max", "flatten"] = Field("avg", description="before the head; flatten keeps space")
+    head: list[int] = Field(default_factory=list, description="hidden sizes of the classifier head")
+    head_dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _shapes(self) -> CNNConfig:
+        if self.padding == "same" and self.kernel % 2 == 0:
+            raise ValueError("padding 'same' needs an odd kernel")
+        if self.residual and self.padding != "same":
+            raise ValueError("residual blocks need padding 'same' (the skip must match the block's output)")
+        return self
+
+    def kwargs(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"name"})
+
+
+class TorchvisionConfig(_Strict):
+    """A torchvision architecture (resnet18, mobilenet_v3_small) with a new head; weights from init_from."""
+
+    name: Literal["torchvision"] = "torchvision"
+    arch: Literal["resnet18", "mobilenet_v3_small"] = "resnet18"
+
+    def kwargs(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"name"})
+
+    @property
+    def batch_norm(self) -> bool:
+        return True
+
+
+def _model_name(value: Any) -> str:
+    """The `name` that picks a model config; a block without one is the FFN (as before CNNs existed)."""
+    return (value.get("name") if isinstance(value, dict) else getattr(value, "name", None)) or "ffn"
+
+
+MODEL_TAGS = ("ffn", "cnn", "torchvision")
+AnyModel = Annotated[
+    Annotated[ModelConfig, Tag("ffn")]
+    | Annotated[CNNConfig, Tag("cnn")]
+    | Annotated[TorchvisionConfig, Tag("torchvision")],
+    Discriminator(_model_name),
+]
 
 
 class EarlyStoppingConfig(_Strict):
@@ -103,7 +178,14 @@ class GradientConfig(_Strict):
 class TrainConfig(_Strict):
     """Hyperparameters of the generic training loop (one field per flag)."""
 
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: AnyModel = Field(default_factory=ModelConfig, description="model.name: ffn | cnn | torchvision")
+    init_from: str | None = Field(
+        None, description="start from models:/<name>@<alias>, a checkpoint.pt path, or torchvision:<arch>"
+    )
+    transfer: Literal["finetune", "feature_extractor"] = Field(
+        "finetune", description="with init_from: train everything, or freeze the backbone and train the head"
+    )
+    backbone_lr_scale: float = Field(1.0, gt=0, le=1, description="finetune: backbone lr = lr x this")
     optimizer: Literal["gd", "momentum", "rmsprop", "adam", "adamw"] = "adam"
     lr: float = Field(1e-3, gt=0, description="learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="for momentum and rmsprop")
@@ -143,9 +225,32 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _batch_norm_needs_batches(self) -> TrainConfig:
-        if self.model.norm == "batch" and self.batch_size == 1:
+        if self.model.batch_norm and self.batch_size == 1:
             raise ValueError("batch_size 1 cannot train batch norm (one row has no batch statistics); use model.norm")
         return self
+
+    @model_validator(mode="after")
+    def _torchvision_init(self) -> TrainConfig:
+        tv = self.init_from is not None and self.init_from.startswith("torchvision:")
+        if tv and (self.model.name != "torchvision" or self.init_from != f"torchvision:{self.model.arch}"):
+            raise ValueError(f"init_from {self.init_from!r} needs model {{name: torchvision, arch: <the same>}}")
+        return self
+
+
+class AugmentConfig(_Strict):
+    """On-the-fly training augmentation (torchvision.transforms.v2) for image tasks; all off by default."""
+
+    rotation: float = Field(0.0, ge=0, le=180, description="random rotation within +-degrees")
+    translate: float = Field(0.0, ge=0, lt=1, description="random shift up to this fraction of width/height")
+    scale: tuple[float, float] | None = Field(None, description="random zoom range, e.g. [0.9, 1.1]")
+    crop_scale: tuple[float, float] | None = Field(None, description="random resized crop area range, e.g. [0.8, 1]")
+    hflip: bool = Field(False, description="random horizontal flip (off for digits: a flipped 2 is no 2)")
+    colour_jitter: float = Field(0.0, ge=0, lt=1, description="brightness/contrast/saturation jitter (RGB only)")
+    noise_std: float = Field(0.0, ge=0, description="Gaussian noise std, in normalised units")
+    erasing: float = Field(0.0, ge=0, le=1, description="probability of random erasing")
+    group_size: int = Field(8, ge=1, description="images that share one draw of the random parameters")
+    preview: int = Field(32, ge=0, description="augmented training images in the preview grid")
+    seed: int = 0
 
 
 class ExportConfig(_Strict):
@@ -163,9 +268,96 @@ class RegisterConfig(_Strict):
     alias: str = "champion"
 
 
+MULTI_OBJECTIVE_SAMPLERS = ("nsga2", "tpe", "random")
+
+
+class ParamSpace(_Strict):
+    """One searched field: float / int (low, high, log, step) or categorical (choices, any YAML values)."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+    when: dict[str, list[Any]] | None = Field(None, description="sample only when earlier params take these values")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ParamSpace:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("categorical needs a non-empty `choices` list")
+            return self
+        if self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError("needs `low` < `high`")
+        if self.log and self.low <= 0:
+            raise ValueError("log scale needs low > 0")
+        if self.log and self.step:
+            raise ValueError("log and step cannot be combined")
+        return self
+
+
+class TuneConfig(_Strict):
+    """params.yaml `tune.<task>`; n_trials 0 (the default) skips tuning and the task trains as configured."""
+
+    n_trials: int = Field(0, ge=0, description="trials in the study (over all workers); 0 = no tuning")
+    sampler: Literal["tpe", "random", "grid", "cmaes", "gp", "nsga2"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    workers: int = Field(1, ge=1, description="worker processes sharing the study")
+    metric: str = Field("val_loss", description="validation metric each trial reports every epoch")
+    direction: Literal["minimize", "maximize"] = "minimize"
+    second_objective: Literal["none", "n_parameters"] = Field(
+        "none", description="a second objective to minimise (multi-objective: a Pareto front)"
+    )
+    epochs: int | None = Field(None, ge=1, description="epoch budget per trial (default: train.epochs)")
+    seed: int = 42
+    study_name: str | None = None
+    storage: str | None = Field(None, description="default: $OPTUNA_STORAGE, else sqlite:///<home>/optuna.db")
+    heartbeat_s: int = Field(30, ge=1, description="RDB storage: a trial silent this long x2 is marked FAIL")
+    space: dict[str, ParamSpace] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TuneConfig:
+        if self.n_trials and not self.space:
+            raise ValueError("n_trials > 0 needs a non-empty search `space`")
+        for name, p in self.space.items():
+            for other in p.when or {}:
+                if other not in self.space or other == name:
+                    raise ValueError(f"space.{name}.when refers to {other!r}, which is not another parameter")
+        self.ordered_space()  # rejects circular conditions
+        multi = self.second_objective != "none"
+        if multi and self.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+            raise ValueError(f"a second objective needs sampler {' | '.join(MULTI_OBJECTIVE_SAMPLERS)}")
+        if multi and self.pruner != "none":
+            raise ValueError("Optuna prunes single-objective studies only; set pruner: none")
+        if self.sampler == "nsga2" and not multi:
+            raise ValueError("nsga2 is the multi-objective sampler; set second_objective or use tpe")
+        if self.sampler == "grid":
+            for name, p in self.space.items():
+                if p.type != "categorical" and p.step is None:
+                    raise ValueError(f"grid sampling needs space.{name} categorical or with a `step`")
+        return self
+
+    def ordered_space(self) -> list[tuple[str, ParamSpace]]:
+        """Parameters by name, each after the ones its `when` tests: a canonical sampling order, because a
+        mapping's order does not survive every runner (Kubeflow's parameters come back with sorted keys)."""
+        placed: list[str] = []
+        while len(placed) < len(self.space):
+            ready = [n for n in sorted(self.space) if n not in placed and set(self.space[n].when or {}) <= set(placed)]
+            if not ready:
+                raise ValueError(f"circular `when` conditions among {sorted(set(self.space) - set(placed))}")
+            placed.append(ready[0])
+        return [(n, self.space[n]) for n in placed]
+
+    def directions(self) -> list[str]:
+        return [self.direction] + (["minimize"] if self.second_objective != "none" else [])
+
+
 STAGE_MODELS: dict[str, type[_Strict]] = {
     "prepare": PrepareConfig,
+    "augment": AugmentConfig,
     "train": TrainConfig,
+    "tune": TuneConfig,
     "export": ExportConfig,
     "register": RegisterConfig,
 }
@@ -206,10 +398,15 @@ def validate(model: type[_Strict], raw: dict[str, Any], where: str) -> Any:
         return model.model_validate(raw)
     except ValidationError as err:
         problems = "; ".join(
-            f"{where}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else f"{where}: {e['msg']}"
+            f"{where}.{'.'.join(_field_path(e['loc']))}: {e['msg']}" if e["loc"] else f"{where}: {e['msg']}"
             for e in err.errors()
         )
         raise ConfigError(problems) from None
+
+
+def _field_path(loc: tuple[Any, ...]) -> list[str]:
+    """The params.yaml path of an error: pydantic's model-choice tag (model.cnn.kernel) is not a key."""
+    return [str(p) for i, p in enumerate(loc) if not (i and loc[i - 1] == "model" and p in MODEL_TAGS)]
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -19,6 +19,9 @@ from components.io import write_json  # noqa: E402
 from components.objectives import OutputHead  # noqa: E402
 from components.prepare import load_split  # noqa: E402
 from components.train import load_trained  # noqa: E402
+from components.trainer import predict  # noqa: E402
+
+WORST = 24  # misclassified test images shown, most confident mistakes first
 
 
 def evaluate(data_dir: Path, model_dir: Path, metrics_path: Path, plots_dir: Path) -> dict[str, float]:
@@ -26,7 +29,7 @@ def evaluate(data_dir: Path, model_dir: Path, metrics_path: Path, plots_dir: Pat
     model, meta = load_trained(model_dir)
     x, y = load_split(data_dir, "test")
     with torch.no_grad():
-        out = OutputHead(model, meta)(torch.as_tensor(x)).numpy().astype(np.float64)
+        out = predict(OutputHead(model, meta), torch.as_tensor(x)).numpy().astype(np.float64)
 
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -39,6 +42,9 @@ def evaluate(data_dir: Path, model_dir: Path, metrics_path: Path, plots_dir: Pat
         plot_confusion(y, out.argmax(1), meta["classes"], plots_dir / "confusion_matrix.png")
         if meta["objective"] == "binary":
             plot_roc(y, out[:, 1], plots_dir / "roc.png")
+        if "preprocessing" in meta:  # images
+            scores |= per_class_accuracy(y, out.argmax(1), meta["classes"])
+            plot_worst(x, y, out, meta, plots_dir / "worst_misclassified.png")
     history = read_history(Path(model_dir) / "history.csv")
     plot_learning_curves(history, plots_dir / "learning_curves.png")
     if any(k.startswith("grad_norm/") for k in history[0]):
@@ -71,6 +77,31 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str])
     else:
         scores["macro_f1"] = skm.f1_score(y, pred, average="macro", zero_division=0)
     return scores
+
+
+def per_class_accuracy(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Recall of each class, as `accuracy/<class name>`."""
+    return {f"accuracy/{name}": float((pred[y == k] == k).mean()) for k, name in enumerate(classes) if (y == k).any()}
+
+
+def plot_worst(x: np.ndarray, y: np.ndarray, proba: np.ndarray, meta: dict[str, Any], path: Path) -> None:
+    """The most confident mistakes: image, true class, predicted class and its probability."""
+    pred = proba.argmax(1)
+    wrong = np.flatnonzero(pred != y)
+    worst = wrong[np.argsort(-proba[wrong, pred[wrong]], kind="stable")][:WORST]
+    cols = 8
+    rows = max(1, -(-len(worst) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.5, rows * 1.7), squeeze=False)
+    mean, std = (np.asarray(meta["preprocessing"][k]).reshape(-1, 1, 1) for k in ("mean", "std"))
+    classes = meta["classes"]
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, worst, strict=False):
+        image = np.clip(x[i] * std + mean, 0, 1).transpose(1, 2, 0)  # (H, W, C) in 0..1
+        ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{classes[y[i]]}\n-> {classes[pred[i]]} {proba[i, pred[i]]:.2f}", fontsize=7)
+    fig.suptitle(f"Worst misclassified test images ({len(wrong)} wrong of {len(y)})", fontsize=9)
+    _save(fig, path)
 
 
 def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:

@@ -17,6 +17,7 @@ from components.io import atomic_write, sha256_file, write_json
 from components.objectives import OutputHead
 from components.prepare import load_split
 from components.train import load_trained
+from components.trainer import predict
 
 
 class ParityError(DlpipeError):
@@ -38,7 +39,7 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
     onnx.checker.check_model(proto, full_check=True)
 
     with torch.no_grad():
-        expected = head(x).numpy()
+        expected = predict(head, x).numpy()
     got = run_onnx(onnx_path, {in_name: x_test})[0]
     max_diff = float(np.max(np.abs(got - expected)))
     info = {

@@ -1,25 +1,34 @@
 """Ingest: materialise a raw dataset under data/raw/<name>/ with the same bytes on every machine.
 
-Built-in datasets come from data that ships inside installed packages, so no network is needed;
-a user's own CSV goes through the same door (`ingest_csv`).
+Built-in datasets come from data that ships inside installed packages, ../shared/datasets, or Debian's
+dataset-fashion-mnist, so no network is needed; image sets keep their original IDX files byte for byte.
+A user's own CSV (`ingest_csv`) or image folder (`ingest_images`) goes through the same door.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from components.errors import DataError
+from components.images import IMAGE_SUFFIXES, idx_bytes
 from components.io import atomic_write
 
 RAW_DIR = Path("data/raw")
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"  # ../shared/datasets of the repo
+FASHION_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)  # Debian's dataset-fashion-mnist
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
+IDX_FILES = ("{}-images-idx3-ubyte.gz", "{}-labels-idx1-ubyte.gz")
+Writer = Callable[[Path], None]
 
 
-def _sklearn(loader_name: str) -> Callable[[], pd.DataFrame]:
-    def load() -> pd.DataFrame:
+def _sklearn(loader_name: str) -> Writer:
+    def write(out: Path) -> None:
         import sklearn.datasets
 
         bunch = getattr(sklearn.datasets, loader_name)(as_frame=True)
@@ -27,24 +36,103 @@ def _sklearn(loader_name: str) -> Callable[[], pd.DataFrame]:
         if hasattr(bunch, "target_names") and len(getattr(bunch, "target_names", [])):
             # Store class names, not codes, so the raw file reads on its own.
             frame["target"] = [str(bunch.target_names[i]) for i in bunch.target]
-        return frame
+        _write_frame(frame, out)
 
-    return load
+    return write
 
 
-DATASETS: dict[str, Callable[[], pd.DataFrame]] = {
+def _digits(out: Path) -> None:
+    """scikit-learn's 8x8 digits (0..16 ink levels) as uncompressed IDX, rescaled to 0..255."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.rint(bunch.images * (255 / 16)).astype(np.uint8)  # (1797, 8, 8)
+    _write_bytes(out / "all-images-idx3-ubyte", idx_bytes(images))
+    _write_bytes(out / "all-labels-idx1-ubyte", idx_bytes(bunch.target.astype(np.uint8)))
+    _write_bytes(out / "classes.txt", "".join(f"{k}\n" for k in range(10)).encode())
+
+
+def shared_datasets() -> Path:
+    """$DLPIPE_SHARED_DATASETS, else ../shared/datasets beside the repository."""
+    return Path(os.environ.get("DLPIPE_SHARED_DATASETS") or SHARED)
+
+
+def _mnist_test(out: Path) -> None:
+    """MNIST's 10k test split (original IDX .gz), used as a dataset of its own."""
+    src = shared_datasets() / "mnist-test"
+    _copy_idx(
+        src,
+        "t10k",
+        out,
+        "the MNIST test split: put ../shared/datasets/mnist-test beside the repository or set DLPIPE_SHARED_DATASETS",
+    )
+    _write_bytes(out / "classes.txt", "".join(f"{k}\n" for k in range(10)).encode())
+
+
+def _fashion_mnist(out: Path) -> None:
+    """Fashion-MNIST 60k + 10k: torchvision's download when there is a network, else Debian's package files."""
+    src = next((d for d in FASHION_DIRS if (d / IDX_FILES[0].format("train")).is_file()), None)
+    if src is None:
+        src = _download_fashion(out.parent / ".downloads")
+    for part in ("train", "t10k"):
+        _copy_idx(src, part, out, "Fashion-MNIST")
+    _write_bytes(out / "classes.txt", "".join(f"{c}\n" for c in FASHION_CLASSES).encode())
+
+
+def _download_fashion(cache: Path) -> Path:
+    try:
+        from torchvision.datasets import FashionMNIST
+
+        FashionMNIST(str(cache), train=True, download=True)
+        FashionMNIST(str(cache), train=False, download=True)
+    except Exception as err:  # noqa: BLE001 - any download failure gets the same advice
+        raise DataError(
+            "Fashion-MNIST not found: no network for torchvision's download and no Debian package files in "
+            f"{', '.join(map(str, FASHION_DIRS))}. Install them with `apt-get install dataset-fashion-mnist` "
+            f"(`make setup` does so when it runs as root). Download error: {type(err).__name__}: {err}"
+        ) from None
+    return cache / "FashionMNIST" / "raw"
+
+
+def _copy_idx(src: Path, part: str, out: Path, what: str) -> None:
+    for pattern in IDX_FILES:
+        name = pattern.format(part)
+        if not (src / name).is_file():
+            raise DataError(f"{src / name} not found ({what})")
+        atomic_write(out / name, lambda tmp, name=name: shutil.copyfile(src / name, tmp))
+
+
+DATASETS: dict[str, Writer] = {
     "breast_cancer": _sklearn("load_breast_cancer"),  # 569 x 30, binary
     "wine": _sklearn("load_wine"),  # 178 x 13, 3 classes
     "diabetes": _sklearn("load_diabetes"),  # 442 x 10, regression
+    "digits": _digits,  # 1797 images 8x8, 10 classes
+    "mnist_test": _mnist_test,  # 10,000 images 28x28, 10 classes
+    "fashion_mnist": _fashion_mnist,  # 70,000 images 28x28, 10 classes
 }
 
 
 def ingest(dataset: str, raw_dir: Path = RAW_DIR) -> Path:
-    """Write `raw_dir/<dataset>/data.csv` from a built-in source and return its folder."""
+    """Write `raw_dir/<dataset>/` from a built-in source and return the folder."""
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; built-in datasets: {', '.join(sorted(DATASETS))}")
-    frame = DATASETS[dataset]()
-    return _write_frame(frame, Path(raw_dir) / dataset)
+    out = Path(raw_dir) / dataset
+    out.mkdir(parents=True, exist_ok=True)
+    DATASETS[dataset](out)
+    return out
+
+
+def ingest_images(source: Path, name: str, raw_dir: Path = RAW_DIR) -> Path:
+    """Bring a user's image folder (one sub-folder per class of PNG/JPEG files) in as dataset `name`."""
+    source = Path(source)
+    classes = sorted(p for p in source.iterdir() if p.is_dir()) if source.is_dir() else []
+    files = [f for c in classes for f in sorted(c.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    if len(classes) < 2 or not files:
+        raise DataError(f"{source}: expected one sub-folder of PNG/JPEG images per class (at least 2 classes)")
+    out = Path(raw_dir) / name
+    for f in files:
+        atomic_write(out / f.relative_to(source), lambda tmp, f=f: shutil.copyfile(f, tmp))
+    return out
 
 
 def ingest_csv(source: Path, name: str, raw_dir: Path = RAW_DIR, target: str = "target") -> Path:
@@ -60,6 +148,10 @@ def ingest_csv(source: Path, name: str, raw_dir: Path = RAW_DIR, target: str = "
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "data.csv", lambda tmp: shutil.copyfile(source, tmp))
     return out
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _write_frame(frame: pd.DataFrame, out: Path) -> Path:

@@ -40,7 +40,107 @@ def prepare(raw: Input[Dataset], prepare_config: dict, task: str, data: Output[D
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def train(data: Input[Dataset], train_config: dict, task: str, mlflow_tracking_uri: str, model: Output[Model]):
+def augment(data: Input[Dataset], augment_config: dict, task: str, policy: Output[Artifact]):
+    """The augmentation policy (augment.json) and its preview grid (preview.png)."""
+    from pathlib import Path
+
+    from components.augment import augment as step
+    from components.config import AugmentConfig, validate
+
+    step(Path(data.path), Path(policy.path), validate(AugmentConfig, augment_config, f"augment.{task}"), task)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def tune(
+    data: Input[Dataset],
+    policy: Input[Artifact],
+    tune_config: dict,
+    train_config: dict,
+    task: str,
+    mlflow_tracking_uri: str,
+    best: Output[Artifact],
+):
+    """The whole study in one pod (also the no-tuning case): best_params.yaml, tuning.json, plots/."""
+    import os
+    from pathlib import Path
+
+    from components.config import TuneConfig, validate
+    from components.tune import tune as step
+
+    if mlflow_tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+    cfg = validate(TuneConfig, tune_config, f"tune.{task}")
+    step(Path(data.path), Path(best.path), Path(best.path) / "plots", task, cfg, train_config, Path(policy.path))
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def tune_setup(tune_config: dict, train_config: dict, task: str, mlflow_tracking_uri: str, study: Output[Artifact]):
+    """Open the shared study (storage checked before any trial) and its MLflow run; study.json for the workers."""
+    import json
+    import os
+    from pathlib import Path
+
+    from components.config import TuneConfig, validate
+    from components.tune import setup
+
+    if mlflow_tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+    cfg, parent = setup(task, validate(TuneConfig, tune_config, f"tune.{task}"), train_config)
+    Path(study.path).mkdir(parents=True, exist_ok=True)
+    (Path(study.path) / "study.json").write_text(json.dumps({"config": cfg.model_dump(), "parent_run_id": parent}))
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def tune_worker(
+    data: Input[Dataset],
+    policy: Input[Artifact],
+    study: Input[Artifact],
+    train_config: dict,
+    task: str,
+    mlflow_tracking_uri: str,
+):
+    """One of the ParallelFor workers: trials until the shared study holds n_trials finished ones."""
+    import json
+    import os
+    from pathlib import Path
+
+    from components.config import TuneConfig
+    from components.tune import work
+
+    if mlflow_tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+    job = json.loads((Path(study.path) / "study.json").read_text())
+    cfg = TuneConfig.model_validate(job["config"])
+    work(Path(data.path), task, cfg, train_config, job["parent_run_id"], Path(policy.path))
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def tune_finalize(study: Input[Artifact], task: str, mlflow_tracking_uri: str, best: Output[Artifact]):
+    """Best params, trial counts and plots of the finished study."""
+    import json
+    import os
+    from pathlib import Path
+
+    from components.config import TuneConfig
+    from components.tune import finalize
+
+    if mlflow_tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+    job = json.loads((Path(study.path) / "study.json").read_text())
+    cfg = TuneConfig.model_validate(job["config"])
+    finalize(Path(best.path), Path(best.path) / "plots", task, cfg, job["parent_run_id"])
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def train(
+    data: Input[Dataset],
+    policy: Input[Artifact],
+    best: Input[Artifact],
+    train_config: dict,
+    task: str,
+    mlflow_tracking_uri: str,
+    model: Output[Model],
+):
     """Train into `model` (checkpoint.pt, history.csv, run.json: the MLflow run the later steps reopen)."""
     import os
     from pathlib import Path
@@ -50,8 +150,10 @@ def train(data: Input[Dataset], train_config: dict, task: str, mlflow_tracking_u
 
     if mlflow_tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
-    cfg = validate(TrainConfig, train_config, f"train.{task}")
-    step(Path(data.path), Path(model.path), cfg, task, progress=False)
+    from components.tune import tuned_config
+
+    cfg = validate(TrainConfig, tuned_config(train_config, Path(best.path) / "best_params.yaml"), f"train.{task}")
+    step(Path(data.path), Path(model.path), cfg, task, progress=False, augment_dir=Path(policy.path))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

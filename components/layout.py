@@ -36,3 +36,17 @@ class Layout:
     @property
     def registration(self) -> Path:
         return self.model / "registration.json"
+
+    @property
+    def augment(self) -> Path:
+        """The augmentation policy (augment.json) and its preview grid."""
+        return self.model / "augment"
+
+    @property
+    def best_params(self) -> Path:
+        """Tuning's result: overrides of train.<task> (empty when tuning is off)."""
+        return self.model / "best_params.yaml"
+
+    @property
+    def tuning_plots(self) -> Path:
+        return self.root / "plots" / f"{self.task}-tuning"

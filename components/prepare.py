@@ -1,5 +1,7 @@
 """Prepare: seeded (stratified) train/val/test split, scaling fitted on train only, and meta.json.
 
+Tables are standard-scaled; images (IDX files or class folders) are resized / converted as configured,
+stored as uint8 [N, C, H, W], and normalised with per-channel mean/std measured on the train split.
 meta.json is the contract every later step and the server read; nothing downstream re-derives
 preprocessing.
 """
@@ -16,14 +18,18 @@ from sklearn.preprocessing import StandardScaler
 
 from components.config import PrepareConfig
 from components.errors import DataError
-from components.io import atomic_write, read_json, sha256_file, write_json
+from components.images import is_image_dataset, load_raw, normalise
+from components.io import atomic_write, read_json, sha256_dir, sha256_file, write_json
 
 SPLITS = ("train", "val", "test")
 
 
 def prepare(raw_dir: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> dict[str, Any]:
-    """Split and scale `raw_dir/<dataset>/data.csv` into `out_dir`; return meta.json's content."""
-    csv = Path(raw_dir) / cfg.dataset / "data.csv"
+    """Split and scale `raw_dir/<dataset>/` (data.csv or images) into `out_dir`; return meta.json's content."""
+    folder = Path(raw_dir) / cfg.dataset
+    if folder.is_dir() and is_image_dataset(folder):
+        return prepare_images(folder, Path(out_dir), cfg, task)
+    csv = folder / "data.csv"
     if not csv.is_file():
         raise FileNotFoundError(f"{csv} not found: run `dlpipe data pull` (or `dlpipe data ingest`) first")
     frame = pd.read_csv(csv)
@@ -39,18 +45,7 @@ def prepare(raw_dir: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> dict
             raise DataError(f"{csv}: objective 'binary' needs 2 classes in {cfg.target!r}, found {len(classes)}")
         y = frame[cfg.target].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
 
-    idx = np.arange(len(frame))
-    stratify = None if classes is None else y
-    idx_train, idx_hold = train_test_split(
-        idx, test_size=cfg.val_size + cfg.test_size, random_state=cfg.seed, stratify=stratify
-    )
-    hold_strat = None if classes is None else y[idx_hold]
-    idx_val, idx_test = train_test_split(
-        idx_hold,
-        test_size=cfg.test_size / (cfg.val_size + cfg.test_size),
-        random_state=cfg.seed,
-        stratify=hold_strat,
-    )
+    idx_train, idx_val, idx_test = split_indices(y, cfg, stratified=classes is not None)
 
     scaler = StandardScaler().fit(x[idx_train])
     target_scaler = None
@@ -86,6 +81,62 @@ def prepare(raw_dir: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> dict
     return meta
 
 
+def split_indices(y: np.ndarray, cfg: PrepareConfig, stratified: bool) -> tuple[np.ndarray, ...]:
+    """Seeded train/val/test row indices (stratified by class for classifiers); `train_limit` keeps a
+    stratified subset of the train rows only, so val and test stay the same as without it."""
+    idx = np.arange(len(y))
+    idx_train, idx_hold = train_test_split(
+        idx, test_size=cfg.val_size + cfg.test_size, random_state=cfg.seed, stratify=y if stratified else None
+    )
+    idx_val, idx_test = train_test_split(
+        idx_hold,
+        test_size=cfg.test_size / (cfg.val_size + cfg.test_size),
+        random_state=cfg.seed,
+        stratify=y[idx_hold] if stratified else None,
+    )
+    if cfg.train_limit is not None and cfg.train_limit < len(idx_train):
+        strat = y[idx_train] if stratified else None
+        idx_train, _ = train_test_split(idx_train, train_size=cfg.train_limit, random_state=cfg.seed, stratify=strat)
+    return idx_train, idx_val, idx_test
+
+
+def prepare_images(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> dict[str, Any]:
+    """Images -> uint8 splits [N, C, H, W] + meta.json whose `preprocessing` says how to get model input."""
+    if cfg.objective != "multiclass":
+        raise DataError(f"prepare.{task}.objective: image datasets are classified, use 'multiclass'")
+    x, y, classes = load_raw(folder, cfg.image_size, cfg.grayscale)
+    if len(x) < 20:
+        raise DataError(f"{folder}: only {len(x)} images; at least 20 are needed to split")
+    idx_train, idx_val, idx_test = split_indices(y, cfg, stratified=True)
+    train = x[idx_train].astype(np.float64) / 255.0  # statistics of the train split only
+    mean = train.mean(axis=(0, 2, 3)).round(6).tolist()
+    std = np.maximum(train.std(axis=(0, 2, 3)), 1e-3).round(6).tolist()
+    channels, height, width = x.shape[1:]
+    for name, rows in zip(SPLITS, (idx_train, idx_val, idx_test), strict=True):
+        atomic_write(out_dir / f"{name}.npz", lambda tmp, rows=rows: _save_npz(tmp, x[rows], y[rows], rows))
+    meta = {
+        "task": task,
+        "dataset": cfg.dataset,
+        "objective": "multiclass",
+        "classes": classes,
+        "splits": {"train": len(idx_train), "val": len(idx_val), "test": len(idx_test)},
+        "data_sha256": sha256_dir(folder),
+        "preprocessing": {
+            "resize": [height, width],
+            "resize_rule": "any other size is resized to resize (bilinear, aspect ratio not kept)",
+            "grayscale": channels == 1,
+            "channels": int(channels),
+            "scale": 255.0,
+            "mean": mean,
+            "std": std,
+        },
+        "input": {"name": "image", "dtype": "float32", "shape": [None, int(channels), int(height), int(width)]},
+        "output": {"name": "probabilities", "shape": [None, len(classes)]},
+    }
+    write_json(out_dir / "meta.json", meta)
+    return meta
+
+
 def _validate(frame: pd.DataFrame, cfg: PrepareConfig, csv: Path) -> tuple[list[str], str]:
     if cfg.target not in frame.columns:
         raise DataError(f"{csv}: target column {cfg.target!r} is missing")
@@ -110,12 +161,16 @@ def _save_npz(path: Path, x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> Non
 
 
 def load_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Load one split's (features, targets) written by `prepare`."""
+    """Load one split's (model input, targets) written by `prepare`; images come back normalised as
+    meta.json's preprocessing says (float32 [N, C, H, W])."""
     path = Path(data_dir) / f"{split}.npz"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run the prepare step first")
     with np.load(path) as data:
-        return data["x"], data["y"]
+        x, y = data["x"], data["y"]
+    if x.dtype == np.uint8:
+        x = normalise(x, load_meta(data_dir)["preprocessing"])
+    return x, y
 
 
 def load_meta(data_dir: Path) -> dict[str, Any]:

@@ -71,13 +71,20 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def start_task_run(task: str, out_dir: Path, run_name: str, system_metrics: bool = False) -> Any:
+def start_task_run(
+    task: str, out_dir: Path, run_name: str, system_metrics: bool = False, parent_run_id: str | None = None
+) -> Any:
     """Start the task's MLflow run and record its id in `out_dir/run.json` for the later steps.
 
     `system_metrics` samples CPU, memory (and GPU, when present) in the background during the run."""
     mlflow = configure()
     run = mlflow.start_run(
-        experiment_id=experiment_id(task), run_name=run_name, tags=provenance(), log_system_metrics=system_metrics
+        experiment_id=experiment_id(task),
+        run_name=run_name,
+        tags=provenance(),
+        log_system_metrics=system_metrics,
+        parent_run_id=parent_run_id,
+        nested=parent_run_id is not None and mlflow.active_run() is not None,  # the study's run, in-process
     )
     write_json(Path(out_dir) / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id})
     return run

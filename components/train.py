@@ -4,36 +4,51 @@ from __future__ import annotations
 
 import contextlib
 import csv
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from components import distributed, objectives, tracking
+from components import distributed, objectives, tracking, transfer
+from components.augment import POLICY, PREVIEW, load_transform
 from components.config import TrainConfig, flatten
 from components.io import atomic_write, read_json, write_json
 from components.prepare import load_meta, load_split
 from components.trainer import fit, seed_everything
-from models import build_model
+from models import build_model, input_kwargs, summarize
 
 
 def build_for(meta: dict[str, Any], cfg: TrainConfig) -> nn.Module:
     return build_model(
         cfg.model.name,
-        in_features=len(meta["feature_names"]),
         out_features=objectives.output_size(meta),
+        **input_kwargs(meta["input"]["shape"]),
         **cfg.model.kwargs(),
     )
 
 
 def train(
-    data_dir: Path, out_dir: Path, cfg: TrainConfig, task: str, resume: bool = False, progress: bool = True
+    data_dir: Path,
+    out_dir: Path,
+    cfg: TrainConfig,
+    task: str,
+    resume: bool = False,
+    progress: bool = True,
+    report: Callable[[int, dict[str, float]], None] | None = None,
+    parent_run_id: str | None = None,
+    augment_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train on `data_dir` (prepare's output) into `out_dir`: checkpoint.pt, history.csv, run.json.
 
+    `augment_dir` holds the augment step's policy, applied to every training batch on the device;
+    `cfg.init_from` starts the backbone from earlier weights (components/transfer.py).
+
     Under torchrun every rank trains; rank 0 alone tracks in MLflow and writes files. With `resume`,
     training continues from checkpoint.pt and the interrupted MLflow run is closed as KILLED and linked.
+    `report(epoch, metrics)` sees every epoch's metrics (tuning reports them to Optuna, which may prune by
+    raising); `parent_run_id` nests the MLflow run under a tuning study's run.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     meta = load_meta(data_dir)
@@ -44,11 +59,15 @@ def train(
 
     seed_everything(cfg.seed)
     model = build_for(meta, cfg)
+    param_groups, transferred = transfer.apply(model, cfg)
+    transform = load_transform(augment_dir, meta)
     main = distributed.is_main()
     mlflow = tracking.configure()
     previous = _interrupted_run(out_dir) if resume and main else None
     run = (
-        tracking.start_task_run(task, out_dir, f"{task}-train", system_metrics=True)
+        tracking.start_task_run(
+            task, out_dir, f"{task}-train", system_metrics=parent_run_id is None, parent_run_id=parent_run_id
+        )
         if main
         else contextlib.nullcontext()
     )
@@ -62,9 +81,14 @@ def train(
                         "n_parameters": str(n_parameters(model)),
                         "world_size": str(distributed.world_size()),
                         **({"resumed_from": previous} if previous else {}),
+                        **{f"transfer.{k}": str(v) for k, v in transferred.items()},
                     }
                 )
                 mlflow.log_dict(cfg.model_dump(), "config.json")
+                mlflow.log_text(summarize(model, meta["input"]["shape"]), "model_summary.txt")
+                for name in (POLICY, PREVIEW):
+                    if augment_dir is not None and (Path(augment_dir) / name).is_file():
+                        mlflow.log_artifact(str(Path(augment_dir) / name), artifact_path="augment")
             result = fit(
                 model,
                 loss,
@@ -75,8 +99,10 @@ def train(
                 checkpoint=out_dir / "checkpoint.pt",
                 extra={"model_config": cfg.model.model_dump(), "meta": meta},
                 resume=resume,
-                log_metrics=(lambda metrics, step: mlflow.log_metrics(metrics, step=step)) if main else None,
+                log_metrics=_epoch_logger(mlflow, report) if main else None,
                 progress=progress,
+                transform=transform,
+                param_groups=param_groups,
             )
             summary = {
                 "best_epoch": result.best_epoch,
@@ -84,6 +110,7 @@ def train(
                 "epochs_run": result.epochs_run,
                 "stopped_early": result.stopped_early,
                 "gradient_warnings": result.gradient_warnings,
+                "best_metrics": result.history[result.best_epoch - 1],
             }
             if main:
                 mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
@@ -91,10 +118,21 @@ def train(
                     mlflow.set_tag("gradient_warnings", "; ".join(result.gradient_warnings)[:5000])
                 write_history(out_dir / "history.csv", result.history)
                 mlflow.log_artifact(str(out_dir / "history.csv"))
+                # The registry holds ONNX only; init_from models:/... fine-tunes from this checkpoint.
+                mlflow.log_artifact(str(out_dir / "checkpoint.pt"), artifact_path=transfer.CHECKPOINT_ARTIFACT)
                 write_json(out_dir / "train.json", summary)
     finally:
         distributed.cleanup()
     return summary
+
+
+def _epoch_logger(mlflow: Any, report: Callable[[int, dict[str, float]], None] | None) -> Callable:
+    def log(metrics: dict[str, float], epoch: int) -> None:
+        mlflow.log_metrics(metrics, step=epoch)
+        if report is not None:
+            report(epoch, metrics)
+
+    return log
 
 
 def _interrupted_run(out_dir: Path) -> str | None:

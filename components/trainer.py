@@ -82,7 +82,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
     if s.name == "cosine":
         return sched.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs - s.warmup_epochs), eta_min=s.min_lr)
     if s.name == "onecycle":
-        return sched.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+        max_lr = [group["lr"] for group in optimizer.param_groups]  # per group: a lower backbone lr stays lower
+        return sched.OneCycleLR(optimizer, max_lr=max_lr, total_steps=cfg.epochs * steps_per_epoch)
     if s.name == "plateau":
         mode = cfg.early_stopping.mode
         return sched.ReduceLROnPlateau(optimizer, mode=mode, factor=s.factor, patience=s.patience)
@@ -171,10 +172,12 @@ def fit(
     log_metrics: LogFn | None = None,
     progress: bool = True,
     transform: Callable[[Tensor], Tensor] | None = None,
+    param_groups: list[dict[str, Any]] | None = None,
 ) -> FitResult:
     """Train `model` on (x, y) tensors; return the history and leave the best weights in `model`.
 
-    `transform` augments each training batch on the device. `extra` is stored in the checkpoint as is
+    `transform` augments each training batch on the device. `param_groups` (optimizer groups, e.g. a
+    frozen or slower backbone) default to all parameters. `extra` is stored in the checkpoint as is
     (e.g. the model's config, so it can be rebuilt). Under torchrun only rank 0 logs and saves.
     """
     device = resolve_device(cfg.device)
@@ -191,7 +194,7 @@ def fit(
         model.to(memory_format=torch.channels_last)
     batches = Batches(*train, batch, device, cfg)
     x_val, y_val = (t.to(device) for t in val)
-    optimizer = make_optimizer(model.parameters(), cfg)
+    optimizer = make_optimizer(param_groups or model.parameters(), cfg)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     scheduler = make_scheduler(optimizer, cfg, batches.steps())
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
@@ -337,11 +340,17 @@ def _warn_gradients(layers: list, norms: list[float], grads: Any, seen: list[str
 
 
 @torch.no_grad()
+def predict(model: nn.Module, x: Tensor, chunk: int = 1024) -> Tensor:
+    """model(x) in chunks, so a whole split of images never holds every activation map at once."""
+    return torch.cat([model(part) for part in x.split(chunk)]) if len(x) > chunk else model(x)
+
+
+@torch.no_grad()
 def evaluate_loss(
     model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, metric_fn: MetricFn | None
 ) -> dict[str, float]:
     model.eval()
-    out = model(x)
+    out = predict(model, x)
     metrics = {"val_loss": float(loss_fn(out, y))}
     if metric_fn is not None:
         metrics.update({f"val_{k}": v for k, v in metric_fn(out, y).items()})

@@ -1,5 +1,5 @@
-"""One Kubeflow pipeline per task, built from params.yaml: ingest -> prepare -> train -> evaluate -> export
--> register.
+"""One Kubeflow pipeline per task, built from params.yaml: ingest -> prepare -> augment -> train -> evaluate
+-> export -> register.
 
 The stage configs become dict-typed pipeline parameters whose defaults are the task's params.yaml blocks
 (validated here, so a typo fails at compile time, not in the cluster); a run can override any of them.
@@ -30,6 +30,8 @@ def build_pipeline(task: str, params: dict[str, Any]) -> Any:
     )
     def pipeline(
         prepare_config: dict = raw["prepare"],
+        augment_config: dict = raw["augment"],
+        tune_config: dict = raw["tune"],
         train_config: dict = raw["train"],
         export_config: dict = raw["export"],
         register_config: dict = raw["register"],
@@ -37,7 +39,27 @@ def build_pipeline(task: str, params: dict[str, Any]) -> Any:
     ) -> dsl.Artifact:
         raw_data = c.ingest(prepare_config=prepare_config, task=task).outputs["raw"]
         data = c.prepare(raw=raw_data, prepare_config=prepare_config, task=task).outputs["data"]
-        trained = c.train(data=data, train_config=train_config, task=task, mlflow_tracking_uri=mlflow_tracking_uri)
+        policy = c.augment(data=data, augment_config=augment_config, task=task).outputs["policy"]
+        uri = {"task": task, "mlflow_tracking_uri": mlflow_tracking_uri}
+        if cfgs["tune"].n_trials == 0 or cfgs["tune"].workers == 1:
+            best = c.tune(data=data, policy=policy, tune_config=tune_config, train_config=train_config, **uri)
+            best = best.outputs["best"]
+        else:  # workers fan out over one shared study (tune.storage / $OPTUNA_STORAGE must be shared, e.g. PostgreSQL)
+            study = c.tune_setup(tune_config=tune_config, train_config=train_config, **uri).outputs["study"]
+            with dsl.ParallelFor(items=list(range(cfgs["tune"].workers))) as _:
+                worker = c.tune_worker(data=data, policy=policy, study=study, train_config=train_config, **uri)
+                worker.set_retry(num_retries=cfgs["train"].retries)
+                if cfgs["train"].gpu:
+                    worker.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+            best = c.tune_finalize(study=study, **uri).after(worker).outputs["best"]
+        trained = c.train(
+            data=data,
+            policy=policy,
+            best=best,
+            train_config=train_config,
+            task=task,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+        )
         trained.set_retry(num_retries=cfgs["train"].retries)
         if cfgs["train"].gpu:
             trained.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)

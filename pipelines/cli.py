@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import typer
+from pydantic import BaseModel
 
 from components.config import STAGE_MODELS, ConfigError, apply_overrides, load_params, validate
 from components.errors import DlpipeError
@@ -45,22 +46,41 @@ Overrides = Annotated[
 def _describe(stage: str) -> str:
     """A field table for --help, generated from the stage's config model so it never goes stale."""
     lines = [f"Fields of params.yaml `{stage}.<task>` (override with -s KEY=VALUE):\n\n"]
-    for name, field in STAGE_MODELS[stage].model_fields.items():
-        default = field.get_default(call_default_factory=True)
-        default = default.model_dump() if hasattr(default, "model_dump") else default
-        doc = field.description or ""
-        if get_origin(field.annotation) is Literal:
-            doc = f"one of {' | '.join(map(str, get_args(field.annotation)))}. {doc}"
-        lines.append(f"  {name} = {default!r}  {doc}\n\n")
+    lines += _fields(STAGE_MODELS[stage], "")
     return "".join(lines)
 
 
-def _config(stage: str, task: str, params_file: Path, overrides: list[str] | None) -> Any:
+def _fields(model: type[BaseModel], prefix: str) -> list[str]:
+    lines = []
+    for name, field in model.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        options = [get_args(a)[0] if get_origin(a) is Annotated else a for a in get_args(field.annotation)]
+        variants = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+        if len(variants) > 1:  # a choice of configs (model: ffn | cnn | ...): each with its own fields
+            for variant in variants:
+                lines.append(f"  {prefix}{name} with name={variant.model_fields['name'].default}:\n\n")
+                lines += _fields(variant, f"{prefix}{name}.")
+            continue
+        if isinstance(default, BaseModel):
+            lines += _fields(type(default), f"{prefix}{name}.")
+            continue
+        doc = field.description or ""
+        if get_origin(field.annotation) is Literal:
+            doc = f"one of {' | '.join(map(str, get_args(field.annotation)))}. {doc}"
+        lines.append(f"  {prefix}{name} = {default!r}  {doc}\n\n")
+    return lines
+
+
+def _raw(stage: str, task: str, params_file: Path, overrides: list[str] | None) -> dict[str, Any]:
+    """params.yaml's `stage.task` block with the command line's overrides applied."""
     params = load_params(params_file)
     if task not in params.get("prepare", {}):
         raise ConfigError(f"unknown task {task!r}; tasks in {params_file}: {', '.join(params.get('prepare', {}))}")
-    raw = apply_overrides(params.get(stage, {}).get(task) or {}, overrides or [])
-    return validate(STAGE_MODELS[stage], raw, f"{stage}.{task}")
+    return apply_overrides(params.get(stage, {}).get(task) or {}, overrides or [])
+
+
+def _config(stage: str, task: str, params_file: Path, overrides: list[str] | None) -> Any:
+    return validate(STAGE_MODELS[stage], _raw(stage, task, params_file, overrides), f"{stage}.{task}")
 
 
 def _print(data: Any) -> None:
@@ -96,11 +116,12 @@ def data_list() -> None:
 def data_ingest(
     name: Annotated[str, typer.Argument(help="dataset name (built-in, or the name to give --csv)")],
     csv: Annotated[Path | None, typer.Option(help="a CSV of your own with a 'target' column")] = None,
+    images: Annotated[Path | None, typer.Option(help="an image folder: one sub-folder of PNG/JPEG per class")] = None,
 ) -> None:
     """Write one dataset into data/raw/<name>/ (then `dlpipe data snapshot` to version it)."""
-    from components.ingest import ingest, ingest_csv
+    from components.ingest import ingest, ingest_csv, ingest_images
 
-    out = ingest_csv(csv, name) if csv else ingest(name)
+    out = ingest_csv(csv, name) if csv else ingest_images(images, name) if images else ingest(name)
     typer.echo(f"wrote {out}")
 
 
@@ -112,7 +133,18 @@ def prepare(task: Task, params: ParamsFile = Path("params.yaml"), set_: Override
     cfg = _config("prepare", task, params, set_)
     paths = Layout(task)
     meta = run(paths.raw, paths.data, cfg, task)
-    typer.echo(f"{task}: {meta['splits']} rows, {len(meta['feature_names'])} features -> {paths.data}")
+    typer.echo(f"{task}: {meta['splits']} rows, input {meta['input']['shape'][1:]} -> {paths.data}")
+
+
+@app.command(epilog=_describe("augment"))
+def augment(task: Task, params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
+    """Write the task's augmentation policy (augment.json) and a preview grid of augmented samples."""
+    from components.augment import augment as run
+
+    cfg = _config("augment", task, params, set_)
+    paths = Layout(task)
+    policy = run(paths.data, paths.augment, cfg, task)
+    typer.echo(f"{task}: {', '.join(op['op'] for op in policy['ops']) or 'no augmentation'} -> {paths.augment}")
 
 
 @app.command(epilog=_describe("train"))
@@ -121,13 +153,44 @@ def train(
     params: ParamsFile = Path("params.yaml"),
     set_: Overrides = None,
     resume: Annotated[bool, typer.Option(help="continue from the task's checkpoint.pt")] = False,
+    tuned: Annotated[
+        bool, typer.Option(help="apply tuning's artifacts/<task>/best_params.yaml on top of params.yaml")
+    ] = False,
 ) -> None:
     """Train the task's model with the generic loop; checkpoint, history and an MLflow run."""
     from components.train import train as run
+    from components.tune import tuned_config
 
-    cfg = _config("train", task, params, set_)
     paths = Layout(task)
-    _print(run(paths.data, paths.model, cfg, task, resume=resume))
+    raw = _raw("train", task, params, set_)
+    cfg = validate(STAGE_MODELS["train"], tuned_config(raw, paths.best_params) if tuned else raw, f"train.{task}")
+    _print(run(paths.data, paths.model, cfg, task, resume=resume, augment_dir=paths.augment))
+
+
+@app.command(epilog=_describe("tune"))
+def tune(
+    task: Task,
+    params: ParamsFile = Path("params.yaml"),
+    set_: Overrides = None,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes on the shared study (default: tune.workers)")
+    ] = None,
+) -> None:
+    """Optuna study over train.<task>: each trial runs the train step; writes best_params.yaml and plots.
+
+    Storage: SQLite (optuna.db) unless $OPTUNA_STORAGE or tune.storage names PostgreSQL or journal:<file>.
+    Watch it live with `optuna-dashboard sqlite:///optuna.db`.
+    """
+    from components.tune import tune as run
+
+    raw = _raw("tune", task, params, set_)
+    if workers is not None:
+        raw["workers"] = workers
+    cfg = validate(STAGE_MODELS["tune"], raw, f"tune.{task}")
+    paths = Layout(task)
+    train_raw = _raw("train", task, params, [])
+    summary = run(paths.data, paths.model, paths.tuning_plots, task, cfg, train_raw, paths.model / "augment")
+    _print({k: v for k, v in summary.items() if k != "pareto_front"})
 
 
 @app.command()
@@ -201,6 +264,21 @@ def vanishing_gradients(
             f"{name:20s} {r['first_layer_grad_norm']:12.2e} {r['last_hidden_grad_norm']:12.2e} "
             f"{r['first_over_last']:11.2e} {r['val_accuracy']:8.3f}"
         )
+
+
+@experiment_app.command("transfer-fashion")
+def transfer_fashion(params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
+    """MNIST-pretrained CNN on a small Fashion-MNIST slice: fine-tune vs feature extractor vs scratch."""
+    from components.transfer_study import TransferStudyConfig, transfer_study
+
+    raw = apply_overrides(load_params(params).get("experiments", {}).get("transfer_fashion") or {}, set_ or [])
+    cfg = validate(TransferStudyConfig, raw, "experiments.transfer_fashion")
+    results = transfer_study(
+        Path("data/raw"), Path("artifacts/transfer_fashion"), Path("metrics/transfer_fashion.json"), cfg
+    )
+    typer.echo(f"{'variant':20s} {'accuracy':>9s} {'macro-F1':>9s} {'seconds':>8s}")
+    for name, r in results.items():
+        typer.echo(f"{name:20s} {r['accuracy']:9.4f} {r['macro_f1']:9.4f} {r['train_seconds']:8.1f}")
 
 
 def main() -> None:

@@ -16,7 +16,8 @@ from components import tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 # Task family (the part of the task name before "_") -> BentoML service import path.
-SERVICES = {"tabular": "serving.tabular:Tabular"}
+IMAGE = "serving.image:Image"
+SERVICES = {"tabular": "serving.tabular:Tabular", "digits": IMAGE, "mnist": IMAGE, "fashion": IMAGE}
 
 
 def serve(

@@ -17,12 +17,14 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from components import images
 from components.io import read_json
 
 log = logging.getLogger(__name__)
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_IMAGES = 256  # per JSON request
 
 
 @dataclass(frozen=True)
@@ -175,3 +177,66 @@ def decode(output: np.ndarray, meta: dict[str, Any]) -> list[ClassPrediction] | 
 
 def _camel(task: str) -> str:
     return "".join(part.capitalize() for part in task.replace("-", "_").split("_"))
+
+
+# --- images: the preprocessing meta.json records, applied to uploads and JSON arrays ------------------------
+
+
+class TopClass(BaseModel):
+    label: str = Field(description="class name")
+    index: int = Field(description="class index in meta.json's classes")
+    probability: float
+
+
+def image_from_upload(data: bytes, meta: dict[str, Any]) -> np.ndarray:
+    """PNG/JPEG bytes -> model input [1, C, H, W]: decoded safely, converted, resized, normalised as in training.
+
+    Raises images.ImageError naming the problem (not an image, truncated, too large, wrong channels)."""
+    pre = meta["preprocessing"]
+    pixels = images.to_array(images.decode(data), pre["resize"][0], pre["grayscale"])  # uint8 (C, H, W)
+    return images.normalise(pixels[None], pre)
+
+
+def image_from_array(array: Any, meta: dict[str, Any]) -> np.ndarray:
+    """0..255 pixel values [H, W] (1 channel), [C, H, W] or [N, C, H, W] -> model input [N, C, H, W].
+
+    Another size is resized with the same rule as uploads; another channel count is an ImageError."""
+    pre = meta["preprocessing"]
+    channels, size = pre["channels"], pre["resize"]
+    x = np.asarray(array, dtype=np.float64)
+    if x.ndim == 2 and channels == 1:
+        x = x[None]
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or 0 in x.shape:
+        raise images.ImageError(f"expected pixels shaped [H, W], [C, H, W] or [N, C, H, W], got {list(x.shape)}")
+    if x.shape[1] != channels:
+        raise images.ImageError(f"the model expects {channels} channel(s), got {x.shape[1]} (shape {list(x.shape)})")
+    if len(x) > MAX_IMAGES:
+        raise images.ImageError(f"at most {MAX_IMAGES} images per request, got {len(x)}")
+    if x.shape[2] * x.shape[3] > images.MAX_PIXELS:
+        raise images.ImageError(f"images of {x.shape[3]}x{x.shape[2]} pixels are too large", status=413)
+    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 255:
+        raise images.ImageError("pixel values must be finite numbers from 0 to 255")
+    pixels = x.round().astype(np.uint8)
+    if list(pixels.shape[2:]) != list(size):
+        mode = "L" if channels == 1 else "RGB"
+        pixels = np.stack([_resize(p, mode, size) for p in pixels])
+    return images.normalise(pixels, pre)
+
+
+def _resize(pixels: np.ndarray, mode: str, size: list[int]) -> np.ndarray:
+    from PIL import Image
+
+    image = Image.fromarray(pixels[0] if mode == "L" else pixels.transpose(1, 2, 0), mode)
+    return images.to_array(image, size[0], mode == "L")
+
+
+def top_k(output: np.ndarray, meta: dict[str, Any], k: int) -> list[list[TopClass]]:
+    """The k most probable classes of each row of [N, classes] probabilities, most probable first."""
+    classes = meta["classes"]
+    order = np.argsort(-output, axis=1, kind="stable")[:, : max(1, min(k, len(classes)))]
+    return [
+        [TopClass(label=classes[j], index=int(j), probability=float(row[j])) for j in best]
+        for row, best in zip(output, order, strict=True)
+    ]

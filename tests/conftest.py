@@ -28,20 +28,31 @@ def params() -> dict:
     return PARAMS
 
 
-def run_task(task: str, root: Path, register: bool = False) -> Path:
-    """Run the steps of `task` (ingest -> export [-> register]) under `root`; return artifacts/<task>."""
+def run_task(task: str, root: Path, register: bool = False, **train_overrides: object) -> Path:
+    """Run the steps of `task` (ingest -> export [-> register]) under `root`; return artifacts/<task>.
+
+    `train_overrides` replace fields of train.<task> (e.g. fewer epochs for a fast test)."""
+    from components.augment import augment
+    from components.config import TrainConfig, validate
     from components.evaluate import evaluate
     from components.export import export
     from components.ingest import ingest
     from components.prepare import prepare
     from components.register import register as register_step
     from components.train import train
+    from components.tune import tune, tuned_config
 
     prep = stage_config(PARAMS, "prepare", task)
     raw = ingest(prep.dataset, root / "data/raw").parent
     art = root / "artifacts" / task
     prepare(raw, art / "data", prep, task)
-    train(art / "data", art, stage_config(PARAMS, "train", task), task, progress=False)
+    augment(art / "data", art / "augment", stage_config(PARAMS, "augment", task), task)
+    train_raw = PARAMS["train"].get(task, {})
+    tuning = stage_config(PARAMS, "tune", task)
+    tune(art / "data", art, root / "plots" / f"{task}-tuning", task, tuning, train_raw, art / "augment")
+    train_raw = {**tuned_config(train_raw, art / "best_params.yaml"), **train_overrides}
+    train_cfg = validate(TrainConfig, train_raw, f"train.{task}")
+    train(art / "data", art, train_cfg, task, progress=False, augment_dir=art / "augment")
     evaluate(art / "data", art, root / "metrics" / f"{task}.json", root / "plots" / task)
     export(art / "data", art, art, stage_config(PARAMS, "export", task))
     if register:
@@ -61,3 +72,9 @@ def run_task(task: str, root: Path, register: bool = False) -> Path:
 def tabular_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tabular task trained, evaluated, exported and registered once per session."""
     return run_task("tabular", tmp_path_factory.mktemp("tabular"), register=True)
+
+
+@pytest.fixture(scope="session")
+def digits_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits CNN task (augmented), briefly trained, evaluated, exported and registered once per session."""
+    return run_task("digits", tmp_path_factory.mktemp("digits"), register=True, epochs=8)

@@ -87,3 +87,24 @@ def test_torchrun_two_processes_match_one(workdir: Path, tabular_artifacts: Path
 
     run_id = json.loads((workdir / "artifacts" / "tabular" / "run.json").read_text())["run_id"]
     assert mlflow.MlflowClient().get_run(run_id).data.tags["world_size"] == "2"
+
+
+def test_diverging_loss_fails_the_run_and_keeps_the_checkpoint(workdir: Path) -> None:
+    """A NaN/Inf loss mid-training stops with a clear error, the MLflow run is FAILED, the checkpoint stays."""
+    from components.config import TrainConfig
+    from components.train import train
+    from components.trainer import TrainingError
+
+    art = workdir / "artifacts" / "tabular"
+    good = {"epochs": 2, "model": {"hidden": [8]}, "early_stopping": {"enabled": False}}
+    train(art / "data", art, TrainConfig.model_validate(good), "tabular", progress=False)
+    before = (art / "checkpoint.pt").read_bytes()
+    diverging = TrainConfig.model_validate({**good, "optimizer": "gd", "lr": 1e38, "epochs": 5})
+    with pytest.raises(TrainingError, match="loss became"):
+        train(art / "data", art, diverging, "tabular", progress=False)
+    assert (art / "checkpoint.pt").read_bytes() == before
+
+    import mlflow
+
+    run_id = json.loads((art / "run.json").read_text())["run_id"]
+    assert mlflow.MlflowClient().get_run(run_id).info.status == "FAILED"

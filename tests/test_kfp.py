@@ -40,7 +40,7 @@ def test_compiled_spec_is_valid_and_shapes_the_train_task(params: dict, tmp_path
         doc = _compile(cfg, tmp_path / f"{name}.yaml")
         tasks = doc["root"]["dag"]["tasks"]
         train = doc["deploymentSpec"]["executors"]["exec-train"]["container"]
-        assert set(tasks) == {"ingest", "prepare", "train", "evaluate", "export", "register"}
+        assert set(tasks) == {"ingest", "prepare", "augment", "tune", "train", "evaluate", "export", "register"}
         assert tasks["train"]["retryPolicy"]["maxRetryCount"] == stage_config(params, "train", "tabular").retries
         assert tasks["register"]["cachingOptions"] == {}  # caching off
         assert (
@@ -53,6 +53,20 @@ def test_compiled_spec_is_valid_and_shapes_the_train_task(params: dict, tmp_path
         else:
             assert "resources" not in train
         assert load_component_from_file(str(tmp_path / f"{name}.yaml")).name == "dlpipe-tabular"
+
+
+def test_tuning_workers_fan_out_with_parallel_for(params: dict, tmp_path: Path) -> None:
+    fan = copy.deepcopy(params)
+    fan["tune"]["tabular"]["workers"] = 3
+    fan["train"]["tabular"]["gpu"] = True
+    doc = _compile(fan, tmp_path / "fan.yaml")
+    tasks = doc["root"]["dag"]["tasks"]
+    assert {"tune-setup", "tune-finalize"} <= set(tasks) and "tune" not in tasks
+    loop = next(t for name, t in tasks.items() if name.startswith("for-loop"))
+    assert loop["parameterIterator"]["items"]["raw"] == "[0, 1, 2]"
+    worker = doc["deploymentSpec"]["executors"]["exec-tune-worker"]["container"]
+    assert worker["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert "tune-setup" in tasks["tune-finalize"]["dependentTasks"]
 
 
 def test_local_pipeline_matches_direct_run(
@@ -96,3 +110,23 @@ def test_submit_to_unreachable_host_fails_in_one_line() -> None:
     assert result.exit_code != 0
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot reach Kubeflow Pipelines"), result.output
+
+
+def test_cnn_pipeline_runs_locally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params: dict) -> None:
+    """ingest -> prepare -> augment -> train -> evaluate -> export -> register for the digits CNN, briefly trained."""
+    quick = copy.deepcopy(params)
+    quick["train"]["digits"] |= {"epochs": 2}
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(quick))
+    home = tmp_path / "home"
+    monkeypatch.setenv("DLPIPE_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(pipeline_app, ["run", "--local", "--task", "digits", "--params", str(params_file)])
+    assert result.exit_code == 0, result.output[-3000:]
+    (run_dir,) = home.glob("local_outputs/dlpipe-digits-*")
+    assert (run_dir / "augment/policy/augment.json").is_file() and (run_dir / "augment/policy/preview.png").is_file()
+    metrics = json.loads((run_dir / "evaluate/metrics/digits.json").read_text())
+    assert metrics["accuracy"] > 0.5 and "accuracy/7" in metrics
+    assert (run_dir / "evaluate/plots/worst_misclassified.png").is_file()

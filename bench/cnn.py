@@ -1,0 +1,104 @@
+"""Benchmark: the CNN tasks' test accuracy and wall time with params.yaml's defaults, and ONNX Runtime vs
+PyTorch batch-1 latency.
+
+Each task runs the same step functions `dvc repro` runs (ingest -> prepare -> augment -> train -> evaluate
+-> export) in a fresh folder; wall time covers all of them. Latency: the exported model in an ONNX Runtime
+session as serving opens it vs the same trained model in eager PyTorch, both on one thread, single images
+from the test split, interleaved, medians of REPEATS calls (goal: ratio <= 0.5). Goals from the issue:
+digits >= 0.990, mnist >= 0.985, fashion >= 0.93, each within 15 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GOALS = {"digits": 0.990, "mnist": 0.985, "fashion": 0.93}
+REPEATS = 300
+
+
+def run_task(task: str, root: Path) -> dict[str, float]:
+    from components.augment import augment
+    from components.config import load_params, stage_config
+    from components.evaluate import evaluate
+    from components.export import export
+    from components.ingest import ingest
+    from components.prepare import prepare
+    from components.train import train
+
+    params = load_params(ROOT / "params.yaml")
+    started = time.perf_counter()
+    prep = stage_config(params, "prepare", task)
+    ingest(prep.dataset, root / "raw")
+    art = root / task
+    prepare(root / "raw", art / "data", prep, task)
+    augment(art / "data", art / "augment", stage_config(params, "augment", task), task)
+    train(art / "data", art, stage_config(params, "train", task), task, progress=False, augment_dir=art / "augment")
+    scores = evaluate(art / "data", art, root / "metrics" / f"{task}.json", root / "plots" / task)
+    export(art / "data", art, art, stage_config(params, "export", task))
+    return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "wall_s": time.perf_counter() - started}
+
+
+def latency(art: Path) -> dict[str, float]:
+    import torch
+
+    from components.objectives import OutputHead
+    from components.prepare import load_split
+    from components.train import load_trained
+    from serving import runtime
+
+    torch.set_num_threads(1)
+    model, meta = load_trained(art)
+    head = OutputHead(model, meta).eval()
+    session = runtime.make_session(runtime.load_bundle(meta["task"], model_dir=art), threads=1)
+    x, _ = load_split(art / "data", "test")
+    feeds = [x[i : i + 1] for i in range(REPEATS)]
+    torch_s, ort_s = [], []
+    with torch.inference_mode():
+        for sample in feeds[:20]:  # warm-up
+            head(torch.as_tensor(sample))
+            session.run(None, {"image": sample})
+        for sample in feeds:
+            t = time.perf_counter()
+            head(torch.as_tensor(sample))
+            torch_s.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            session.run(None, {"image": sample})
+            ort_s.append(time.perf_counter() - t)
+    p, o = statistics.median(torch_s) * 1e3, statistics.median(ort_s) * 1e3
+    return {"torch_ms": p, "onnxruntime_ms": o, "ratio": o / p}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tasks", nargs="*", default=list(GOALS))
+    parser.add_argument("--keep", type=Path, help="folder for the runs' outputs (default: a temporary one)")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="dlpipe-bench-cnn-"))
+    os.environ.setdefault("DLPIPE_HOME", str(root))
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    results = {}
+    for task in args.tasks:
+        result = run_task(task, root) | latency(root / task)
+        results[task] = result
+        goal = GOALS.get(task, 0.0)
+        verdict = "met" if result["accuracy"] >= goal else "MISSED"
+        print(
+            f"{task:8s} accuracy {result['accuracy']:.4f} (goal {goal:.3f} {verdict})"
+            f"  wall {result['wall_s'] / 60:5.1f} min  batch-1 latency onnxruntime {result['onnxruntime_ms']:.3f} ms"
+            f" / torch {result['torch_ms']:.3f} ms = {result['ratio']:.2f} (goal <= 0.5)",
+            flush=True,
+        )
+    out = ROOT / "bench" / "results" / "cnn.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

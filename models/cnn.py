@@ -1,0 +1,146 @@
+"""Configurable CNN: conv blocks -> global pooling -> classifier head.
+
+A block is `convs_per_block` x (Conv2d -> [BatchNorm2d] -> activation), the first conv with `stride`, then
+max / average pooling and 2-D dropout. With `residual` the block adds its input back (through a 1x1
+projection when channels or stride change), as in ResNet. Padding is 'same' (odd kernels), 'valid' or a
+pixel count. `backbone` (the blocks) and `head` are separate attributes so transfer learning can load or
+freeze the backbone alone.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from models.ffn import ACTIVATIONS
+
+
+def _padding(padding: str | int, kernel: int) -> int:
+    return {"same": kernel // 2, "valid": 0}.get(padding, padding) if isinstance(padding, str) else padding
+
+
+class ConvBlock(nn.Module):
+    """(B, c_in, H, W) -> (B, c_out, H', W'): convs, optional skip, pooling, dropout."""
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        *,
+        convs: int,
+        kernel: int,
+        padding: int,
+        stride: int,
+        pool: str,
+        pool_size: int,
+        batch_norm: bool,
+        residual: bool,
+        activation: str,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(convs):
+            conv_in, conv_stride = (c_in, stride) if i == 0 else (c_out, 1)
+            layers.append(nn.Conv2d(conv_in, c_out, kernel, conv_stride, padding, bias=not batch_norm))
+            layers.append(nn.BatchNorm2d(c_out) if batch_norm else nn.Identity())
+            if not (residual and i == convs - 1):  # a residual block activates after the addition
+                layers.append(ACTIVATIONS[activation]())
+        self.convs = nn.Sequential(*layers)
+        self.skip: nn.Module | None = None
+        if residual:
+            same = c_in == c_out and stride == 1
+            self.skip = nn.Identity() if same else nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+            self.act = ACTIVATIONS[activation]()
+        pools = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+        self.pool = pools[pool](pool_size) if pool in pools else nn.Identity()
+        self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.convs(x)  # (B, c_out, H / stride, W / stride) with 'same' padding
+        if self.skip is not None:
+            out = self.act(out + self.skip(x))
+        return self.drop(self.pool(out))  # (B, c_out, H', W') after pooling
+
+
+class CNN(nn.Module):
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: tuple[int, int],
+        out_features: int,
+        channels: list[int],
+        convs_per_block: int = 2,
+        kernel: int = 3,
+        padding: str | int = "same",
+        stride: int = 1,
+        pool: str = "max",
+        pool_size: int = 2,
+        batch_norm: bool = True,
+        residual: bool = False,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        global_pool: str = "avg",
+        head: list[int] | None = None,
+        head_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        widths = [in_channels, *channels]
+        pad = _padding(padding, kernel)
+        common = {
+            "convs": convs_per_block,
+            "kernel": kernel,
+            "padding": pad,
+            "stride": stride,
+            "pool_size": pool_size,
+            "batch_norm": batch_norm,
+            "residual": residual,
+            "activation": activation,
+            "dropout": dropout,
+        }
+        height, width = image_size
+        blocks = []
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+            height, width = (_after_convs(s, convs_per_block, kernel, pad, stride) for s in (height, width))
+            # Pool only while the feature map is still at least pool_size wide (8x8 digits run out early).
+            block_pool = pool if min(height, width) >= pool_size else "none"
+            blocks.append(ConvBlock(c_in, c_out, pool=block_pool, **common))
+            if block_pool != "none":
+                height, width = height // pool_size, width // pool_size
+            if min(height, width) < 1:
+                raise ValueError(f"the feature map vanishes after block {len(blocks)}: use fewer blocks or padding")
+        self.backbone = nn.Sequential(*blocks)
+        self.global_pool = {"avg": nn.AdaptiveAvgPool2d(1), "max": nn.AdaptiveMaxPool2d(1)}.get(global_pool)
+        features = widths[-1] * (1 if self.global_pool is not None else height * width)
+        layers: list[nn.Module] = []
+        for hidden in head or []:
+            layers += [nn.Linear(features, hidden), ACTIVATIONS[activation]()]
+            layers += [nn.Dropout(head_dropout)] if head_dropout > 0 else []
+            features = hidden
+        self.head = nn.Sequential(*layers, nn.Linear(features, out_features))
+        self.frozen = False
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+
+    def freeze_backbone(self) -> None:
+        """Feature extractor: backbone weights fixed and its batch-norm statistics kept (eval mode)."""
+        self.frozen = True
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
+
+    def train(self, mode: bool = True) -> CNN:
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, out_features)
+        x = self.backbone(x)  # (B, channels[-1], h, w)
+        x = self.global_pool(x) if self.global_pool is not None else x  # (B, channels[-1], 1, 1)
+        return self.head(x.flatten(1))  # (B, features) -> (B, out_features)
+
+
+def _after_convs(size: int, convs: int, kernel: int, pad: int, stride: int) -> int:
+    for i in range(convs):
+        size = (size + 2 * pad - kernel) // (stride if i == 0 else 1) + 1
+    return size

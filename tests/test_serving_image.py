@@ -1,0 +1,173 @@
+"""Image serving: a real `bentoml serve serving.image:Image` on `models:/digits@champion`, checked against
+onnxruntime run directly on the same preprocessing, and every kind of bad upload answered 4xx by name."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from components.images import ImageError
+from serving import cli, runtime
+from tests.test_serving import _free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _png(pixels: np.ndarray, mode: str = "L") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels, mode).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def digits(digits_artifacts: Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    """meta and the test split as raw 0..255 pixels [N, 1, 8, 8] with labels."""
+    meta = runtime.load_bundle("digits", model_dir=digits_artifacts).meta
+    with np.load(digits_artifacts / "data" / "test.npz") as data:
+        return meta, data["x"], data["y"]
+
+
+def test_preprocessing_matches_training(digits_artifacts: Path, digits) -> None:
+    from components.prepare import load_split
+
+    meta, raw, _ = digits
+    x, _ = load_split(digits_artifacts / "data", "test")
+    np.testing.assert_allclose(runtime.image_from_array(raw[:256], meta), x[:256], atol=1e-6)
+    np.testing.assert_allclose(runtime.image_from_upload(_png(raw[0, 0]), meta), x[:1], atol=1e-6)
+    big = np.asarray(Image.fromarray(raw[0, 0]).resize((32, 32), Image.Resampling.NEAREST))
+    assert runtime.image_from_array(big, meta).shape == (1, 1, 8, 8)  # another size: resized
+    with pytest.raises(ImageError, match="expects 1 channel"):
+        runtime.image_from_array(np.zeros((3, 8, 8)), meta)
+    best = runtime.top_k(np.array([[0.1, 0.6, 0.3]]), {"classes": ["a", "b", "c"]}, 2)[0]
+    assert [(c.label, c.probability) for c in best] == [("b", 0.6), ("c", 0.3)]
+
+
+def test_cli_maps_image_tasks_to_the_image_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(cli.os, "execve", lambda exe, argv, env: calls.append(argv))
+    cli.serve(task="fashion")
+    assert calls[0][4] == "serving.image:Image"
+
+
+@pytest.fixture(scope="module")
+def server(digits_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("serve-image")
+    env = {k: v for k, v in os.environ.items() if k != "DLPIPE_MODEL_DIR"}
+    env |= {"DLPIPE_TASK": "digits", "DLPIPE_MODEL_URI": "models:/digits@champion"}
+    env |= {"BENTOML_HOME": str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    port = str(_free_port())
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp / "server.log").open("w")
+    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.image:Image", "--host", "127.0.0.1", "--port", port]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"server did not get ready:\n{(tmp / 'server.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def test_upload_and_json_match_onnxruntime(server: str, digits_artifacts: Path, digits) -> None:
+    from components.export import run_onnx
+
+    meta, raw, y = digits
+    expected = run_onnx(digits_artifacts / "model.onnx", {"image": runtime.image_from_array(raw[:20], meta)})[0]
+    with httpx.Client(base_url=server, timeout=20) as http:
+        for i in range(3):
+            response = http.post("/predict_image", files={"file": ("d.png", _png(raw[i, 0]), "image/png")})
+            assert response.status_code == 200, response.text
+            top = response.json()
+            assert len(top) == 3 and top[0]["index"] == int(expected[i].argmax())
+            assert top[0]["label"] == meta["classes"][top[0]["index"]]
+            assert top[0]["probability"] == pytest.approx(float(expected[i].max()), abs=1e-5)
+        answer = http.post("/predict", json={"pixels": raw[:20].tolist(), "top_k": 1}).json()
+        assert [a[0]["index"] for a in answer] == expected.argmax(1).tolist()
+        rgb_big = np.repeat(np.asarray(Image.fromarray(raw[0, 0]).resize((40, 40)))[..., None], 3, axis=2)
+        response = http.post("/predict_image", files={"file": ("big.png", _png(rgb_big, "RGB"), "image/png")})
+        assert response.status_code == 200, response.text  # RGB -> grayscale, 40x40 -> 8x8
+
+
+def test_concurrent_uploads_are_batched(server: str, digits) -> None:
+    _, raw, _ = digits
+    with httpx.Client(base_url=server, timeout=30) as http:
+
+        def one(i: int) -> int:
+            r = http.post("/predict_image", files={"file": ("d.png", _png(raw[i, 0]), "image/png")}, data={"top_k": 1})
+            assert r.status_code == 200, r.text
+            return r.json()[0]["index"]
+
+        with ThreadPoolExecutor(8) as pool:
+            single = list(pool.map(one, range(40)))
+        together = http.post("/predict", json={"pixels": raw[:40].tolist(), "top_k": 1}).json()
+        assert single == [a[0]["index"] for a in together]
+        assert 'bentoml_service_adaptive_batch_size_count{method_name="infer"' in http.get("/metrics").text
+
+
+def _bomb() -> bytes:
+    return _png(np.zeros((10_000, 10_000), np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "needle"),
+    [
+        ("text file", 415, "not a PNG or JPEG"),
+        ("truncated PNG", 400, "truncated"),
+        ("10000x10000 image", 413, "too large"),
+        ("GIF", 415, "unsupported image format GIF"),
+        ("3 channels in JSON", 400, "expects 1 channel(s), got 3"),
+        ("ragged JSON", 400, "pixels"),
+        ("pixel out of range", 400, "0 to 255"),
+        ("top_k too big", 400, "top_k"),
+    ],
+)
+def test_bad_input_gets_4xx_naming_the_problem(case: str, status: int, needle: str, server: str, digits) -> None:
+    _, raw, _ = digits
+    good = _png(raw[0, 0])
+    gif = io.BytesIO()
+    Image.fromarray(raw[0, 0]).save(gif, "GIF")
+    upload = {
+        "text file": b"hello, not an image",
+        "truncated PNG": _png(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))[:300],
+        "10000x10000 image": _bomb() if case == "10000x10000 image" else b"",
+        "GIF": gif.getvalue(),
+    }
+    as_json = {
+        "3 channels in JSON": {"pixels": np.zeros((3, 8, 8)).tolist()},
+        "ragged JSON": {"pixels": [[1, 2], [3]]},
+        "pixel out of range": {"pixels": (raw[0, 0].astype(int) + 300).tolist()},
+        "top_k too big": {"pixels": raw[0, 0].tolist(), "top_k": 11},
+    }
+    if case in upload:
+        response = httpx.post(f"{server}/predict_image", files={"file": ("x", upload[case])}, timeout=30)
+    else:
+        response = httpx.post(f"{server}/predict", json=as_json[case], timeout=30)
+    assert response.status_code == status, response.text[:300]
+    assert needle in response.text, response.text[:300]
+    assert httpx.post(f"{server}/predict_image", files={"file": ("d.png", good)}, timeout=10).status_code == 200

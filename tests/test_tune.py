@@ -1,0 +1,165 @@
+"""Tuning: samplers, pruning, multi-objective, shared storage with workers, MLflow lineage, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from components.config import ConfigError, TuneConfig, validate
+from components.tune import TuningError, open_study, setup, tune, tuned_config
+
+SPACE = {
+    "optimizer": {"type": "categorical", "choices": ["gd", "momentum", "adam"]},
+    "lr": {"type": "float", "low": 1e-3, "high": 0.3, "log": True},
+    "momentum": {"type": "float", "low": 0.5, "high": 0.95, "when": {"optimizer": ["momentum"]}},
+    "model.hidden": {"type": "categorical", "choices": [[16], [32, 16]]},
+}
+TRAIN = {"model": {"hidden": [16]}, "early_stopping": {"patience": 5}}
+
+
+def cfg(tmp_path: Path, **kw) -> TuneConfig:
+    base = {"n_trials": 4, "epochs": 4, "space": SPACE, "storage": f"sqlite:///{tmp_path / 'optuna.db'}"}
+    return TuneConfig.model_validate({**base, **kw})
+
+
+def run(tmp_path: Path, data: Path, c: TuneConfig) -> dict:
+    return tune(data, tmp_path / "out", tmp_path / "plots", "tabular", c, TRAIN)
+
+
+@pytest.fixture(scope="module")
+def data(tabular_artifacts: Path) -> Path:
+    return tabular_artifacts / "data"
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "gp"])
+def test_each_sampler_completes_a_study(sampler: str, tmp_path: Path, data: Path) -> None:
+    summary = run(tmp_path, data, cfg(tmp_path, sampler=sampler, pruner="none"))
+    assert summary["n_complete"] == 4 and summary["best_value"] < 0.69  # better than chance on breast cancer
+    best = yaml.safe_load((tmp_path / "out" / "best_params.yaml").read_text())
+    assert best == summary["best_params"] and "lr" in best
+    assert ("momentum" in best) == (best["optimizer"] == "momentum")  # conditional parameter
+
+
+def test_grid_sampler_walks_the_grid(tmp_path: Path, data: Path) -> None:
+    space = {"lr": {"type": "float", "low": 0.01, "high": 0.03, "step": 0.01}, "optimizer": SPACE["optimizer"]}
+    summary = run(tmp_path, data, cfg(tmp_path, sampler="grid", pruner="none", n_trials=9, space=space))
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    seen = {(t.params["lr"], t.params["optimizer"]) for t in study.trials}
+    assert summary["n_complete"] == 9 and len(seen) == 9
+
+
+def test_nsga2_gives_a_pareto_front(tmp_path: Path, data: Path) -> None:
+    c = cfg(tmp_path, sampler="nsga2", pruner="none", second_objective="n_parameters", n_trials=5)
+    summary = run(tmp_path, data, c)
+    front = summary["pareto_front"]
+    assert front and all(len(p["values"]) == 2 for p in front)
+    assert (tmp_path / "plots" / "pareto_front.png").is_file()
+
+
+def test_median_pruning_stops_bad_trials_and_plots(tmp_path: Path, data: Path) -> None:
+    space = {"optimizer": SPACE["optimizer"], "lr": {"type": "float", "low": 1e-5, "high": 0.3, "log": True}}
+    c = cfg(tmp_path, n_trials=12, epochs=15, pruner="median", space=space)  # slow learners fall below the median
+    summary = run(tmp_path, data, c)
+    assert summary["n_pruned"] >= 1 and summary["n_complete"] + summary["n_pruned"] == 12
+    for name in ("optimization_history", "intermediate_values", "param_importances", "parallel_coordinate"):
+        assert (tmp_path / "plots" / f"{name}.png").is_file(), name
+
+
+def test_trials_are_nested_mlflow_runs(tmp_path: Path, data: Path) -> None:
+    import mlflow
+
+    c, parent = setup("tabular", cfg(tmp_path, n_trials=2, pruner="none"), TRAIN)
+    from components.tune import finalize, work
+
+    work(data, "tabular", c, TRAIN, parent)
+    finalize(tmp_path / "out", tmp_path / "plots", "tabular", c, parent)
+    client = mlflow.MlflowClient()
+    run = client.get_run(parent)
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(children) == 2 and "best_value" in run.data.metrics and run.data.params["tune.sampler"] == "tpe"
+
+
+def test_two_workers_share_the_study(tmp_path: Path, data: Path) -> None:
+    summary = run(tmp_path, data, cfg(tmp_path, n_trials=6, workers=2, pruner="none"))
+    assert summary["n_complete"] >= 6 and summary["n_failed"] == 0
+
+
+def test_killed_worker_leaves_no_trial_running(tmp_path: Path, data: Path) -> None:
+    """SIGKILL a worker mid-trial: completed trials stay, the stale trial is failed by the next worker."""
+    c, parent = setup("tabular", cfg(tmp_path, n_trials=3, epochs=300, heartbeat_s=1, pruner="none"), TRAIN)
+    job = json.dumps(
+        {"data_dir": str(data), "task": "tabular", "cfg": c.model_dump(), "train": TRAIN, "parent": parent}
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "components.tune"], stdin=subprocess.PIPE, text=True)
+    proc.stdin.write(job)
+    proc.stdin.close()
+    study = open_study(c, "tabular")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(t.state.name == "RUNNING" for t in study.get_trials()):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2.5)  # past the grace period (2 x heartbeat)
+    from components.tune import work
+
+    work(data, "tabular", c.model_copy(update={"epochs": 3}), TRAIN, parent)
+    states = [t.state.name for t in open_study(c, "tabular").get_trials()]
+    assert "RUNNING" not in states and states.count("FAIL") == 1 and states.count("COMPLETE") == 3
+
+
+def test_best_params_flow_into_train_config(tmp_path: Path) -> None:
+    best = tmp_path / "best_params.yaml"
+    best.write_text(yaml.safe_dump({"lr": 0.05, "model.hidden": [8, 4]}))
+    raw = tuned_config({"lr": 0.001, "model": {"hidden": [64], "dropout": 0.1}}, best)
+    assert raw == {"lr": 0.05, "model": {"hidden": [8, 4], "dropout": 0.1}}
+    assert tuned_config({"lr": 0.001}, tmp_path / "absent.yaml") == {"lr": 0.001}
+
+
+def test_no_trials_means_no_tuning(tmp_path: Path, data: Path) -> None:
+    summary = run(tmp_path, data, TuneConfig())
+    assert summary["n_trials"] == 0 and yaml.safe_load((tmp_path / "out" / "best_params.yaml").read_text()) == {}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"n_trials": 3}, "non-empty search `space`"),
+        ({"sampler": "annealing"}, "tune.t.sampler"),
+        ({"n_trials": 1, "space": {"lr": {"type": "float", "low": 1, "high": 0.1}}}, "tune.t.space.lr"),
+        ({"n_trials": 1, "space": {"lr": {"type": "float", "low": 0, "high": 1, "log": True}}}, "log scale"),
+        ({"n_trials": 1, "space": {"m": {"type": "float", "low": 0, "high": 1, "when": {"x": [1]}}}}, "another"),
+        (
+            {
+                "n_trials": 1,
+                "space": {
+                    "a": {"type": "categorical", "choices": [1], "when": {"b": [1]}},
+                    "b": {"type": "categorical", "choices": [1], "when": {"a": [1]}},
+                },
+            },
+            "circular",
+        ),
+        ({"n_trials": 1, "sampler": "nsga2", "space": SPACE}, "second_objective"),
+        ({"n_trials": 1, "sampler": "grid", "space": SPACE}, "grid sampling"),
+        ({"n_trials": 1, "second_objective": "n_parameters", "space": SPACE}, "prunes single-objective"),
+    ],
+)
+def test_bad_tuning_config_is_named(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate(TuneConfig, raw, "tune.t")
+
+
+def test_unreachable_storage_and_direction_clash_fail_before_trials(tmp_path: Path) -> None:
+    with pytest.raises(TuningError, match="cannot be opened"):
+        open_study(cfg(tmp_path, storage="postgresql://u:p@127.0.0.1:9/none"), "tabular")
+    open_study(cfg(tmp_path, study_name="s"), "tabular")
+    with pytest.raises(TuningError, match="already exists with directions"):
+        open_study(cfg(tmp_path, study_name="s", direction="maximize"), "tabular")

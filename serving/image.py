@@ -59,7 +59,7 @@ class ImageModel:
         self.session = runtime.make_session(BUNDLE)
         self.input_name, self.output_name = META["input"]["name"], META["output"]["name"]
 
-    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=runtime.MAX_IMAGES, max_latency_ms=100)
+    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=runtime.MAX_IMAGES, max_latency_ms=1000)
     def infer(self, pixels: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: pixels.astype(np.float32)})[0]
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -113,24 +114,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tabular_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`bentoml serve` on the registry's champion (same MLFLOW_TRACKING_URI as the fixture), until teardown."""
-    tmp = tmp_path_factory.mktemp("serve")
+@contextlib.contextmanager
+def bentoml_server(service: str, task: str, tmp: Path, ready_s: float = 90) -> Iterator[str]:
+    """A real `bentoml serve` of `service` on `models:/<task>@champion` on a free loopback port, until exit."""
     env = {k: v for k, v in os.environ.items() if k != "DLPIPE_MODEL_DIR"}
-    env |= {
-        "DLPIPE_TASK": "tabular",
-        "DLPIPE_MODEL_URI": "models:/tabular@champion",
-        "BENTOML_HOME": str(tmp / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "true",
-    }
+    env |= {"DLPIPE_TASK": task, "DLPIPE_MODEL_URI": f"models:/{task}@champion"}
+    env |= {"BENTOML_HOME": str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     port = str(_free_port())
     url = f"http://127.0.0.1:{port}"
     log = (tmp / "server.log").open("w")
-    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.tabular:Tabular", "--host", "127.0.0.1", "--port", port]
+    cmd = [sys.executable, "-m", "bentoml", "serve", service, "--host", "127.0.0.1", "--port", port]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + ready_s
         while True:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"server did not get ready:\n{(tmp / 'server.log').read_text()[-3000:]}")
@@ -149,6 +145,13 @@ def server(tabular_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) ->
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tabular_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`bentoml serve` on the registry's champion (same MLFLOW_TRACKING_URI as the fixture), until teardown."""
+    with bentoml_server("serving.tabular:Tabular", "tabular", tmp_path_factory.mktemp("serve")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,6 @@ onnxruntime run directly on the same preprocessing, and every kind of bad upload
 from __future__ import annotations
 
 import io
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +15,7 @@ from PIL import Image
 
 from components.images import ImageError
 from serving import cli, runtime
-from tests.test_serving import _free_port
+from tests.test_serving import bentoml_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,35 +58,8 @@ def test_cli_maps_image_tasks_to_the_image_service(monkeypatch: pytest.MonkeyPat
 
 @pytest.fixture(scope="module")
 def server(digits_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("serve-image")
-    env = {k: v for k, v in os.environ.items() if k != "DLPIPE_MODEL_DIR"}
-    env |= {"DLPIPE_TASK": "digits", "DLPIPE_MODEL_URI": "models:/digits@champion"}
-    env |= {"BENTOML_HOME": str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
-    port = str(_free_port())
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp / "server.log").open("w")
-    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.image:Image", "--host", "127.0.0.1", "--port", port]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not get ready:\n{(tmp / 'server.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
+    with bentoml_server("serving.image:Image", "digits", tmp_path_factory.mktemp("serve-image")) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def test_upload_and_json_match_onnxruntime(server: str, digits_artifacts: Path, digits) -> None:

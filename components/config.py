@@ -266,6 +266,9 @@ class RegisterConfig(_Strict):
     primary_metric: str
     greater_is_better: bool = True
     alias: str = "champion"
+    min_score: float | None = Field(
+        None, description="promotion gate: register only when the primary metric reaches this (None = always)"
+    )
 
 
 MULTI_OBJECTIVE_SAMPLERS = ("nsga2", "tpe", "random")
@@ -353,6 +356,43 @@ class TuneConfig(_Strict):
         return [self.direction] + (["minimize"] if self.second_objective != "none" else [])
 
 
+Cpu = Annotated[str, Field(pattern=r"^([0-9]*[.])?[0-9]+m?$")]  # the forms KFP's compiler accepts
+Memory = Annotated[str, Field(pattern=r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")]
+Duration = Annotated[str, Field(pattern=r"^[0-9]+s$")]
+
+
+class Resources(_Strict):
+    """Kubernetes requests and limits of one pod (CPU in cores or millicores, memory like 4Gi)."""
+
+    cpu_request: Cpu
+    cpu_limit: Cpu
+    memory_request: Memory
+    memory_limit: Memory
+
+
+class KubeflowConfig(_Strict):
+    """params.yaml `kubeflow.<task>` (optional): how the task's pods ask a cluster for resources. Compile time only;
+    kfp.local ignores all of it."""
+
+    steps: Resources = Field(
+        default_factory=lambda: Resources(cpu_request="500m", cpu_limit="2", memory_request="1Gi", memory_limit="4Gi"),
+        description="ingest, prepare, augment, evaluate, export, register",
+    )
+    train: Resources = Field(
+        default_factory=lambda: Resources(cpu_request="2", cpu_limit="8", memory_request="4Gi", memory_limit="16Gi"),
+        description="train and the tuning workers",
+    )
+    retry_backoff: Duration = Field("30s", description="train/tune: wait before the first retry")
+    retry_backoff_factor: float = Field(2.0, ge=1, description="each further retry waits this many times longer")
+    retry_backoff_max: Duration = Field("3600s", description="stop retrying after this long")
+    shm_size: Memory = Field("2Gi", description="/dev/shm (in memory) of train and tune: DataLoader workers, NCCL")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="train/tune pods: node labels to match")
+    tolerations: list[dict[str, Any]] = Field(default_factory=list, description="train/tune pods: taints they accept")
+    mlflow_secret: str = Field("dlpipe-mlflow", description="Secret: username, password -> MLFLOW_TRACKING_*")
+    s3_secret: str = Field("dlpipe-s3", description="Secret: access_key, secret_key, endpoint -> AWS_* / S3 endpoint")
+    optuna_secret: str = Field("dlpipe-optuna", description="Secret: storage -> OPTUNA_STORAGE (PostgreSQL URL)")
+
+
 STAGE_MODELS: dict[str, type[_Strict]] = {
     "prepare": PrepareConfig,
     "augment": AugmentConfig,
@@ -391,6 +431,52 @@ def stage_config(params: dict[str, Any], stage: str, task: str) -> Any:
             raise ConfigError(f"params: {stage}.{task} is missing")
         raw = {}
     return validate(model, raw, f"{stage}.{task}")
+
+
+def kubeflow_config(params: dict[str, Any], task: str) -> KubeflowConfig:
+    """The task's cluster settings: params.yaml `kubeflow.<task>` over the defaults."""
+    return validate(KubeflowConfig, (params.get("kubeflow") or {}).get(task) or {}, f"kubeflow.{task}")
+
+
+def run_overrides(overrides: list[str], stage: str, task: str) -> list[str]:
+    """The `stage.task.key=value` items of a pipeline run's overrides that concern `stage.task`, as `key=value`."""
+    prefix = f"{stage}.{task}."
+    return [item[len(prefix) :] for item in overrides if item.startswith(prefix)]
+
+
+def step_raw(raw: dict[str, Any], overrides: list[str], stage: str, task: str) -> dict[str, Any]:
+    """A Kubeflow step's block: the pipeline parameter `raw` with the run's overrides for `stage.task` applied."""
+    return apply_overrides(raw, run_overrides(overrides, stage, task))
+
+
+def step_config(raw: dict[str, Any], overrides: list[str], stage: str, task: str) -> Any:
+    """`step_raw`, validated into the stage's model (a bad override fails naming its params.yaml field)."""
+    return validate(STAGE_MODELS[stage], step_raw(raw, overrides, stage, task), f"{stage}.{task}")
+
+
+def tune_knobs(task: str, trials: int, workers: int) -> list[str]:
+    """The pipeline parameters `tune_trials` / `tune_workers` as overrides of tune.<task>; -1 keeps params.yaml's."""
+    knobs = {"n_trials": trials, "workers": workers}
+    return [f"tune.{task}.{key}={value}" for key, value in knobs.items() if value >= 0]
+
+
+def check_run_overrides(params: dict[str, Any], overrides: list[str]) -> None:
+    """Reject a pipeline run's overrides before submitting: each is `stage.task.key=value` for a known stage and
+    task, and the overridden block still validates."""
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        parts = key.split(".")
+        if not sep or len(parts) < 3 or parts[0] not in STAGE_MODELS or parts[1] not in tasks(params):
+            raise ConfigError(
+                f"override {item!r}: expected STAGE.TASK.KEY=VALUE with STAGE one of {', '.join(STAGE_MODELS)} "
+                f"and TASK one of {', '.join(tasks(params))}"
+            )
+    for stage in STAGE_MODELS:
+        for task in tasks(params):
+            mine = run_overrides(overrides, stage, task)
+            if mine:
+                raw = apply_overrides(params.get(stage, {}).get(task) or {}, mine)
+                validate(STAGE_MODELS[stage], raw, f"{stage}.{task}")
 
 
 def validate(model: type[_Strict], raw: dict[str, Any], where: str) -> Any:

@@ -72,3 +72,25 @@ def snapshot(root: Path = Path(".")) -> str:
     import yaml
 
     return yaml.safe_load((root / DVC_FILE).read_text())["outs"][0]["md5"]
+
+
+def fetch(dataset: str, out: Path, remote: str) -> Path:
+    """Kubeflow's ingest with a DVC remote (s3://bucket/dlpipe, or a folder): pull data/raw/<dataset> exactly as
+    the image's data.dvc records it into `out/<dataset>`. S3 credentials come from $AWS_ACCESS_KEY_ID /
+    $AWS_SECRET_ACCESS_KEY, a MinIO endpoint from $AWS_ENDPOINT_URL."""
+    import os
+    import tempfile
+
+    recorded = Path(__file__).resolve().parents[1] / DVC_FILE
+    if not recorded.is_file():
+        raise DataVersionError(f"{recorded} not found: the image must contain data.dvc (see Dockerfile)")
+    with tempfile.TemporaryDirectory(prefix="dlpipe-dvc-") as tmp:
+        work = Path(tmp)
+        shutil.copy(recorded, work / DVC_FILE)
+        dvc("init", "--no-scm", "--quiet", cwd=work)
+        dvc("remote", "add", "--default", "pipeline", remote, cwd=work)
+        if os.environ.get("AWS_ENDPOINT_URL"):
+            dvc("remote", "modify", "pipeline", "endpointurl", os.environ["AWS_ENDPOINT_URL"], cwd=work)
+        dvc("pull", "--quiet", f"data/raw/{dataset}", cwd=work)
+        shutil.copytree(work / "data" / "raw" / dataset, Path(out) / dataset, dirs_exist_ok=True)
+    return Path(out) / dataset

@@ -33,6 +33,11 @@ def register(
     if cfg.primary_metric not in metrics:
         raise ConfigError(f"register.{task}.primary_metric: {cfg.primary_metric!r} not in {sorted(metrics)}")
     score = float(metrics[cfg.primary_metric])
+    if not qualifies(metrics, cfg):
+        decision = {"model": task, "primary_metric": cfg.primary_metric, "score": score, "min_score": cfg.min_score}
+        decision |= {"registered": False, "promoted": False}
+        write_json(Path(out_path), decision)
+        return decision
     onnx_path = Path(export_dir) / "model.onnx"
     bundle = [Path(data_dir) / "meta.json", Path(export_dir) / "export.json"]
 
@@ -60,6 +65,7 @@ def register(
             "primary_metric": cfg.primary_metric,
             "score": score,
             "champion_score_before": previous,
+            "registered": True,
             "promoted": better,
             "champion_version": new_version if better else _alias_version(client, task, cfg.alias),
         }
@@ -69,6 +75,15 @@ def register(
             mlflow.log_metric("register.champion_score_before", previous)
     write_json(Path(out_path), decision)
     return decision
+
+
+def qualifies(metrics: dict[str, float], cfg: RegisterConfig) -> bool:
+    """The promotion gate (Kubeflow's `dsl.If` before register, and register itself under DVC): the primary
+    metric reaches `min_score`, in the metric's own direction."""
+    if cfg.min_score is None:
+        return True
+    score = float(metrics[cfg.primary_metric])
+    return score >= cfg.min_score if cfg.greater_is_better else score <= cfg.min_score
 
 
 def champion_score(client: Any, task: str, alias: str) -> float | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from components.io import read_json, write_json
 
+PIPELINE_RUN_TAG = "dlpipe.pipeline_run"  # the Kubeflow run that produced an MLflow run (env DLPIPE_PIPELINE_RUN)
 PACKAGES = ("torch", "mlflow", "onnx", "onnxruntime-gpu", "kfp", "dvc", "optuna", "bentoml", "scikit-learn")
 
 
@@ -25,6 +26,15 @@ def home() -> Path:
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def for_pipeline_step(mlflow_tracking_uri: str, pipeline_run: str = "") -> None:
+    """A Kubeflow step's tracking: the run's MLflow URI (empty = the pod's $MLFLOW_TRACKING_URI, e.g. from a
+    Secret) and the pipeline run's id, tagged on every MLflow run so the exit handler can find them."""
+    if mlflow_tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+    if pipeline_run:
+        os.environ["DLPIPE_PIPELINE_RUN"] = pipeline_run
 
 
 def _is_local(uri: str) -> bool:
@@ -38,6 +48,8 @@ def configure() -> Any:
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)  # the registry follows it unless MLFLOW_REGISTRY_URI says otherwise
+    # Over HTTP every logging call is a round trip: queue them (flushed when the run ends).
+    mlflow.config.enable_async_logging(not _is_local(uri))
     return mlflow
 
 
@@ -55,6 +67,8 @@ def experiment_id(task: str) -> str:
 def provenance() -> dict[str, str]:
     """Tags that say what produced a run: git commit and the versions of the engines."""
     tags = {"git_commit": _git_commit()}
+    if os.environ.get("DLPIPE_PIPELINE_RUN"):
+        tags[PIPELINE_RUN_TAG] = os.environ["DLPIPE_PIPELINE_RUN"]
     for pkg in PACKAGES:
         with suppress(PackageNotFoundError):
             tags[f"version.{pkg}"] = version(pkg)
@@ -97,3 +111,21 @@ def resume_task_run(model_dir: Path):
     run_id = read_json(Path(model_dir) / "run.json")["run_id"]
     with mlflow.start_run(run_id=run_id) as run:
         yield run
+
+
+def mark_pipeline_failed(task: str, pipeline_run: str, message: str) -> list[str]:
+    """Mark the task's MLflow runs of one pipeline run FAILED (a pod killed for memory leaves its run RUNNING,
+    and a run that finished before a later step failed looks successful). With no run yet (an early step
+    failed), record one FAILED run so the failure shows in MLflow. Returns the run ids marked."""
+    mlflow = configure()
+    client = mlflow.MlflowClient()
+    exp = experiment_id(task)
+    found = client.search_runs([exp], filter_string=f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run}'")
+    ids = [run.info.run_id for run in found if "mlflow.parentRunId" not in run.data.tags]  # not tuning trials
+    if not ids:
+        run = client.create_run(exp, run_name=f"{task}-pipeline", tags={**provenance(), PIPELINE_RUN_TAG: pipeline_run})
+        ids = [run.info.run_id]
+    for run_id in ids:
+        client.set_tag(run_id, "dlpipe.pipeline_error", message[:5000])
+        client.set_terminated(run_id, status="FAILED")
+    return ids

@@ -1,10 +1,12 @@
-"""One Kubeflow pipeline per task, built from params.yaml: ingest -> prepare -> augment -> train -> evaluate
--> export -> register.
+"""Kubeflow pipelines built from params.yaml: one per task, and `all`, which runs every selected task in parallel
+branches. Each task: ingest -> prepare -> augment -> tune -> train -> evaluate -> export -> `dsl.If` (promotion
+gate) register, inside an exit handler that marks the task's MLflow runs FAILED when a step fails.
 
 The stage configs become dict-typed pipeline parameters whose defaults are the task's params.yaml blocks
-(validated here, so a typo fails at compile time, not in the cluster); a run can override any of them.
-`train.<task>.gpu` and `train.<task>.retries` shape the compiled train task itself, so they are read at
-compile time only.
+(validated here, so a typo fails at compile time, not in the cluster). A run changes them with
+`params_overrides` (`stage.task.key=value` items, applied and validated by each step) or, per task, by passing a
+whole block. Compile-time only: `train.<task>.gpu` / `retries`, tune.<task>.workers > 1 (fan-out into a
+`dsl.ParallelFor`), and `kubeflow.<task>` (requests, limits, backoff, /dev/shm, secret names).
 
 No `from __future__ import annotations`: KFP reads the pipeline's annotations as types, and a string
 "dict" fails with "Artifacts must have both a schema_title and a schema_version".
@@ -12,69 +14,174 @@ No `from __future__ import annotations`: KFP reads the pipeline's annotations as
 
 from typing import Any
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from components import kfp_components as c
-from components.config import STAGES, ConfigError, stage_config, tasks
+from components.config import STAGES, ConfigError, KubeflowConfig, Resources, kubeflow_config, stage_config, tasks
+
+NO_OVERRIDES: list = []  # a shared default, never mutated
+GPU = "nvidia.com/gpu"
+CACHED = ("ingest", "prepare")  # pure functions of their inputs: safe to reuse; register writes the registry
 
 
 def build_pipeline(task: str, params: dict[str, Any]) -> Any:
-    """Return the `@dsl.pipeline` for `task`; its output is the evaluate step's metrics folder."""
+    """Return the `@dsl.pipeline` for `task`."""
     if task not in tasks(params):
         raise ConfigError(f"unknown task {task!r}; tasks in params: {', '.join(tasks(params))}")
     cfgs = {stage: stage_config(params, stage, task) for stage in STAGES}  # a typo fails here, not in the cluster
     raw = {stage: params.get(stage, {}).get(task) or {} for stage in STAGES}
+    kube = kubeflow_config(params, task)
+    gpu, retries = cfgs["train"].gpu, cfgs["train"].retries
 
     @dsl.pipeline(
         name=f"dlpipe-{task.replace('_', '-')}", description=f"dlpipe task {task}: raw data to a registered ONNX model"
     )
     def pipeline(
+        params_overrides: list = NO_OVERRIDES,
+        image: str = c.IMAGE,
+        mlflow_tracking_uri: str = "",
+        dvc_remote: str = "",
+        gpu_count: int = 1 if gpu else 0,
+        tune_trials: int = -1,
+        tune_workers: int = -1,
+        node_selector: dict = kube.node_selector,
+        tolerations: list = kube.tolerations,
         prepare_config: dict = raw["prepare"],
         augment_config: dict = raw["augment"],
         tune_config: dict = raw["tune"],
         train_config: dict = raw["train"],
         export_config: dict = raw["export"],
         register_config: dict = raw["register"],
-        mlflow_tracking_uri: str = "",
-    ) -> dsl.Artifact:
-        raw_data = c.ingest(prepare_config=prepare_config, task=task).outputs["raw"]
-        data = c.prepare(raw=raw_data, prepare_config=prepare_config, task=task).outputs["data"]
-        policy = c.augment(data=data, augment_config=augment_config, task=task).outputs["policy"]
-        uri = {"task": task, "mlflow_tracking_uri": mlflow_tracking_uri}
-        if cfgs["tune"].n_trials == 0 or cfgs["tune"].workers == 1:
-            best = c.tune(data=data, policy=policy, tune_config=tune_config, train_config=train_config, **uri)
-            best = best.outputs["best"]
-        else:  # workers fan out over one shared study (tune.storage / $OPTUNA_STORAGE must be shared, e.g. PostgreSQL)
-            study = c.tune_setup(tune_config=tune_config, train_config=train_config, **uri).outputs["study"]
-            with dsl.ParallelFor(items=list(range(cfgs["tune"].workers))) as _:
-                worker = c.tune_worker(data=data, policy=policy, study=study, train_config=train_config, **uri)
-                worker.set_retry(num_retries=cfgs["train"].retries)
-                if cfgs["train"].gpu:
-                    worker.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
-            best = c.tune_finalize(study=study, **uri).after(worker).outputs["best"]
-        trained = c.train(
-            data=data,
-            policy=policy,
-            best=best,
-            train_config=train_config,
-            task=task,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-        )
-        trained.set_retry(num_retries=cfgs["train"].retries)
-        if cfgs["train"].gpu:
-            trained.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
-        model = trained.outputs["model"]
-        scored = c.evaluate(data=data, model=model, task=task, mlflow_tracking_uri=mlflow_tracking_uri)
-        onnx = c.export(data=data, model=model, export_config=export_config, task=task).outputs["onnx"]
-        c.register(
-            data=data,
-            model=model,
-            onnx=onnx,
-            metrics=scored.outputs["metrics"],
-            register_config=register_config,
-            task=task,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-        ).set_caching_options(enable_caching=False)  # it writes to the registry: never skip it
-        return scored.outputs["metrics"]
+    ):
+        run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+        mine = {"task": task, "overrides": params_overrides}
+        uri = {"mlflow_tracking_uri": mlflow_tracking_uri}
+        tracked = {**uri, "pipeline_run": run_id}
+        knobs = {"tune_trials": tune_trials, "tune_workers": tune_workers}
+        placed = {"image": image, "node_selector": node_selector, "tolerations": tolerations}
+
+        def light(op: dsl.PipelineTask) -> dsl.PipelineTask:
+            return _cluster(op, kube, kube.steps, image=image)
+
+        def heavy(op: dsl.PipelineTask, gpus: Any = 1) -> dsl.PipelineTask:
+            op = _cluster(op, kube, kube.train, **placed, gpus=gpus if gpu else None)
+            return op.set_retry(retries, kube.retry_backoff, kube.retry_backoff_factor, kube.retry_backoff_max)
+
+        failed = light(c.mark_failed(task=task, **tracked)).set_caching_options(enable_caching=False)
+        with dsl.ExitHandler(failed, name=f"{task.replace('_', '-')}-steps"):
+            raw_data = light(c.ingest(prepare_config=prepare_config, dvc_remote=dvc_remote, **mine)).outputs["raw"]
+            data = light(c.prepare(raw=raw_data, prepare_config=prepare_config, **mine)).outputs["data"]
+            policy = light(c.augment(data=data, augment_config=augment_config, **mine)).outputs["policy"]
+            inputs = {"data": data, "policy": policy}
+            if cfgs["tune"].n_trials == 0 or cfgs["tune"].workers == 1:  # one pod, tune.workers processes
+                tuned = heavy(
+                    c.tune(**inputs, tune_config=tune_config, train_config=train_config, **mine, **knobs, **tracked)
+                )
+                best = tuned.outputs["best"]
+            else:  # one pod per worker on one shared study (tune.storage / $OPTUNA_STORAGE: PostgreSQL)
+                configs = {"tune_config": tune_config, "train_config": train_config}
+                setup = light(c.tune_setup(**configs, **mine, **knobs, **tracked))
+                with dsl.ParallelFor(items=setup.outputs["Output"], name="tune-workers") as _:
+                    study = setup.outputs["study"]
+                    worker = heavy(c.tune_worker(**inputs, study=study, train_config=train_config, **mine, **tracked))
+                best = light(c.tune_finalize(study=study, task=task, **uri).after(worker)).outputs["best"]
+            gpus = gpu_count if gpu else 0
+            trained = c.train(**inputs, best=best, train_config=train_config, gpus=gpus, **mine, **tracked)
+            model = heavy(trained, gpus=gpu_count).outputs["model"]
+            scored = light(c.evaluate(data=data, model=model, register_config=register_config, **mine, **uri))
+            onnx = light(c.export(data=data, model=model, export_config=export_config, **mine)).outputs["onnx"]
+            with dsl.If(scored.outputs["Output"] == True, name="promote"):  # noqa: E712 (a KFP condition)
+                registered = c.register(
+                    data=data,
+                    model=model,
+                    onnx=onnx,
+                    metrics=scored.outputs["metrics"],
+                    register_config=register_config,
+                    **mine,
+                    **uri,
+                )
+                light(registered).set_caching_options(enable_caching=False)  # it writes to the registry
 
     return pipeline
+
+
+def build_all(params: dict[str, Any]) -> Any:
+    """Return the `dlpipe-all` pipeline: every task of params.yaml in its own branch, run when the pipeline
+    parameter `tasks` names it. Shared parameters pass through; each task's own blocks are its defaults."""
+    names = tasks(params)
+    per_task = {task: build_pipeline(task, params) for task in names}
+    kube = kubeflow_config(params, "all")
+
+    @dsl.pipeline(name="dlpipe-all", description="dlpipe: every task, raw data to registered ONNX models")
+    def pipeline(
+        tasks: list = names,
+        params_overrides: list = NO_OVERRIDES,
+        image: str = c.IMAGE,
+        mlflow_tracking_uri: str = "",
+        dvc_remote: str = "",
+        gpu_count: int = 1,
+        tune_trials: int = -1,
+        tune_workers: int = -1,
+        node_selector: dict = kube.node_selector,
+        tolerations: list = kube.tolerations,
+    ):
+        for task, task_pipeline in per_task.items():
+            selected = c.select(tasks=tasks, task=task).set_display_name(f"select-{task}")
+            _cluster(selected, kube, kube.steps, image=image)
+            with dsl.If(selected.output == True, name=f"run-{task.replace('_', '-')}"):  # noqa: E712
+                task_pipeline(
+                    params_overrides=params_overrides,
+                    image=image,
+                    mlflow_tracking_uri=mlflow_tracking_uri,
+                    dvc_remote=dvc_remote,
+                    gpu_count=gpu_count,
+                    tune_trials=tune_trials,
+                    tune_workers=tune_workers,
+                    node_selector=node_selector,
+                    tolerations=tolerations,
+                ).set_display_name(task)
+
+    return pipeline
+
+
+def build(task: str, params: dict[str, Any]) -> Any:
+    """`all` or one task's pipeline."""
+    return build_all(params) if task == "all" else build_pipeline(task, params)
+
+
+def _cluster(
+    op: dsl.PipelineTask,
+    kube: KubeflowConfig,
+    res: Resources,
+    image: Any,
+    node_selector: Any = None,
+    tolerations: Any = None,
+    gpus: Any = None,
+) -> dsl.PipelineTask:
+    """Cluster settings of one task: image, requests/limits, credentials from Secrets (optional: a cluster
+    without them uses the pod's defaults), and for heavy steps GPUs, /dev/shm and placement."""
+    op.set_container_image(image)
+    op.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
+    op.set_memory_request(res.memory_request).set_memory_limit(res.memory_limit)
+    mlflow_env = {
+        "uri": "MLFLOW_TRACKING_URI",
+        "username": "MLFLOW_TRACKING_USERNAME",
+        "password": "MLFLOW_TRACKING_PASSWORD",
+    }
+    kubernetes.use_secret_as_env(op, kube.mlflow_secret, mlflow_env, optional=True)
+    s3_env = {"access_key": "AWS_ACCESS_KEY_ID", "secret_key": "AWS_SECRET_ACCESS_KEY", "endpoint": "AWS_ENDPOINT_URL"}
+    kubernetes.use_secret_as_env(op, kube.s3_secret, s3_env, optional=True)
+    kubernetes.use_secret_as_env(op, kube.s3_secret, {"endpoint": "MLFLOW_S3_ENDPOINT_URL"}, optional=True)
+    if op.component_spec.name.startswith("tune"):
+        kubernetes.use_secret_as_env(op, kube.optuna_secret, {"storage": "OPTUNA_STORAGE"}, optional=True)
+    if gpus is not None:
+        op.set_accelerator_type(GPU).set_accelerator_limit(gpus)
+    if node_selector is not None:
+        kubernetes.empty_dir_mount(
+            op, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=kube.shm_size
+        )
+        kubernetes.add_node_selector_json(op, node_selector)
+        kubernetes.add_toleration_json(op, tolerations)
+    if op.component_spec.name in CACHED:
+        op.set_caching_options(enable_caching=True)
+    return op

@@ -156,15 +156,31 @@ def train(
     tuned: Annotated[
         bool, typer.Option(help="apply tuning's artifacts/<task>/best_params.yaml on top of params.yaml")
     ] = False,
+    config: Annotated[
+        Path | None, typer.Option(help="a resolved train config (JSON/YAML) instead of params.yaml's block")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="prepared data folder (default: artifacts/<task>/data)")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default: artifacts/<task>)")] = None,
+    augment: Annotated[Path | None, typer.Option(help="augmentation policy folder")] = None,
 ) -> None:
-    """Train the task's model with the generic loop; checkpoint, history and an MLflow run."""
+    """Train the task's model with the generic loop; checkpoint, history and an MLflow run.
+
+    --config/--data/--out/--augment are how a pipeline step launches `torchrun ... dlpipe train` on its own
+    folders (components/launch.py)."""
+    import yaml
+
     from components.train import train as run
     from components.tune import tuned_config
 
     paths = Layout(task)
-    raw = _raw("train", task, params, set_)
-    cfg = validate(STAGE_MODELS["train"], tuned_config(raw, paths.best_params) if tuned else raw, f"train.{task}")
-    _print(run(paths.data, paths.model, cfg, task, resume=resume, augment_dir=paths.augment))
+    if config is not None:
+        raw = apply_overrides(yaml.safe_load(config.read_text()), set_ or [])
+    else:
+        raw = _raw("train", task, params, set_)
+        raw = tuned_config(raw, paths.best_params) if tuned else raw
+    cfg = validate(STAGE_MODELS["train"], raw, f"train.{task}")
+    data, out = data or paths.data, out or paths.model
+    _print(run(data, out, cfg, task, resume=resume, augment_dir=augment or paths.augment))
 
 
 @app.command(epilog=_describe("tune"))

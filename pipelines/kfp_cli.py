@@ -126,6 +126,7 @@ def run(
     os.environ["MLFLOW_TRACKING_URI"] = tracking.tracking_uri()
     # The steps run in this environment by design; kfp warns once per task that the image name lacks "python".
     warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner", category=UserWarning)
     root = tracking.home() / "local_outputs"
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     before = set(root.glob("*")) if root.is_dir() else set()

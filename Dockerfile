@@ -8,14 +8,14 @@ RUN apt-get update && apt-get install -y --no-install-recommends git dataset-fas
     && useradd --create-home --uid 1000 dlpipe
 WORKDIR /app
 
-# Dependencies first (cached layer), then the project itself.
-COPY pyproject.toml requirements.lock README.md ./
+# Dependencies first (cached layer), then the project itself; data.dvc lets the ingest step pull from a DVC remote.
+COPY pyproject.toml requirements.lock README.md data.dvc ./
 COPY components components
 COPY models models
 COPY pipelines pipelines
 COPY serving serving
-RUN pip install -c requirements.lock -e . && chown -R dlpipe /app
+RUN pip install -c requirements.lock -e '.[cluster]' && chown -R dlpipe /app
 
-USER dlpipe
+USER 1000:1000
 ENTRYPOINT ["dlpipe"]
 CMD ["--help"]

@@ -35,9 +35,10 @@ run: setup  ## pull the versioned data, run every task's stages with DVC, print 
 test: setup  ## the test suite (unit, data, model behaviour, end to end)
 	$(BIN)/pytest -q
 
-lint: setup  ## ruff
+lint: setup  ## ruff, hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile Dockerfile.gpu deploy/mlflow.Dockerfile
 
 serve: setup  ## serve TASK's champion model on 127.0.0.1:PORT (after `make run`)
 	dlpipe serve --task $(TASK) --port $(PORT)
@@ -52,6 +53,7 @@ bench: setup  ## benchmarks: ratios measured side by side in one run
 	$(BIN)/python bench/trainer_throughput.py
 	$(BIN)/python bench/cnn.py
 	$(BIN)/python bench/tuning.py
+	$(BIN)/python bench/kfp_parity.py
 
 clean:  ## remove generated outputs (keeps .venv, data/ and the DVC remote)
 	rm -rf artifacts metrics plots mlflow.db mlruns optuna.db local_outputs pipelines/compiled bench/results

@@ -370,6 +370,19 @@ class Resources(_Strict):
     memory_limit: Memory
 
 
+class DistributedConfig(_Strict):
+    """Train as a Kubeflow Trainer TrainJob (torch-distributed runtime): `nodes` x `gpus_per_node` processes of
+    the project's own `torchrun dlpipe train`. Outside a cluster the step runs torchrun on this machine."""
+
+    nodes: int = Field(2, ge=1)
+    gpus_per_node: int = Field(1, ge=0, description="0 = one CPU process per node (gloo)")
+    runtime: str = Field("torch-distributed", description="the ClusterTrainingRuntime the TrainJob references")
+    workspace_pvc: str = Field(
+        "dlpipe-workspace", description="a ReadWriteMany PVC mounted by the step and the TrainJob's pods"
+    )
+    timeout_s: int = Field(24 * 3600, ge=60, description="give up waiting for the TrainJob after this long")
+
+
 class KubeflowConfig(_Strict):
     """params.yaml `kubeflow.<task>` (optional): how the task's pods ask a cluster for resources. Compile time only;
     kfp.local ignores all of it."""
@@ -391,6 +404,7 @@ class KubeflowConfig(_Strict):
     mlflow_secret: str = Field("dlpipe-mlflow", description="Secret: username, password -> MLFLOW_TRACKING_*")
     s3_secret: str = Field("dlpipe-s3", description="Secret: access_key, secret_key, endpoint -> AWS_* / S3 endpoint")
     optuna_secret: str = Field("dlpipe-optuna", description="Secret: storage -> OPTUNA_STORAGE (PostgreSQL URL)")
+    distributed: DistributedConfig | None = Field(None, description="train as a TrainJob over several nodes")
 
 
 STAGE_MODELS: dict[str, type[_Strict]] = {

@@ -198,6 +198,38 @@ def train(
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
+def train_distributed(
+    data: Input[Dataset],
+    policy: Input[Artifact],
+    best: Input[Artifact],
+    train_config: dict,
+    overrides: list,
+    task: str,
+    mlflow_tracking_uri: str,
+    pipeline_run: str,
+    image: str,
+    distributed: dict,
+    secret_names: dict,
+    model: Output[Model],
+):
+    """Train as a Kubeflow Trainer TrainJob (kubeflow.<task>.distributed: nodes x GPUs of `torchrun dlpipe
+    train`), wait for it and collect its outputs; outside a cluster, torchrun on this machine."""
+    from pathlib import Path
+
+    from components import tracking
+    from components.config import DistributedConfig, TrainConfig, step_raw, validate
+    from components.trainjob import job_name, train_job
+    from components.tune import tuned_config
+
+    tracking.for_pipeline_step(mlflow_tracking_uri, pipeline_run)
+    raw = tuned_config(step_raw(train_config, overrides, "train", task), Path(best.path) / "best_params.yaml")
+    cfg = validate(TrainConfig, raw, f"train.{task}")
+    spec = DistributedConfig.model_validate(distributed)
+    name = job_name(task, pipeline_run)
+    train_job(Path(data.path), Path(model.path), cfg, task, Path(policy.path), spec, image, name, secret_names)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def evaluate(
     data: Input[Dataset],
     model: Input[Model],

@@ -85,9 +85,20 @@ def build_pipeline(task: str, params: dict[str, Any]) -> Any:
                     study = setup.outputs["study"]
                     worker = heavy(c.tune_worker(**inputs, study=study, train_config=train_config, **mine, **tracked))
                 best = light(c.tune_finalize(study=study, task=task, **uri).after(worker)).outputs["best"]
-            gpus = gpu_count if gpu else 0
-            trained = c.train(**inputs, best=best, train_config=train_config, gpus=gpus, **mine, **tracked)
-            model = heavy(trained, gpus=gpu_count).outputs["model"]
+            if kube.distributed is None:
+                gpus = gpu_count if gpu else 0
+                trained = c.train(**inputs, best=best, train_config=train_config, gpus=gpus, **mine, **tracked)
+                model = heavy(trained, gpus=gpu_count).outputs["model"]
+            else:  # the TrainJob's pods get the GPUs; this pod launches, waits and collects
+                job = {"distributed": kube.distributed.model_dump(), "secret_names": _secret_names(kube)}
+                launch = c.train_distributed(
+                    **inputs, best=best, train_config=train_config, image=image, **job, **mine, **tracked
+                )
+                launch = light(launch).set_retry(
+                    retries, kube.retry_backoff, kube.retry_backoff_factor, kube.retry_backoff_max
+                )
+                kubernetes.mount_pvc(launch, pvc_name=kube.distributed.workspace_pvc, mount_path="/workspace")
+                model = launch.outputs["model"]
             scored = light(c.evaluate(data=data, model=model, register_config=register_config, **mine, **uri))
             onnx = light(c.export(data=data, model=model, export_config=export_config, **mine)).outputs["onnx"]
             with dsl.If(scored.outputs["Output"] == True, name="promote"):  # noqa: E712 (a KFP condition)
@@ -147,6 +158,10 @@ def build_all(params: dict[str, Any]) -> Any:
 def build(task: str, params: dict[str, Any]) -> Any:
     """`all` or one task's pipeline."""
     return build_all(params) if task == "all" else build_pipeline(task, params)
+
+
+def _secret_names(kube: KubeflowConfig) -> dict[str, str]:
+    return {"mlflow_secret": kube.mlflow_secret, "s3_secret": kube.s3_secret, "optuna_secret": kube.optuna_secret}
 
 
 def _cluster(

@@ -185,3 +185,78 @@ def test_hadolint_passes() -> None:
     exe = Path(sys.executable).with_name("hadolint")
     proc = subprocess.run([str(exe), *map(str, IMAGES)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _trainjob_schema() -> dict:
+    import json
+
+    return json.loads((DEPLOY / "schemas" / "trainjob.v1alpha1.schema.json").read_text())
+
+
+def test_trainjob_manifest_matches_the_trainjob_schema() -> None:
+    from components.config import DistributedConfig
+    from components.trainjob import job_name, manifest
+    from tests.jsonschema_subset import errors
+
+    spec = DistributedConfig(nodes=4, gpus_per_node=8)
+    name = job_name("tabular_wine", "5f1c2a90-8e3b-4b7e-9a51-0c2d7e9b1f00")
+    secrets = {"mlflow_secret": "dlpipe-mlflow", "s3_secret": "dlpipe-s3", "optuna_secret": "dlpipe-optuna"}
+    env = {"DLPIPE_PIPELINE_RUN": "5f1c2a90"}
+    job = manifest(
+        name, "kubeflow", "registry.example/dlpipe:gpu", "tabular_wine", Path("/workspace") / name, spec, env, secrets
+    )
+    schema = _trainjob_schema()
+    assert errors(job, schema) == []
+    trainer = job["spec"]["trainer"]
+    assert (trainer["numNodes"], trainer["numProcPerNode"], trainer["resourcesPerNode"]) == (
+        4, 8, {"limits": {"nvidia.com/gpu": 8}}
+    )  # fmt: skip
+    assert trainer["command"][:5] == ["torchrun", "--no-python", "dlpipe", "train", "tabular_wine"]
+    assert job["spec"]["runtimeRef"]["name"] == "torch-distributed"
+    mlflow_uri = next(e for e in trainer["env"] if e["name"] == "MLFLOW_TRACKING_URI")
+    assert mlflow_uri["valueFrom"]["secretKeyRef"] == {"name": "dlpipe-mlflow", "key": "uri", "optional": True}
+    # the schema is not vacuous: it rejects what the TrainJob CRD would reject
+    broken = {**job, "spec": {**job["spec"], "trainer": {**trainer, "numNodes": 0, "gpus": 2}}}
+    assert set(errors(broken, schema)) == {
+        "$.spec.trainer: unknown field 'gpus'",
+        "$.spec.trainer.numNodes: 0 < minimum 1",
+    }
+    assert errors({**job, "metadata": {"name": "Bad_Name"}}, schema)[0].startswith("$.metadata.name")
+
+
+def test_distributed_train_step_compiles_to_a_trainjob_launcher(params: dict, tmp_path: Path) -> None:
+    import copy
+
+    from tests.test_kfp import _compile, _steps
+
+    dist = copy.deepcopy(params)
+    dist["kubeflow"] = {"digits": {"distributed": {"nodes": 2, "gpus_per_node": 4, "workspace_pvc": "shared"}}}
+    spec, k8s = _compile(dist, tmp_path / "digits.yaml", "digits")
+    steps = _steps(spec)
+    assert "train-distributed" in steps and "train" not in steps
+    launcher = spec["deploymentSpec"]["executors"]["exec-train-distributed"]["container"]
+    assert "accelerator" not in launcher["resources"]  # the TrainJob's pods hold the GPUs, not the launcher
+    assert k8s["exec-train-distributed"]["pvcMount"][0]["mountPath"] == "/workspace"
+    job = steps["train-distributed"]["inputs"]["parameters"]["distributed"]["runtimeValue"]["constant"]
+    assert (job["nodes"], job["gpus_per_node"], job["workspace_pvc"]) == (2, 4, "shared")
+    assert steps["train-distributed"]["retryPolicy"]["maxRetryCount"] == dist["train"]["digits"].get("retries", 2)
+
+
+def test_trainjob_step_falls_back_to_torchrun_here(tabular_artifacts: Path, tmp_path: Path) -> None:
+    """Outside a cluster the TrainJob step runs the same `torchrun dlpipe train` on this machine, with the
+    TrainJob's world size (2 nodes x 1 CPU process): DDP over gloo, rank 0 tracks and writes."""
+    from mlflow import MlflowClient
+
+    from components.config import DistributedConfig, TrainConfig
+    from components.io import read_json
+    from components.trainjob import in_cluster, train_job
+
+    assert not in_cluster()
+    cfg = TrainConfig.model_validate({**PARAMS["train"]["tabular"], "epochs": 3})
+    out = tmp_path / "model"
+    spec = DistributedConfig(nodes=2, gpus_per_node=0)
+    art = tabular_artifacts
+    summary = train_job(art / "data", out, cfg, "tabular", art / "augment", spec, "unused-here", "job", {})
+    assert summary["epochs_run"] == 3 and (out / "checkpoint.pt").is_file()
+    run = MlflowClient().get_run(read_json(out / "run.json")["run_id"])
+    assert run.data.tags["world_size"] == "2" and run.info.status == "FINISHED"

@@ -145,7 +145,7 @@ def run(
 
 @contextmanager
 def _client(host: str | None, token: str | None, namespace: str | None, in_cluster: bool) -> Iterator[Any]:
-    """A kfp.Client for a reachable, authorised API; API errors inside the block become one line."""
+    """(kfp.Client, host) for a reachable, authorised API; API errors inside the block become one line."""
     import kfp
     from kfp_server_api.exceptions import ApiException
 
@@ -162,7 +162,7 @@ def _client(host: str | None, token: str | None, namespace: str | None, in_clust
     _probe(host, token)
     warnings.filterwarnings("ignore", message="This client only works with Kubeflow Pipeline", category=FutureWarning)
     try:
-        yield kfp.Client(host=host, existing_token=token, namespace=namespace or "kubeflow")
+        yield kfp.Client(host=host, existing_token=token, namespace=namespace or "kubeflow"), host
     except ApiException as err:
         detail = (err.body or "").strip().replace("\n", " ")[:300]
         _fail(f"Kubeflow Pipelines at {host} refused the request: HTTP {err.status} {err.reason} {detail}".strip())
@@ -233,7 +233,7 @@ def submit(
     pipeline = _pipeline(task, params, set_)
     shared = {"image": image, "mlflow_tracking_uri": mlflow_uri, "dvc_remote": dvc_remote, "gpu_count": gpu_count}
     arguments = _arguments(task, set_, only, params, **shared)
-    with _client(host, token, namespace, in_cluster) as client:
+    with _client(host, token, namespace, in_cluster) as (client, url):
         result = client.create_run_from_pipeline_func(
             pipeline,
             arguments=arguments,
@@ -241,7 +241,7 @@ def submit(
             experiment_name=experiment or f"dlpipe-{task}",
             namespace=namespace,
         )
-        typer.echo(f"submitted run {result.run_id}: {client._uihost.rstrip('/')}/#/runs/details/{result.run_id}")
+        typer.echo(f"submitted run {result.run_id}: {url.rstrip('/')}/#/runs/details/{result.run_id}")
         if wait:
             state = client.wait_for_run_completion(result.run_id, timeout=timeout).state
             typer.echo(f"run {result.run_id}: {state}")
@@ -286,7 +286,7 @@ def schedule(
     pipeline = _pipeline(task, params, set_)
     shared = {"image": image, "mlflow_tracking_uri": mlflow_uri, "dvc_remote": dvc_remote, "gpu_count": gpu_count}
     arguments = _arguments(task, set_, only, params, **shared)
-    with _client(host, token, namespace, in_cluster) as client, tempfile.TemporaryDirectory() as tmp:
+    with _client(host, token, namespace, in_cluster) as (client, _), tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / f"{task}.yaml"
         compiler.Compiler().compile(pipeline, str(package))
         exp = client.create_experiment(experiment or f"dlpipe-{task}", namespace=namespace)
@@ -311,7 +311,7 @@ def list_(
     limit: Annotated[int, typer.Option(help="most recent runs to show")] = 20,
 ) -> None:
     """The most recent pipeline runs: id, state, created, name."""
-    with _client(host, token, namespace, in_cluster) as client:
+    with _client(host, token, namespace, in_cluster) as (client, _):
         runs = client.list_runs(page_size=limit, sort_by="created_at desc", namespace=namespace).runs or []
         for r in runs:
             typer.echo(f"{r.run_id}  {str(r.state):10s}  {r.created_at:%Y-%m-%d %H:%M}  {r.display_name}")
@@ -328,7 +328,7 @@ def status(
     in_cluster: InCluster = False,
 ) -> None:
     """One run's state, times, error and the state of each of its tasks."""
-    with _client(host, token, namespace, in_cluster) as client:
+    with _client(host, token, namespace, in_cluster) as (client, _):
         r = client.get_run(run_id)
         info = {"run_id": r.run_id, "name": r.display_name, "state": r.state, "created": str(r.created_at)}
         info |= {"finished": str(r.finished_at) if r.state in FINAL_STATES else None}

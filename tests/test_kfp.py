@@ -313,3 +313,49 @@ def test_cnn_pipeline_runs_locally(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     metrics = json.loads((run_dir / "evaluate/metrics/digits.json").read_text())
     assert metrics["accuracy"] > 0.5 and "accuracy/7" in metrics
     assert (run_dir / "evaluate/plots/worst_misclassified.png").is_file()
+
+
+def test_submit_sends_the_compiled_pipeline_and_the_run_parameters() -> None:
+    """Against a stand-in for the KFP REST API (v2beta1): submit --wait creates the experiment, posts the `all`
+    spec with its PlatformSpec and the run's parameters, polls the run and reports its final state."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, str, dict]] = []
+
+    class FakeKfp(BaseHTTPRequestHandler):
+        def _send(self, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            seen.append(("GET", self.path, {}))
+            self._send({"run_id": "r1", "state": "SUCCEEDED"} if self.path.startswith("/apis/v2beta1/runs/") else {})
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(("POST", self.path, body))
+            self._send({"experiment_id": "e1", "run_id": "r1", "state": "PENDING"})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeKfp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"http://127.0.0.1:{server.server_address[1]}"
+    args = ["submit", "--host", host, "--task", "all", "--only", "tabular", "-s", "train.tabular.lr=0.01"]
+    try:
+        result = CliRunner().invoke(pipeline_app, [*args, "--wait", "--params", str(ROOT / "params.yaml")])
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    assert f"submitted run r1: {host}/#/runs/details/r1" in result.output and "run r1: SUCCEEDED" in result.output
+    (run,) = [body for method, path, body in seen if method == "POST" and path == "/apis/v2beta1/runs"]
+    assert run["runtime_config"]["parameters"] == {"params_overrides": ["train.tabular.lr=0.01"], "tasks": ["tabular"]}
+    assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "dlpipe-all"
+    assert "kubernetes" in run["pipeline_spec"]["platform_spec"]["platforms"]
+    assert ("POST", "/apis/v2beta1/experiments", {"display_name": "dlpipe-all", "namespace": ""}) in seen

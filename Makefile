@@ -43,10 +43,10 @@ lint: setup  ## ruff, hadolint
 serve: setup  ## serve TASK's champion model on 127.0.0.1:PORT (after `make run`)
 	dlpipe serve --task $(TASK) --port $(PORT)
 
-pipeline-compile: setup  ## compile the Kubeflow pipelines to pipelines/compiled/
-	dlpipe pipeline compile --task all
+pipeline-compile: setup  ## compile the Kubeflow pipelines (every task, and all) to pipelines/compiled/
+	dlpipe pipeline compile
 
-pipeline-local: setup  ## run TASK's Kubeflow pipeline here with kfp.local
+pipeline-local: setup  ## run TASK's Kubeflow pipeline here with kfp.local (TASK=all: every task)
 	dlpipe pipeline run --local --task $(TASK)
 
 bench: setup  ## benchmarks: ratios measured side by side in one run

@@ -25,7 +25,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 45) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -242,21 +242,26 @@ def test_distributed_train_step_compiles_to_a_trainjob_launcher(params: dict, tm
     assert steps["train-distributed"]["retryPolicy"]["maxRetryCount"] == dist["train"]["digits"].get("retries", 2)
 
 
-def test_trainjob_step_falls_back_to_torchrun_here(tabular_artifacts: Path, tmp_path: Path) -> None:
+def test_trainjob_step_falls_back_to_torchrun_here(tmp_path: Path) -> None:
     """Outside a cluster the TrainJob step runs the same `torchrun dlpipe train` on this machine, with the
     TrainJob's world size (2 nodes x 1 CPU process): DDP over gloo, rank 0 tracks and writes."""
     from mlflow import MlflowClient
 
-    from components.config import DistributedConfig, TrainConfig
+    from components.augment import augment
+    from components.config import DistributedConfig, TrainConfig, stage_config
+    from components.ingest import ingest
     from components.io import read_json
+    from components.prepare import prepare
     from components.trainjob import in_cluster, train_job
 
     assert not in_cluster()
-    cfg = TrainConfig.model_validate({**PARAMS["train"]["tabular"], "epochs": 3})
-    out = tmp_path / "model"
-    spec = DistributedConfig(nodes=2, gpus_per_node=0)
-    art = tabular_artifacts
-    summary = train_job(art / "data", out, cfg, "tabular", art / "augment", spec, "unused-here", "job", {})
+    prep = stage_config(PARAMS, "prepare", "tabular_wine")
+    data, policy = tmp_path / "data", tmp_path / "augment"
+    prepare(ingest(prep.dataset, tmp_path / "raw").parent, data, prep, "tabular_wine")
+    augment(data, policy, stage_config(PARAMS, "augment", "tabular_wine"), "tabular_wine")
+    cfg = TrainConfig.model_validate({**PARAMS["train"]["tabular_wine"], "epochs": 3})
+    out, spec = tmp_path / "model", DistributedConfig(nodes=2, gpus_per_node=0)
+    summary = train_job(data, out, cfg, "tabular_wine", policy, spec, "unused-here", "job", {})
     assert summary["epochs_run"] == 3 and (out / "checkpoint.pt").is_file()
     run = MlflowClient().get_run(read_json(out / "run.json")["run_id"])
     assert run.data.tags["world_size"] == "2" and run.info.status == "FINISHED"

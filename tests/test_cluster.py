@@ -68,7 +68,7 @@ def test_tabular_steps_track_to_a_real_mlflow_server(tmp_path: Path, monkeypatch
         run = client.get_run(version.run_id)
         assert run.info.status == "FINISHED" and run.info.artifact_uri.startswith("mlflow-artifacts:")
         assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 8  # every epoch arrived
-        assert run.data.metrics["roc_auc"] > 0.9 and run.data.params["task"] == "tabular"
+        assert run.data.metrics["test_roc_auc"] > 0.9 and run.data.params["task"] == "tabular"
         assert list(store.rglob("model.onnx"))  # uploaded through the server into its artifact store
         local = mlflow.artifacts.download_artifacts("models:/tabular@champion", dst_path=str(tmp_path / "dl"))
         assert (Path(local) / "model.onnx").read_bytes() == (art / "model.onnx").read_bytes()

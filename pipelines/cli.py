@@ -281,6 +281,25 @@ def vanishing_gradients(
         )
 
 
+@experiment_app.command("vanishing-gradients-rnn")
+def vanishing_gradients_rnn(params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
+    """Plain RNN vs LSTM vs GRU on a long-memory task: gradient w.r.t. early time steps, and accuracy."""
+    from components.experiments import VanishingRNNConfig
+    from components.experiments import vanishing_gradients_rnn as run
+
+    raw = apply_overrides(load_params(params).get("experiments", {}).get("vanishing_gradients_rnn") or {}, set_ or [])
+    cfg = validate(VanishingRNNConfig, raw, "experiments.vanishing_gradients_rnn")
+    results = run(Path("metrics/vanishing_gradients_rnn.json"), Path("plots/vanishing_gradients_rnn.png"), cfg)
+    typer.echo(
+        f"{'cell':6s} {'|dL/dx_0| init':>15s} {'first/last init':>16s} {'first/last trained':>19s} {'val acc':>8s}"
+    )
+    for name, r in results.items():
+        typer.echo(
+            f"{name:6s} {r['grad_first_step_init']:15.2e} {r['first_over_last_init']:16.2e} "
+            f"{r['first_over_last_trained']:19.2e} {r['val_accuracy']:8.3f}"
+        )
+
+
 @experiment_app.command("transfer-fashion")
 def transfer_fashion(params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
     """MNIST-pretrained CNN on a small Fashion-MNIST slice: fine-tune vs feature extractor vs scratch."""

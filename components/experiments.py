@@ -179,6 +179,7 @@ def vanishing_gradients_rnn(metrics_path: Path, plot_path: Path, cfg: VanishingR
             early_stopping={"enabled": False},
             gradients={"track": False},
             device="cpu",
+            threads=1,
         )
         result = fit(
             model,

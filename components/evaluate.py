@@ -124,7 +124,11 @@ def plot_forecast(
         zoom.plot(steps, naive[i], color="C3", lw=1, ls="--", label="seasonal naive" if j == 0 else None)
     ax.set(title=f"{meta['dataset']}: train / validation / test spans (test from {test_from.date()})", ylabel="value")
     zoom.set(title=f"Test span: {h}-step forecasts from consecutive windows", ylabel="value")
-    zoom.set_xlim(dates[max(0, ends[0] - 10)], dates[-1])
+    first = max(0, ends[0] - 10)
+    shown = np.concatenate([values[first:], out.ravel(), naive.ravel()])
+    pad = 0.05 * float(np.ptp(shown) or 1.0)
+    zoom.set_xlim(dates[first], dates[-1])
+    zoom.set_ylim(float(shown.min()) - pad, float(shown.max()) + pad)
     zoom.legend(loc="upper left")
     _save(fig, path)
 

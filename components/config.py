@@ -184,6 +184,7 @@ class RNNConfig(_Strict):
     last_value_residual: bool = Field(
         False, description="series: read the window relative to its last value and forecast the change from it"
     )
+    gate_bias: float = Field(1.0, description="initial bias of the LSTM forget / GRU update gate (memory kept)")
 
     @model_validator(mode="after")
     def _shapes(self) -> RNNConfig:

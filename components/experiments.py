@@ -125,16 +125,17 @@ def _plot(profiles: dict[str, list[float]], path: Path, cfg: VanishingConfig) ->
 class VanishingRNNConfig(_Strict):
     """params.yaml `experiments.vanishing_gradients_rnn`: remember the first step of a long noisy sequence."""
 
-    length: int = Field(80, ge=2, description="time steps per sequence")
+    length: int = Field(50, ge=2, description="time steps per sequence")
     hidden: int = Field(32, ge=1)
-    n_train: int = Field(2000, ge=10)
+    n_train: int = Field(4000, ge=10)
     n_val: int = Field(500, ge=10)
     noise: float = Field(1.0, ge=0, description="std of the distracting values after the first step")
-    epochs: int = Field(8, ge=1)
+    epochs: int = Field(10, ge=1)
     optimizer: str = "adam"
     lr: float = Field(0.003, gt=0)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(32, ge=1)
     cells: list[str] = Field(default_factory=lambda: ["rnn", "lstm", "gru"])
+    gate_bias: float = Field(3.0, description="LSTM forget / GRU update gate bias at init (about log(length))")
     seed: int = 42
 
 
@@ -167,10 +168,10 @@ def vanishing_gradients_rnn(metrics_path: Path, plot_path: Path, cfg: VanishingR
     profiles: dict[str, list[float]] = {}
     for cell in cfg.cells:
         seed_everything(cfg.seed)
-        model = build_model("rnn", out_features=1, in_features=1, cell=cell, hidden=cfg.hidden)
+        model = build_model("rnn", out_features=1, in_features=1, cell=cell, hidden=cfg.hidden, gate_bias=cfg.gate_bias)
         at_init = input_gradients(model, *probe)
         tcfg = TrainConfig(
-            model={"name": "rnn", "cell": cell, "hidden": cfg.hidden},
+            model={"name": "rnn", "cell": cell, "hidden": cfg.hidden, "gate_bias": cfg.gate_bias},
             optimizer=cfg.optimizer,
             lr=cfg.lr,
             batch_size=cfg.batch_size,

@@ -68,6 +68,7 @@ class RNN(nn.Module):
         embedding_dim: int = 64,
         embeddings: str = "trainable",
         last_value_residual: bool = False,
+        gate_bias: float = 1.0,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -100,13 +101,14 @@ class RNN(nn.Module):
             self.between = nn.Dropout(dropout)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(hidden * (2 if bidirectional else 1), out_features)
-        self.open_memory_gates()
+        self.open_memory_gates(gate_bias)
 
-    def open_memory_gates(self) -> None:
-        """Start the gates that keep memory open: the LSTM forget gate's bias at 1 (Jozefowicz et al. 2015)
-        and the GRU update gate's at 1, so early steps are remembered from the first epoch on. With PyTorch's
-        zero-mean init the state would halve at every step and gradients vanish through time from the
-        start (the plain RNN has no gate to open)."""
+    def open_memory_gates(self, bias: float = 1.0) -> None:
+        """Start the gates that keep memory open: the LSTM forget gate's bias and the GRU update gate's at
+        `bias` (1 as in Jozefowicz et al. 2015; about log(T) for memories of T steps, as in chrono
+        initialisation), so early steps are remembered from the first epoch on. With PyTorch's zero-mean
+        init the state would halve at every step and gradients vanish through time from the start (the
+        plain RNN has no gate to open)."""
         if self.cell == "rnn":
             return
         for name, param in self.named_parameters():
@@ -114,7 +116,7 @@ class RNN(nn.Module):
                 size = param.shape[0] // (4 if self.cell == "lstm" else 3)
                 gate = slice(size, 2 * size)  # lstm (i, f, g, o): f; gru (r, z, n): z
                 with torch.no_grad():
-                    param[gate] = 1.0
+                    param[gate] = bias
 
     def load_embeddings(self, vectors: Tensor, freeze: bool = False) -> None:
         """Start the embedding table from static vectors [vocab, dim] (e.g. word2vec); `freeze` keeps them."""

@@ -131,3 +131,25 @@ def test_prepare_text_trains_the_tokenizer_on_train_only(tmp_path: Path) -> None
     test_only = {t.split()[0] for t in load_texts(tmp_path / "data", "test")}
     assert not (test_only & vocab)  # words seen only in test are not in the vocabulary
     assert np.load(tmp_path / "data" / "word2vec.npy").shape == (meta["tokenizer"]["vocab_size"], 8)
+
+
+def test_training_starts_from_frozen_word2vec_vectors(tmp_path: Path) -> None:
+    import torch
+
+    from components.config import TrainConfig
+    from components.prepare import prepare
+    from components.train import load_trained, train
+
+    raw = tmp_path / "raw" / "toy"
+    raw.mkdir(parents=True)
+    texts = [f"w{i}x is {'good' if i % 2 else 'bad'}" for i in range(60)]
+    pd.DataFrame({"text": texts, "target": ["pos" if i % 2 else "neg" for i in range(60)]}).to_csv(
+        raw / "data.csv", index=False
+    )
+    cfg = PrepareConfig(dataset="toy", objective="binary", text={"min_frequency": 1, "word2vec_dim": 8})
+    prepare(tmp_path / "raw", tmp_path / "art" / "data", cfg, "toy")
+    model = {"name": "rnn", "cell": "gru", "hidden": 4, "embedding_dim": 8, "embeddings": "word2vec_frozen"}
+    train(tmp_path / "art" / "data", tmp_path / "art", TrainConfig(model=model, epochs=2), "toy", progress=False)
+    trained, _ = load_trained(tmp_path / "art")
+    vectors = torch.as_tensor(np.load(tmp_path / "art" / "data" / "word2vec.npy"))
+    assert torch.equal(trained.embedding.weight, vectors)  # frozen: exactly the prepare step's vectors

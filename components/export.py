@@ -129,6 +129,10 @@ def _export(
     out_name: str,
     sequence: bool = False,
 ):
+    if sequence and any(isinstance(m, torch.nn.RNN) for m in module.modules()):
+        # The dynamo exporter unrolls a plain RNN over the example's steps (LSTM and GRU become ONNX ops),
+        # freezing the sequence length; the TorchScript exporter maps it to ONNX's RNN op.
+        return _export_legacy(module, example, path, opset, in_name, out_name)
     batch = torch.export.Dim("batch", min=1)
     axes = {0: batch, 1: torch.export.Dim("sequence", min=1)} if sequence else {0: batch}
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -146,6 +150,21 @@ def _export(
             verbose=False,
         )
     program.save(str(path), external_data=False)
+
+
+def _export_legacy(module: torch.nn.Module, example: torch.Tensor, path: Path, opset: int, in_name: str, out_name: str):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[in_name],
+            output_names=[out_name],
+            dynamic_axes={in_name: {0: "batch", 1: "sequence"}, out_name: {0: "batch"}},
+        )
 
 
 def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

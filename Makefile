@@ -53,6 +53,7 @@ bench: setup  ## benchmarks: ratios measured side by side in one run
 	$(BIN)/python bench/trainer_throughput.py
 	$(BIN)/python bench/cnn.py
 	$(BIN)/python bench/tuning.py
+	$(BIN)/python bench/sequence.py
 	$(BIN)/python bench/kfp_parity.py
 
 clean:  ## remove generated outputs (keeps .venv, data/ and the DVC remote)

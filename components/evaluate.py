@@ -33,7 +33,9 @@ def evaluate(data_dir: Path, model_dir: Path, metrics_path: Path, plots_dir: Pat
 
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
-    if meta["objective"] == "regression":
+    if "series" in meta:  # forecast: MAE / RMSE / MAPE against the seasonal-naive baseline, forecast plot
+        scores = forecast_scores(data_dir, meta, out, plots_dir)
+    elif meta["objective"] == "regression":
         truth = y * meta["target_scaler"]["scale"] + meta["target_scaler"]["mean"]
         scores = regression_metrics(truth, out[:, 0])
         plot_predictions(truth, out[:, 0], plots_dir / "predicted_vs_actual.png")
@@ -42,6 +44,8 @@ def evaluate(data_dir: Path, model_dir: Path, metrics_path: Path, plots_dir: Pat
         plot_confusion(y, out.argmax(1), meta["classes"], plots_dir / "confusion_matrix.png")
         if meta["objective"] == "binary":
             plot_roc(y, out[:, 1], plots_dir / "roc.png")
+        if "tokenizer" in meta and meta["objective"] == "binary":  # texts: the negation behaviour test
+            scores |= negation_behaviour(OutputHead(model, meta).eval(), data_dir, meta)
         if "preprocessing" in meta:  # images
             scores |= per_class_accuracy(y, out.argmax(1), meta["classes"])
             plot_worst(x, y, out, meta, plots_dir / "worst_misclassified.png")
@@ -77,6 +81,88 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str])
     else:
         scores["macro_f1"] = skm.f1_score(y, pred, average="macro", zero_division=0)
     return scores
+
+
+def forecast_scores(data_dir: Path, meta: dict[str, Any], out: np.ndarray, plots_dir: Path) -> dict[str, float]:
+    """Test-span MAE / RMSE / MAPE (%) of the model and of the seasonal-naive forecast, their ratios, and the
+    forecast plot (history, truth, the model's and the baseline's forecasts)."""
+    from components.series import forecast_metrics, read_series, seasonal_naive, window_ends
+
+    series, ends, h = read_series(data_dir), window_ends(data_dir, "test"), meta["horizon"]
+    values = series["values"]
+    truth = values[ends[:, None] + np.arange(1, h + 1)[None, :]]
+    naive = seasonal_naive(values, ends, h, meta["series"]["seasonal_period"])
+    model, base = forecast_metrics(truth, out), forecast_metrics(truth, naive)
+    scores = {**model, **{f"naive_{k}": v for k, v in base.items()}}
+    scores |= {f"{k}_ratio_to_naive": model[k] / base[k] for k in ("mae", "rmse", "mape") if base[k] > 0}
+    for k in (1, h):  # error growth over the horizon
+        scores[f"mae_step{k}"] = float(np.abs(out[:, k - 1] - truth[:, k - 1]).mean())
+    plot_forecast(series, ends, out, naive, meta, plots_dir / "forecast.png")
+    return scores
+
+
+def plot_forecast(
+    series: dict[str, np.ndarray],
+    ends: np.ndarray,
+    out: np.ndarray,
+    naive: np.ndarray,
+    meta: dict[str, Any],
+    path: Path,
+) -> None:
+    """The whole series, the test span's truth, and forecasts from non-overlapping test windows."""
+    import pandas as pd
+
+    dates, values, h = pd.to_datetime(series["dates"]), series["values"], meta["horizon"]
+    test_from = pd.Timestamp(meta["series"]["spans"]["test"]["from"])
+    fig, (ax, zoom) = plt.subplots(2, 1, figsize=(10, 7))
+    for a in (ax, zoom):
+        a.plot(dates, values, color="0.6", lw=0.8, label="history / truth")
+        a.axvline(test_from, color="k", ls=":", lw=0.8)
+    for j, i in enumerate(range(0, len(ends), h)):  # consecutive forecasts that do not overlap
+        steps = dates[ends[i] + 1 : ends[i] + 1 + h]
+        zoom.plot(steps, out[i], color="C0", lw=1.4, label="model" if j == 0 else None)
+        zoom.plot(steps, naive[i], color="C3", lw=1, ls="--", label="seasonal naive" if j == 0 else None)
+    ax.set(title=f"{meta['dataset']}: train / validation / test spans (test from {test_from.date()})", ylabel="value")
+    zoom.set(title=f"Test span: {h}-step forecasts from consecutive windows", ylabel="value")
+    first = max(0, ends[0] - 10)
+    shown = np.concatenate([values[first:], out.ravel(), naive.ravel()])
+    pad = 0.05 * float(np.ptp(shown) or 1.0)
+    zoom.set_xlim(dates[first], dates[-1])
+    zoom.set_ylim(float(shown.min()) - pad, float(shown.max()) + pad)
+    zoom.legend(loc="upper left")
+    _save(fig, path)
+
+
+NEGATION_TEMPLATES = ("the movie was {}", "this film is {}", "the acting was {}", "it is a {} story", "{}")
+POSITIVE_WORDS = ("good", "great", "funny", "moving", "wonderful", "entertaining", "beautiful", "clever")
+NEGATIVE_WORDS = ("bad", "boring", "dull", "awful", "pointless", "terrible", "stupid", "tedious")
+
+
+def negation_pairs() -> list[tuple[str, str, int]]:
+    """(text, negated text, sign): negating a positive word should lower P(positive) (sign -1), a negative
+    word raise it (+1)."""
+    pairs = []
+    for template in NEGATION_TEMPLATES:
+        for words, sign in ((POSITIVE_WORDS, -1), (NEGATIVE_WORDS, 1)):
+            pairs += [(template.format(w), template.format(f"not {w}"), sign) for w in words]
+    return pairs
+
+
+def negation_behaviour(head: torch.nn.Module, data_dir: Path, meta: dict[str, Any]) -> dict[str, float]:
+    """Behaviour test: P(positive) of "X" vs "not X" over templates. `negation_flip_rate` is the share of
+    pairs moved the right way; `negation_mean_shift` the mean signed move (> 0 = right way on average)."""
+    from components.tokenization import encode, load_tokenizer
+
+    positive = meta["classes"].index("positive") if "positive" in meta["classes"] else 1
+    tok, pairs = load_tokenizer(data_dir), negation_pairs()
+    max_len = meta["tokenizer"]["max_length"]
+    plain = encode(tok, [p[0] for p in pairs], max_len, pad="longest").ids
+    negated = encode(tok, [p[1] for p in pairs], max_len, pad="longest").ids
+    with torch.no_grad():
+        p0 = head(torch.as_tensor(plain))[:, positive].numpy()
+        p1 = head(torch.as_tensor(negated))[:, positive].numpy()
+    moved = (p1 - p0) * np.array([p[2] for p in pairs])
+    return {"negation_flip_rate": float((moved > 0).mean()), "negation_mean_shift": float(moved.mean())}
 
 
 def per_class_accuracy(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict[str, float]:

@@ -24,7 +24,10 @@ LOSSES = {
 
 
 def output_size(meta: dict[str, Any]) -> int:
-    """Width of the model's last layer: 1 logit for binary, one per class, 1 value for regression."""
+    """Width of the model's last layer: 1 logit for binary, one per class, 1 value for regression (H values
+    for a forecast of horizon H)."""
+    if meta["objective"] == "regression":
+        return int(meta.get("horizon", 1))
     return len(meta["classes"]) if meta["objective"] == "multiclass" else 1
 
 
@@ -32,7 +35,8 @@ def targets(y: np.ndarray, objective: str) -> Tensor:
     """Targets in the dtype and shape the loss expects."""
     if objective == "multiclass":
         return torch.as_tensor(y, dtype=torch.long)
-    return torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)
+    y = torch.as_tensor(y, dtype=torch.float32)
+    return y.reshape(len(y), -1)  # [N, 1], or [N, H] for a forecast
 
 
 def loss_fn(objective: str, name: str = "auto", label_smoothing: float = 0.0) -> Callable[[Tensor, Tensor], Tensor]:
@@ -67,7 +71,7 @@ def metric_fn(objective: str) -> Callable[[Tensor, Tensor], dict[str, float]] | 
 
 
 class OutputHead(nn.Module):
-    """Model + output activation, as exported: class probabilities (B, C), or the value in raw units (B, 1)."""
+    """Model + output activation, as exported: class probabilities (B, C), or values in raw units (B, 1 or H)."""
 
     def __init__(self, model: nn.Module, meta: dict[str, Any]) -> None:
         super().__init__()

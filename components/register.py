@@ -40,6 +40,7 @@ def register(
         return decision
     onnx_path = Path(export_dir) / "model.onnx"
     bundle = [Path(data_dir) / "meta.json", Path(export_dir) / "export.json"]
+    bundle += [p for p in [Path(data_dir) / "tokenizer.json"] if p.is_file()]  # text tasks serve with it
 
     mlflow = tracking.configure()
     client = mlflow.MlflowClient()

@@ -24,7 +24,7 @@ def build_for(meta: dict[str, Any], cfg: TrainConfig) -> nn.Module:
     return build_model(
         cfg.model.name,
         out_features=objectives.output_size(meta),
-        **input_kwargs(meta["input"]["shape"]),
+        **input_kwargs(meta["input"]["shape"], meta),
         **cfg.model.kwargs(),
     )
 
@@ -59,6 +59,7 @@ def train(
 
     seed_everything(cfg.seed)
     model = build_for(meta, cfg)
+    init_embeddings(model, cfg, data_dir)
     param_groups, transferred = transfer.apply(model, cfg)
     transform = load_transform(augment_dir, meta)
     main = distributed.is_main()
@@ -85,7 +86,8 @@ def train(
                     }
                 )
                 mlflow.log_dict(cfg.model_dump(), "config.json")
-                mlflow.log_text(summarize(model, meta["input"]["shape"]), "model_summary.txt")
+                summary_text = summarize(model, meta["input"]["shape"], meta["input"].get("dtype", "float32"))
+                mlflow.log_text(summary_text, "model_summary.txt")
                 for name in (POLICY, PREVIEW):
                     if augment_dir is not None and (Path(augment_dir) / name).is_file():
                         mlflow.log_artifact(str(Path(augment_dir) / name), artifact_path="augment")
@@ -124,6 +126,20 @@ def train(
     finally:
         distributed.cleanup()
     return summary
+
+
+def init_embeddings(model: nn.Module, cfg: TrainConfig, data_dir: Path) -> None:
+    """model.embeddings word2vec / word2vec_frozen: start the embedding table from the prepare step's
+    word2vec.npy (prepare.<task>.text.word2vec_dim must equal model.embedding_dim)."""
+    how = getattr(cfg.model, "embeddings", "trainable")
+    if how == "trainable":
+        return
+    path = Path(data_dir) / "word2vec.npy"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: set prepare.<task>.text.word2vec_dim to train the vectors")
+    import numpy as np
+
+    model.load_embeddings(torch.as_tensor(np.load(path)), freeze=how == "word2vec_frozen")
 
 
 def _epoch_logger(mlflow: Any, report: Callable[[int, dict[str, float]], None] | None) -> Callable:

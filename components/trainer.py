@@ -182,6 +182,8 @@ def fit(
     """
     device = resolve_device(cfg.device)
     device = distributed.init(device.type) or device
+    if cfg.threads is not None and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
     main = distributed.is_main()
     if len(train[0]) == 0 or len(val[0]) == 0:
         raise TrainingError("the training or validation split is empty")

@@ -1,6 +1,7 @@
 """The architectures, behind one registry: `build_model(name, out_features, <input size>, **kwargs)`.
 
-Flat inputs give `in_features`; images give `in_channels` and `image_size` (see `input_kwargs`).
+Flat inputs give `in_features`; images give `in_channels` and `image_size`; token ids give `vocab_size` and
+`pad_id`; value sequences [batch, time, F] give `in_features` = F (see `input_kwargs`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from torch import nn
 from models.cnn import CNN
 from models.ffn import FFN
 from models.pretrained import TorchvisionNet
+from models.rnn import RNN
 
-REGISTRY: dict[str, type[nn.Module]] = {"ffn": FFN, "cnn": CNN, "torchvision": TorchvisionNet}
+REGISTRY: dict[str, type[nn.Module]] = {"ffn": FFN, "cnn": CNN, "torchvision": TorchvisionNet, "rnn": RNN}
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
@@ -23,21 +25,27 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     return REGISTRY[name](**kwargs)
 
 
-def input_kwargs(shape: list[int | None]) -> dict[str, Any]:
-    """Constructor arguments for an input of meta.json's shape [None, F] or [None, C, H, W]."""
+def input_kwargs(shape: list[int | None], meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Constructor arguments for an input of meta.json's shape [None, F], [None, C, H, W], token ids
+    [None, None] (with meta's `tokenizer` block) or a value sequence [None, None, F]."""
+    if meta is not None and "tokenizer" in meta:
+        return {"vocab_size": meta["tokenizer"]["vocab_size"], "pad_id": meta["tokenizer"]["pad_id"]}
     dims = shape[1:]
+    if len(dims) == 2 and dims[0] is None:  # [time, F]
+        return {"in_features": dims[1]}
     if len(dims) == 1:
         return {"in_features": dims[0]}
     return {"in_channels": dims[0], "image_size": (dims[1], dims[2])}
 
 
-def summarize(model: nn.Module, shape: list[int | None]) -> str:
-    """Layer table (name, type, output shape, parameters) from one forward pass of a batch of 2."""
+def summarize(model: nn.Module, shape: list[int | None], dtype: str = "float32") -> str:
+    """Layer table (name, type, output shape, parameters) from one forward pass of a batch of 2 (a free
+    sequence length becomes 8; token ids are all 1, not padding)."""
     rows: list[tuple[str, str, str, int]] = []
     hooks = [
         module.register_forward_hook(
             lambda mod, _, out, name=name: rows.append(
-                (name, type(mod).__name__, str(list(out.shape)), sum(p.numel() for p in mod.parameters()))
+                (name, type(mod).__name__, _shape(out), sum(p.numel() for p in mod.parameters()))
             )
         )
         for name, module in model.named_modules()
@@ -46,7 +54,9 @@ def summarize(model: nn.Module, shape: list[int | None]) -> str:
     was_training = model.training
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(2, *shape[1:]))
+            dims = [d or 8 for d in shape[1:]]
+            example = torch.ones(2, *dims, dtype=torch.long) if dtype == "int64" else torch.zeros(2, *dims)
+            model.eval()(example)
     finally:
         model.train(was_training)
         for hook in hooks:
@@ -58,3 +68,10 @@ def summarize(model: nn.Module, shape: list[int | None]) -> str:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     lines.append(f"total parameters {total:,d} (trainable {trainable:,d})")
     return "\n".join(lines) + "\n"
+
+
+def _shape(out: Any) -> str:
+    """Output shape of a layer; recurrent layers return (output, state): show the output."""
+    while isinstance(out, tuple):
+        out = out[0]
+    return str(list(out.shape))

@@ -117,11 +117,26 @@ def data_ingest(
     name: Annotated[str, typer.Argument(help="dataset name (built-in, or the name to give --csv)")],
     csv: Annotated[Path | None, typer.Option(help="a CSV of your own with a 'target' column")] = None,
     images: Annotated[Path | None, typer.Option(help="an image folder: one sub-folder of PNG/JPEG per class")] = None,
+    text_csv: Annotated[
+        Path | None, typer.Option(help="a UTF-8 CSV of labelled texts (columns --text-column, --label-column)")
+    ] = None,
+    series_csv: Annotated[
+        Path | None, typer.Option(help="a CSV time series (columns --time-column, --value-column)")
+    ] = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    time_column: str = "date",
+    value_column: str = "value",
 ) -> None:
     """Write one dataset into data/raw/<name>/ (then `dlpipe data snapshot` to version it)."""
-    from components.ingest import ingest, ingest_csv, ingest_images
+    from components.ingest import ingest, ingest_csv, ingest_images, ingest_series_csv, ingest_text_csv
 
-    out = ingest_csv(csv, name) if csv else ingest_images(images, name) if images else ingest(name)
+    if text_csv:
+        out = ingest_text_csv(text_csv, name, text=text_column, label=label_column)
+    elif series_csv:
+        out = ingest_series_csv(series_csv, name, time=time_column, value=value_column)
+    else:
+        out = ingest_csv(csv, name) if csv else ingest_images(images, name) if images else ingest(name)
     typer.echo(f"wrote {out}")
 
 
@@ -279,6 +294,25 @@ def vanishing_gradients(
         typer.echo(
             f"{name:20s} {r['first_layer_grad_norm']:12.2e} {r['last_hidden_grad_norm']:12.2e} "
             f"{r['first_over_last']:11.2e} {r['val_accuracy']:8.3f}"
+        )
+
+
+@experiment_app.command("vanishing-gradients-rnn")
+def vanishing_gradients_rnn(params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
+    """Plain RNN vs LSTM vs GRU on a long-memory task: gradient w.r.t. early time steps, and accuracy."""
+    from components.experiments import VanishingRNNConfig
+    from components.experiments import vanishing_gradients_rnn as run
+
+    raw = apply_overrides(load_params(params).get("experiments", {}).get("vanishing_gradients_rnn") or {}, set_ or [])
+    cfg = validate(VanishingRNNConfig, raw, "experiments.vanishing_gradients_rnn")
+    results = run(Path("metrics/vanishing_gradients_rnn.json"), Path("plots/vanishing_gradients_rnn.png"), cfg)
+    typer.echo(
+        f"{'cell':6s} {'|dL/dx_0| init':>15s} {'first/last init':>16s} {'first/last trained':>19s} {'val acc':>8s}"
+    )
+    for name, r in results.items():
+        typer.echo(
+            f"{name:6s} {r['grad_first_step_init']:15.2e} {r['first_over_last_init']:16.2e} "
+            f"{r['first_over_last_trained']:19.2e} {r['val_accuracy']:8.3f}"
         )
 
 

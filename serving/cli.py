@@ -17,7 +17,14 @@ from components import tracking
 ROOT = Path(__file__).resolve().parents[1]
 # Task family (the part of the task name before "_") -> BentoML service import path.
 IMAGE = "serving.image:Image"
-SERVICES = {"tabular": "serving.tabular:Tabular", "digits": IMAGE, "mnist": IMAGE, "fashion": IMAGE}
+SERVICES = {
+    "tabular": "serving.tabular:Tabular",
+    "digits": IMAGE,
+    "mnist": IMAGE,
+    "fashion": IMAGE,
+    "forecast": "serving.forecast:Forecaster",  # POST /forecast
+    "sentiment": "serving.text:TextClassifier",  # POST /classify
+}
 
 
 def serve(
@@ -29,7 +36,7 @@ def serve(
     ] = None,
     model_uri: Annotated[str | None, typer.Option(help="Registry URI; default models:/<task>@champion.")] = None,
 ) -> None:
-    """Serve a task's model over HTTP (POST /predict, GET /info, Swagger UI at /).
+    """Serve a task's model over HTTP (POST /predict, /forecast or /classify; GET /info; Swagger UI at /).
 
     Replaces this process with `bentoml serve`. Paths are made absolute and DLPIPE_HOME is fixed first,
     because BentoML changes into its working directory (the repo root) before importing the service.

@@ -34,6 +34,7 @@ class Bundle:
     onnx: bytes
     meta: dict[str, Any]
     source: str
+    tokenizer: str | None = None  # tokenizer.json's text, for text tasks
 
 
 def load_bundle(task: str, model_uri: str | None = None, model_dir: str | Path | None = None) -> Bundle:
@@ -42,17 +43,40 @@ def load_bundle(task: str, model_uri: str | None = None, model_dir: str | Path |
         raise ValueError("give a model URI or a model folder, not both")
     if model_dir:
         folder = Path(model_dir)
-        bundle = Bundle((folder / "model.onnx").read_bytes(), read_json(folder / "data" / "meta.json"), str(folder))
+        meta = read_json(folder / "data" / "meta.json")
+        bundle = Bundle((folder / "model.onnx").read_bytes(), meta, str(folder), _tokenizer(folder / "data", meta))
     else:
         from components.register import fetch_model
 
         uri = model_uri or f"models:/{task}@champion"
         with tempfile.TemporaryDirectory(prefix="dlpipe-serve-") as tmp:
             path, meta = fetch_model(uri, Path(tmp))
-            bundle = Bundle(path.read_bytes(), meta, uri)
+            found = list(path.parent.rglob("tokenizer.json"))
+            bundle = Bundle(path.read_bytes(), meta, uri, _tokenizer(found[0].parent if found else path.parent, meta))
     if bundle.meta.get("task") != task:
         raise ValueError(f"{bundle.source} holds task {bundle.meta.get('task')!r}, not {task!r}")
     return bundle
+
+
+def _tokenizer(folder: Path, meta: dict[str, Any]) -> str | None:
+    if "tokenizer" not in meta:
+        return None
+    path = folder / meta["tokenizer"]["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: a text model needs the tokenizer its prepare step trained")
+    return path.read_text(encoding="utf-8")
+
+
+def bundle_tokenizer(bundle: Bundle) -> Any:
+    """The bundle's tokenizer (tokenizers.Tokenizer), padding and truncation off: `encode` owns both."""
+    from tokenizers import Tokenizer
+
+    if bundle.tokenizer is None:
+        raise ValueError(f"{bundle.source}: no tokenizer in this model bundle")
+    tok = Tokenizer.from_str(bundle.tokenizer)
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
 
 
 def bundle_from_env(default_task: str = "tabular") -> Bundle:

@@ -28,12 +28,15 @@ def params() -> dict:
     return PARAMS
 
 
-def run_task(task: str, root: Path, register: bool = False, **train_overrides: object) -> Path:
+def run_task(
+    task: str, root: Path, register: bool = False, prepare_overrides: dict | None = None, **train_overrides: object
+) -> Path:
     """Run the steps of `task` (ingest -> export [-> register]) under `root`; return artifacts/<task>.
 
-    `train_overrides` replace fields of train.<task> (e.g. fewer epochs for a fast test)."""
+    `train_overrides` replace fields of train.<task> (e.g. fewer epochs for a fast test), `prepare_overrides`
+    fields of prepare.<task> (e.g. a train_limit)."""
     from components.augment import augment
-    from components.config import TrainConfig, validate
+    from components.config import PrepareConfig, TrainConfig, validate
     from components.evaluate import evaluate
     from components.export import export
     from components.ingest import ingest
@@ -43,6 +46,8 @@ def run_task(task: str, root: Path, register: bool = False, **train_overrides: o
     from components.tune import tune, tuned_config
 
     prep = stage_config(PARAMS, "prepare", task)
+    if prepare_overrides:
+        prep = validate(PrepareConfig, {**PARAMS["prepare"][task], **prepare_overrides}, f"prepare.{task}")
     raw = ingest(prep.dataset, root / "data/raw").parent
     art = root / "artifacts" / task
     prepare(raw, art / "data", prep, task)
@@ -78,3 +83,21 @@ def tabular_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def digits_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The digits CNN task (augmented), briefly trained, evaluated, exported and registered once per session."""
     return run_task("digits", tmp_path_factory.mktemp("digits"), register=True, epochs=8)
+
+
+@pytest.fixture(scope="session")
+def forecast_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CO2 forecast task (GRU), briefly trained, evaluated, exported and registered once per session."""
+    return run_task("forecast", tmp_path_factory.mktemp("forecast"), register=True, epochs=3)
+
+
+@pytest.fixture(scope="session")
+def sentiment_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sentiment task (BiLSTM on VADER snippets) on a 2,000-text training slice, one epoch, registered."""
+    return run_task(
+        "sentiment",
+        tmp_path_factory.mktemp("sentiment"),
+        register=True,
+        prepare_overrides={"train_limit": 2000},
+        epochs=2,
+    )

@@ -1,0 +1,202 @@
+"""The forecast and sentiment tasks end to end: chronological windows, metrics against the baseline, the
+negation behaviour test, ONNX with dynamic lengths, and the /forecast and /classify services."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from components.config import PrepareConfig
+from components.errors import DataError
+from components.series import seasonal_naive
+from serving import cli, runtime
+from tests.test_serving import bentoml_server
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- series preparation ------------------------------------------------------------------------------------
+
+
+def _series_csv(folder: Path, values: np.ndarray, start: str = "2000-01-01", freq: str = "W-SAT") -> None:
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dates = pd.date_range(start, periods=len(values), freq=freq)
+    pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "value": values}).to_csv(folder / "data.csv", index=False)
+
+
+def test_series_split_is_chronological_and_scaled_on_the_train_span(tmp_path: Path) -> None:
+    from components.prepare import load_split, prepare
+    from components.series import read_series, window_ends
+
+    values = np.arange(300, dtype=float)
+    values[[10, 11, 200]] = np.nan  # gaps to fill
+    _series_csv(tmp_path / "raw" / "s", values)
+    cfg = PrepareConfig(dataset="s", objective="regression", series={"window": 10, "horizon": 3, "stride": 1})
+    meta = prepare(tmp_path / "raw", tmp_path / "out", cfg, "s")
+    series = read_series(tmp_path / "out")
+    assert series["filled"].sum() == 3 and series["values"][10] == pytest.approx(10.0)  # interpolated
+    assert meta["scaler"]["mean"] == [pytest.approx(np.arange(210).mean())]  # the first 70% only
+    ends = {s: window_ends(tmp_path / "out", s) for s in ("train", "val", "test")}
+    assert ends["train"].max() + 3 < 210 <= ends["val"].min() + 1  # train targets end before the val span
+    assert ends["val"].max() + 3 < 255 <= ends["test"].min() + 1
+    x, y = load_split(tmp_path / "out", "test")
+    assert x.shape[1:] == (10, 1) and y.shape[1] == 3
+    raw = x * meta["scaler"]["scale"][0] + meta["scaler"]["mean"][0]
+    np.testing.assert_allclose(raw[0, -1, 0], ends["test"][0], atol=1e-3)  # the window ends at its t
+    with pytest.raises(DataError, match="too few"):
+        prepare(
+            tmp_path / "raw", tmp_path / "out2", PrepareConfig(**{**cfg.model_dump(), "series": {"window": 250}}), "s"
+        )
+
+
+def test_seasonal_naive() -> None:
+    values = np.arange(20, dtype=float)
+    # period 4, from t=9: steps 10..13 copy 6..9, step 14 copies 10 - 4 = ... the last full season again
+    assert seasonal_naive(values, np.array([9]), 6, 4).tolist() == [[6, 7, 8, 9, 6, 7]]
+
+
+# --- the tasks -----------------------------------------------------------------------------------------------
+
+
+def test_forecast_task_metrics_plot_and_export(forecast_artifacts: Path) -> None:
+    root = forecast_artifacts.parents[1]
+    metrics = json.loads((root / "metrics" / "forecast.json").read_text())
+    assert {"mae", "rmse", "mape", "naive_mape", "mape_ratio_to_naive"} <= metrics.keys()
+    assert metrics["mape_ratio_to_naive"] == pytest.approx(metrics["mape"] / metrics["naive_mape"], rel=1e-4)
+    assert (root / "plots" / "forecast" / "forecast.png").is_file()
+    info = json.loads((forecast_artifacts / "export.json").read_text())
+    assert info["inputs"][0]["shape"] == ["batch", "sequence", 1] and info["outputs"][0]["shape"] == ["batch", 8]
+    assert len(info["parity_lengths"]) == 2 and info["example_length"] not in info["parity_lengths"]
+    assert info["parity_max_abs_diff"] <= 1e-4
+
+
+def test_sentiment_task_metrics_behaviour_and_export(sentiment_artifacts: Path) -> None:
+    root = sentiment_artifacts.parents[1]
+    metrics = json.loads((root / "metrics" / "sentiment.json").read_text())
+    assert {"accuracy", "f1", "negation_flip_rate", "negation_mean_shift"} <= metrics.keys()
+    assert metrics["accuracy"] > 0.55  # one short epoch on 2,000 texts: better than chance
+    assert (root / "plots" / "sentiment" / "confusion_matrix.png").is_file()
+    info = json.loads((sentiment_artifacts / "export.json").read_text())
+    assert info["inputs"][0] == {"name": "tokens", "shape": ["batch", "sequence"], "elem_type": "INT64"}
+    assert info["outputs"][0]["shape"] == ["batch", 2] and info["parity_max_abs_diff"] <= 1e-4
+
+
+def test_cli_maps_sequence_tasks_to_their_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(cli.os, "execve", lambda exe, argv, env: calls.append(argv))
+    cli.serve(task="forecast")
+    cli.serve(task="sentiment")
+    assert [c[4] for c in calls] == ["serving.forecast:Forecaster", "serving.text:TextClassifier"]
+
+
+# --- serving -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def forecast_server(forecast_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with bentoml_server("serving.forecast:Forecaster", "forecast", tmp_path_factory.mktemp("serve-fc")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def text_server(sentiment_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with bentoml_server("serving.text:TextClassifier", "sentiment", tmp_path_factory.mktemp("serve-txt")) as url:
+        yield url
+
+
+def test_forecast_endpoint(forecast_server: str, forecast_artifacts: Path) -> None:
+    from components.export import run_onnx
+    from components.series import read_series
+
+    meta = runtime.load_bundle("forecast", model_dir=forecast_artifacts).meta
+    window = meta["series"]["window"]
+    values = read_series(forecast_artifacts / "data")["values"]
+    histories = [values[:500].tolist(), values[100 : 100 + window].tolist()]
+    scaled = [(np.array(h[-window:]) - meta["scaler"]["mean"][0]) / meta["scaler"]["scale"][0] for h in histories]
+    expected = run_onnx(forecast_artifacts / "model.onnx", {"history": np.float32(scaled)[..., None]})[0]
+    with httpx.Client(base_url=forecast_server, timeout=30) as http:
+        answer = http.post("/forecast", json={"series": [{"history": h} for h in histories]})
+        assert answer.status_code == 200, answer.text
+        got = answer.json()
+        assert [len(a["forecast"]) for a in got] == [8, 8] and got[0]["history_used"] == window
+        np.testing.assert_allclose([a["forecast"] for a in got], expected, rtol=1e-5)
+        short = http.post("/forecast", json={"series": [{"history": [1.0, 2.0]}]})
+        assert short.status_code == 400 and f"at least {window}" in short.text
+        nan = http.post(
+            "/forecast", content='{"series": [{"history": [NaN' + ", 1" * window + "]}]}",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        assert nan.status_code == 400 and "finite" in nan.text
+        text = http.post("/forecast", json={"series": [{"history": ["a"] * window}]})
+        assert text.status_code == 400
+        assert (
+            http.post("/forecast", content=b"\xff\xfe", headers={"Content-Type": "application/json"}).status_code == 400
+        )
+        assert http.post("/forecast", content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
+        assert http.get("/info").json()["min_history"] == window
+
+
+def test_classify_endpoint(text_server: str, sentiment_artifacts: Path) -> None:
+    from components.export import run_onnx
+    from components.tokenization import encode, load_tokenizer
+
+    meta = runtime.load_bundle("sentiment", model_dir=sentiment_artifacts).meta
+    texts = ["a wonderful, moving film", "dull and pointless", "not good"]
+    tok = load_tokenizer(sentiment_artifacts / "data")
+    ids = encode(tok, texts, meta["tokenizer"]["max_length"], pad="longest").ids
+    expected = run_onnx(sentiment_artifacts / "model.onnx", {"tokens": ids})[0]
+    with httpx.Client(base_url=text_server, timeout=30) as http:
+        answer = http.post("/classify", json={"texts": texts})
+        assert answer.status_code == 200, answer.text
+        got = answer.json()
+        assert [a["label"] for a in got] == [meta["classes"][k] for k in expected.argmax(1)]
+        np.testing.assert_allclose([a["probability"] for a in got], expected.max(1), atol=1e-5)
+        long = http.post("/classify", json={"texts": ["good " * 500]}).json()[0]
+        assert long["truncated"] and long["tokens"] == meta["tokenizer"]["max_length"]
+        empty = http.post("/classify", json={"texts": ["ok", "   "]})
+        assert empty.status_code == 400 and "empty text" in empty.text
+        huge = http.post("/classify", json={"texts": ["x" * (meta["tokenizer"]["max_chars"] + 1)]})
+        assert huge.status_code == 400 and "over the limit" in huge.text
+        bad = http.post("/classify", content=b'{"texts": ["caf\xe9"]}', headers={"Content-Type": "application/json"})
+        assert bad.status_code == 400 and "not valid UTF-8" in bad.text
+        assert http.post("/classify", json={"texts": []}).status_code == 400
+        assert http.post("/classify", json={"texts": [5]}).status_code == 400
+
+
+# --- Kubeflow ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["forecast", "sentiment"])
+def test_sequence_pipelines_run_locally(
+    task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params: dict
+) -> None:
+    from pipelines.kfp_cli import pipeline_app
+
+    quick = copy.deepcopy(params)
+    quick["train"][task] |= {"epochs": 1}
+    if task == "sentiment":
+        quick["prepare"][task] |= {"train_limit": 500}
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(quick))
+    home = tmp_path / "home"
+    monkeypatch.setenv("DLPIPE_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(pipeline_app, ["run", "--local", "--task", task, "--params", str(params_file)])
+    assert result.exit_code == 0, result.output[-3000:]
+    (run_dir,) = home.glob(f"local_outputs/dlpipe-{task}-*")
+    metrics = json.loads((run_dir / f"evaluate/metrics/{task}.json").read_text())
+    assert ("mape" if task == "forecast" else "accuracy") in metrics
+    exported = json.loads((run_dir / "export/onnx/export.json").read_text())
+    assert exported["inputs"][0]["shape"][:2] == ["batch", "sequence"]

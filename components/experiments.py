@@ -102,20 +102,26 @@ def vanishing_gradients(data_dir: Path, metrics_path: Path, plot_path: Path, cfg
             "val_accuracy": result.history[-1]["val_accuracy"],
         }
     write_json(Path(metrics_path), results)
-    _plot(profiles, Path(plot_path), cfg)
-    return results
-
-
-def _plot(profiles: dict[str, list[float]], path: Path, cfg: VanishingConfig) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, norms in profiles.items():
-        ax.semilogy(range(1, len(norms) + 1), norms, marker="o", ms=3, label=name)
-    ax.set(
+    _plot_profiles(
+        {name: dict(enumerate(norms, start=1)) for name, norms in profiles.items()},
+        Path(plot_path),
         xlabel="hidden layer (1 = nearest the input)",
         ylabel="mean gradient norm, epoch 1",
         title=f"Vanishing gradients: {cfg.depth} hidden layers of {cfg.width}",
+        marker="o",
     )
+    return results
+
+
+def _plot_profiles(
+    profiles: dict[str, dict[int, float]], path: Path, xlabel: str, ylabel: str, title: str, marker: str = ""
+) -> None:
+    """One log-scale gradient-norm curve per variant (both vanishing-gradient experiments)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, norms in profiles.items():
+        ax.semilogy(list(norms), list(norms.values()), marker=marker or None, ms=3, label=name)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -201,21 +207,11 @@ def vanishing_gradients_rnn(metrics_path: Path, plot_path: Path, cfg: VanishingR
             "val_accuracy": result.history[-1]["val_accuracy"],
         }
     write_json(Path(metrics_path), results)
-    _plot_through_time(profiles, Path(plot_path), cfg)
-    return results
-
-
-def _plot_through_time(profiles: dict[str, list[float]], path: Path, cfg: VanishingRNNConfig) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, norms in profiles.items():
-        ax.semilogy(range(len(norms)), norms, label=name)
-    ax.set(
+    _plot_profiles(
+        {name: dict(enumerate(norms)) for name, norms in profiles.items()},
+        Path(plot_path),
         xlabel="time step (0 = the step that holds the label)",
         ylabel="|dLoss / dx_t| at initialisation",
         title=f"Vanishing gradients through time ({cfg.length} steps, hidden {cfg.hidden})",
     )
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return results

@@ -36,11 +36,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TextConfig(_Strict):
+    """How text becomes token windows (causal_lm) or padded source/target pairs (seq2seq)."""
+
+    block_size: int = Field(128, ge=2, description="causal_lm: tokens per training window (the context length)")
+    stride: int | None = Field(None, ge=1, description="causal_lm: step between training windows (default block_size)")
+    val_windows: int = Field(256, ge=1, description="causal_lm: held-out windows checked every epoch (test: all)")
+    max_len: int = Field(64, ge=4, description="seq2seq: longest source or target in tokens, BOS/EOS included")
+
+
 class PrepareConfig(_Strict):
     """How raw data becomes scaled, split arrays and meta.json."""
 
     dataset: str = Field(description="dataset name under data/raw/ (see `dlpipe data list`)")
-    objective: Literal["binary", "multiclass", "regression"]
+    objective: Literal["binary", "multiclass", "regression", "causal_lm", "seq2seq"]
     target: str = "target"
     val_size: float = Field(0.15, gt=0, lt=1)
     test_size: float = Field(0.15, gt=0, lt=1)
@@ -48,6 +57,7 @@ class PrepareConfig(_Strict):
     train_limit: int | None = Field(None, ge=10, description="keep only this many (stratified) training rows")
     image_size: int | None = Field(None, ge=4, description="images: resize to this square size (None = as stored)")
     grayscale: bool | None = Field(None, description="images: convert to grayscale (None = as stored)")
+    text: TextConfig | None = Field(None, description="token sequences: causal_lm and seq2seq objectives")
 
     @model_validator(mode="after")
     def _sizes(self) -> PrepareConfig:
@@ -122,16 +132,45 @@ class TorchvisionConfig(_Strict):
         return True
 
 
+class TransformerConfig(_Strict):
+    """Transformers (models/transformer.py): decoder (GPT-like), encoder (BERT-like), encoder_decoder."""
+
+    name: Literal["transformer"] = "transformer"
+    arch: Literal["decoder", "encoder", "encoder_decoder"] = "decoder"
+    d_model: int = Field(128, ge=8, description="width C of every token vector")
+    n_layers: int = Field(4, ge=1, description="blocks per stack (encoder_decoder: each side)")
+    n_heads: int = Field(4, ge=1, description="attention heads; d_model must divide by it")
+    d_ff: int | None = Field(None, ge=8, description="feed-forward width (default 4 x d_model)")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    positional: Literal["learned", "sinusoidal"] = "learned"
+    tie_weights: bool = Field(True, description="the LM head reuses the token embedding matrix")
+    head: Literal["cls", "mlm"] = Field("cls", description="encoder: [CLS] classifier or masked-LM head")
+
+    @model_validator(mode="after")
+    def _heads(self) -> TransformerConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        return self
+
+    def kwargs(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"name"} | ({"head"} if self.arch != "encoder" else set()))
+
+    @property
+    def batch_norm(self) -> bool:
+        return False
+
+
 def _model_name(value: Any) -> str:
     """The `name` that picks a model config; a block without one is the FFN (as before CNNs existed)."""
     return (value.get("name") if isinstance(value, dict) else getattr(value, "name", None)) or "ffn"
 
 
-MODEL_TAGS = ("ffn", "cnn", "torchvision")
+MODEL_TAGS = ("ffn", "cnn", "torchvision", "transformer")
 AnyModel = Annotated[
     Annotated[ModelConfig, Tag("ffn")]
     | Annotated[CNNConfig, Tag("cnn")]
-    | Annotated[TorchvisionConfig, Tag("torchvision")],
+    | Annotated[TorchvisionConfig, Tag("torchvision")]
+    | Annotated[TransformerConfig, Tag("transformer")],
     Discriminator(_model_name),
 ]
 
@@ -178,7 +217,9 @@ class GradientConfig(_Strict):
 class TrainConfig(_Strict):
     """Hyperparameters of the generic training loop (one field per flag)."""
 
-    model: AnyModel = Field(default_factory=ModelConfig, description="model.name: ffn | cnn | torchvision")
+    model: AnyModel = Field(
+        default_factory=ModelConfig, description="model.name: ffn | cnn | torchvision | transformer"
+    )
     init_from: str | None = Field(
         None, description="start from models:/<name>@<alias>, a checkpoint.pt path, or torchvision:<arch>"
     )
@@ -195,6 +236,7 @@ class TrainConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="classification targets smoothed by this")
     batch_size: int | Literal["full"] = Field(32, description="'full' = batch GD, N = mini-batch, 1 = SGD")
     epochs: int = Field(100, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1, description="cap on batches per epoch (default: the whole split)")
     l1: float = Field(0.0, ge=0, description="L1 penalty on weights, added to the loss")
     l2: float = Field(
         0.0, ge=0, description="L2: coupled weight decay (in the gradient) except adamw, where it is decoupled"

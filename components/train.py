@@ -24,7 +24,7 @@ def build_for(meta: dict[str, Any], cfg: TrainConfig) -> nn.Module:
     return build_model(
         cfg.model.name,
         out_features=objectives.output_size(meta),
-        **input_kwargs(meta["input"]["shape"]),
+        **(meta.get("model_inputs") or input_kwargs(meta["input"]["shape"])),
         **cfg.model.kwargs(),
     )
 
@@ -85,7 +85,9 @@ def train(
                     }
                 )
                 mlflow.log_dict(cfg.model_dump(), "config.json")
-                mlflow.log_text(summarize(model, meta["input"]["shape"]), "model_summary.txt")
+                mlflow.log_text(
+                    summarize(model, meta["input"]["shape"], meta["input"].get("dtype", "float32")), "model_summary.txt"
+                )
                 for name in (POLICY, PREVIEW):
                     if augment_dir is not None and (Path(augment_dir) / name).is_file():
                         mlflow.log_artifact(str(Path(augment_dir) / name), artifact_path="augment")

@@ -1,6 +1,7 @@
 """The architectures, behind one registry: `build_model(name, out_features, <input size>, **kwargs)`.
 
-Flat inputs give `in_features`; images give `in_channels` and `image_size` (see `input_kwargs`).
+Flat inputs give `in_features`; images give `in_channels` and `image_size` (see `input_kwargs`); token
+sequences give what meta.json's `model_inputs` says (vocab_size, max_len, pad_id).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from torch import nn
 from models.cnn import CNN
 from models.ffn import FFN
 from models.pretrained import TorchvisionNet
+from models.transformer import Transformer
 
-REGISTRY: dict[str, type[nn.Module]] = {"ffn": FFN, "cnn": CNN, "torchvision": TorchvisionNet}
+REGISTRY: dict[str, Any] = {"ffn": FFN, "cnn": CNN, "torchvision": TorchvisionNet, "transformer": Transformer}
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
@@ -31,8 +33,9 @@ def input_kwargs(shape: list[int | None]) -> dict[str, Any]:
     return {"in_channels": dims[0], "image_size": (dims[1], dims[2])}
 
 
-def summarize(model: nn.Module, shape: list[int | None]) -> str:
-    """Layer table (name, type, output shape, parameters) from one forward pass of a batch of 2."""
+def summarize(model: nn.Module, shape: list[int | None], dtype: str = "float32") -> str:
+    """Layer table (name, type, output shape, parameters) from one forward pass of a batch of 2
+    (token ids: zeros, 8 per unknown length)."""
     rows: list[tuple[str, str, str, int]] = []
     hooks = [
         module.register_forward_hook(
@@ -46,7 +49,7 @@ def summarize(model: nn.Module, shape: list[int | None]) -> str:
     was_training = model.training
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(2, *shape[1:]))
+            model.eval()(torch.zeros(2, *(d or 8 for d in shape[1:]), dtype=getattr(torch, dtype)))
     finally:
         model.train(was_training)
         for hook in hooks:

@@ -117,11 +117,15 @@ def data_ingest(
     name: Annotated[str, typer.Argument(help="dataset name (built-in, or the name to give --csv)")],
     csv: Annotated[Path | None, typer.Option(help="a CSV of your own with a 'target' column")] = None,
     images: Annotated[Path | None, typer.Option(help="an image folder: one sub-folder of PNG/JPEG per class")] = None,
+    text: Annotated[Path | None, typer.Option(help="a UTF-8 text file (a corpus for causal_lm)")] = None,
 ) -> None:
     """Write one dataset into data/raw/<name>/ (then `dlpipe data snapshot` to version it)."""
-    from components.ingest import ingest, ingest_csv, ingest_images
+    from components.ingest import ingest, ingest_csv, ingest_images, ingest_text
 
-    out = ingest_csv(csv, name) if csv else ingest_images(images, name) if images else ingest(name)
+    if text:
+        out = ingest_text(text, name)
+    else:
+        out = ingest_csv(csv, name) if csv else ingest_images(images, name) if images else ingest(name)
     typer.echo(f"wrote {out}")
 
 

@@ -21,6 +21,9 @@ from components.train import load_trained
 from components.trainer import predict
 
 
+ATTENTION_FILE = "attention.onnx"  # token models: per-layer, per-head attention weights for attention maps
+
+
 class ParityError(DlpipeError):
     """The ONNX model disagrees with PyTorch beyond the tolerance."""
 
@@ -39,18 +42,9 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
         dims[x.dim() - 1] = torch.export.Dim("length", min=1, max=meta["model_inputs"]["max_len"])
 
     out_dir = Path(out_dir)
-    onnx_path = out_dir / "model.onnx"
-    atomic_write(onnx_path, lambda tmp: _export(head, x[:2], tmp, cfg.opset, in_name, out_name, dims))
-    proto = onnx.load(onnx_path)
-    onnx.checker.check_model(proto, full_check=True)
-
     checks = [x] + ([x[:3, ..., : x.shape[-1] // 2 + 1]] if tokens else [])  # and a shorter length
-    max_diff = 0.0
-    for part in checks:
-        with torch.no_grad():
-            expected = predict(head, part, chunk=256).numpy()
-        got = run_onnx(onnx_path, {in_name: part.numpy()})[0]
-        max_diff = max(max_diff, float(np.max(np.abs(got - expected))))
+    onnx_path = out_dir / "model.onnx"
+    proto, max_diff = _export_checked(head, checks, onnx_path, cfg.opset, in_name, out_name, dims)
     info = {
         "opset": cfg.opset,
         "inputs": [_io_spec(v) for v in proto.graph.input],
@@ -60,11 +54,45 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
         "tolerance": cfg.tolerance,
         "sha256": sha256_file(onnx_path),
     }
+    if tokens and hasattr(model, "attention"):  # a second graph for attention maps; model.onnx keeps SDPA's path
+        maps = [part[:4] for part in checks]
+        path = out_dir / ATTENTION_FILE
+        proto, diff = _export_checked(AttentionMaps(model), maps, path, cfg.opset, in_name, "attention", dims)
+        info["attention"] = {"outputs": [_io_spec(v) for v in proto.graph.output], "parity_max_abs_diff": diff}
+        max_diff = max(max_diff, diff)
     if not max_diff <= cfg.tolerance:
         onnx_path.unlink()
         raise ParityError(f"ONNX vs PyTorch max abs difference {max_diff:.3g} exceeds {cfg.tolerance:g}")
     write_json(out_dir / "export.json", info)
     return info
+
+
+class AttentionMaps(torch.nn.Module):
+    """Token ids -> every attention module's weights stacked: (B, M, H, T, S), M modules in the model's order."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.stack(self.model.attention(ids), dim=1)
+
+
+def _export_checked(
+    module: torch.nn.Module, checks: list[torch.Tensor], path: Path, opset: int, in_name: str, out_name: str, dims: dict
+) -> tuple[onnx.ModelProto, float]:
+    """Export, run the full checker, and return the largest |ONNX - PyTorch| over the `checks` inputs."""
+    module.eval()
+    atomic_write(path, lambda tmp: _export(module, checks[0][:2], tmp, opset, in_name, out_name, dims))
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto, full_check=True)
+    max_diff = 0.0
+    for part in checks:
+        with torch.no_grad():
+            expected = predict(module, part, chunk=256).numpy()
+        got = run_onnx(path, {in_name: part.numpy()})[0]
+        max_diff = max(max_diff, float(np.max(np.abs(got - expected))))
+    return proto, max_diff
 
 
 def _export(

@@ -35,6 +35,7 @@ def register(
     score = float(metrics[cfg.primary_metric])
     onnx_path = Path(export_dir) / "model.onnx"
     bundle = [Path(data_dir) / "meta.json", Path(export_dir) / "export.json"]
+    bundle += [p for p in [Path(export_dir) / "attention.onnx"] if p.is_file()]  # token models' attention maps
 
     mlflow = tracking.configure()
     client = mlflow.MlflowClient()

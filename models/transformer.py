@@ -293,8 +293,8 @@ class DecoderLM(nn.Module):
     ) -> Iterator[Tensor]:
         """Yield (B,) new tokens one at a time after prompt `ids` (B, T).
 
-        With the cache each step feeds only the newest token, whose keys and values are appended; past
-        max_len the window slides and the cache is rebuilt from the last max_len - 1 tokens."""
+        With the cache each step feeds only the newest token, whose keys and values are appended. Once the
+        context window (max_len) is full it slides: every position shifts, so the window is recomputed."""
         self.eval()
         cache = KVCache.empty(len(self.decoder.blocks)) if use_cache else None
         feed = ids[:, -self.max_len :]
@@ -303,13 +303,10 @@ class DecoderLM(nn.Module):
             token = pick(logits)  # (B,)
             yield token
             ids = torch.cat([ids, token[:, None]], dim=1)
-            if cache is None:
-                feed = ids[:, -self.max_len :]
-            elif cache.length + 1 > self.max_len:  # no position left: rebuild from the window's tail
-                cache = KVCache.empty(len(self.decoder.blocks))
-                feed = ids[:, -(self.max_len - 1) :]
+            if cache is not None and cache.length < self.max_len:
+                feed = token[:, None]  # (B, 1) at position cache.length
             else:
-                feed = token[:, None]
+                cache, feed = None, ids[:, -self.max_len :]
 
 
 class EncoderModel(nn.Module):

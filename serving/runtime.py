@@ -34,6 +34,12 @@ class Bundle:
     onnx: bytes
     meta: dict[str, Any]
     source: str
+    attention: bytes | None = None  # token models: attention.onnx, the per-layer per-head weights
+
+
+def _attention_bytes(folder: Path) -> bytes | None:
+    found = sorted(Path(folder).rglob("attention.onnx"))
+    return found[0].read_bytes() if found else None
 
 
 def load_bundle(task: str, model_uri: str | None = None, model_dir: str | Path | None = None) -> Bundle:
@@ -42,14 +48,15 @@ def load_bundle(task: str, model_uri: str | None = None, model_dir: str | Path |
         raise ValueError("give a model URI or a model folder, not both")
     if model_dir:
         folder = Path(model_dir)
-        bundle = Bundle((folder / "model.onnx").read_bytes(), read_json(folder / "data" / "meta.json"), str(folder))
+        meta = read_json(folder / "data" / "meta.json")
+        bundle = Bundle((folder / "model.onnx").read_bytes(), meta, str(folder), _attention_bytes(folder))
     else:
         from components.register import fetch_model
 
         uri = model_uri or f"models:/{task}@champion"
         with tempfile.TemporaryDirectory(prefix="dlpipe-serve-") as tmp:
             path, meta = fetch_model(uri, Path(tmp))
-            bundle = Bundle(path.read_bytes(), meta, uri)
+            bundle = Bundle(path.read_bytes(), meta, uri, _attention_bytes(Path(tmp)))
     if bundle.meta.get("task") != task:
         raise ValueError(f"{bundle.source} holds task {bundle.meta.get('task')!r}, not {task!r}")
     return bundle
@@ -74,11 +81,14 @@ def choose_providers() -> list[str]:
     return [CPU]
 
 
-def make_session(bundle: Bundle, threads: int | None = None) -> Any:
+def make_session(
+    bundle: Bundle, threads: int | None = None, graph: bytes | None = None, output: str | None = None
+) -> Any:
     """An InferenceSession whose input/output names are checked against meta.json at start-up.
 
     `threads` defaults to $DLPIPE_ORT_THREADS or 1: small models gain nothing from more, and the HTTP
-    server needs the remaining cores.
+    server needs the remaining cores. `graph` (with its `output` name) opens another graph of the bundle
+    instead of model.onnx, e.g. attention.onnx.
     """
     import onnxruntime as ort
 
@@ -87,9 +97,11 @@ def make_session(bundle: Bundle, threads: int | None = None) -> Any:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     providers = choose_providers()
-    session = ort.InferenceSession(bundle.onnx, sess_options=opts, providers=providers)
+    if graph is None and output is not None:
+        raise ValueError(f"{bundle.source}: no {output} graph in this bundle")
+    session = ort.InferenceSession(graph or bundle.onnx, sess_options=opts, providers=providers)
     names = {v.name for v in session.get_inputs()}, {v.name for v in session.get_outputs()}
-    wanted = bundle.meta["input"]["name"], bundle.meta["output"]["name"]
+    wanted = bundle.meta["input"]["name"], output or bundle.meta["output"]["name"]
     if wanted[0] not in names[0] or wanted[1] not in names[1]:
         raise ValueError(f"{bundle.source}: ONNX graph has inputs {names[0]}, outputs {names[1]}; meta wants {wanted}")
     log.info("ONNX Runtime session on %s (asked for %s)", session.get_providers(), providers)

@@ -20,7 +20,6 @@ from components.prepare import load_split
 from components.train import load_trained
 from components.trainer import predict
 
-
 ATTENTION_FILE = "attention.onnx"  # token models: per-layer, per-head attention weights for attention maps
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from components.config import PrepareConfig, TextConfig, TrainConfig, validate
+from components.config import LMConfig, PrepareConfig, TrainConfig, validate
 from components.evaluate import evaluate
 from components.ingest import ingest
 from components.prepare import prepare
@@ -54,7 +54,7 @@ def main() -> None:
         dataset="tinyshakespeare",
         objective="causal_lm",
         val_size=0.1,
-        text=TextConfig(block_size=args.block, stride=args.block // 2),
+        lm=LMConfig(block_size=args.block, stride=args.block // 2),
     )
     prepare(ingest("tinyshakespeare", root / "data/raw").parent, art / "data", prep, "decoder")
     cfg = validate(TrainConfig, {**TRAIN, "epochs": args.epochs, "steps_per_epoch": args.steps // args.epochs}, "bench")

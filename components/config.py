@@ -36,13 +36,46 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TextConfig(_Strict):
-    """How text becomes token windows (causal_lm) or padded source/target pairs (seq2seq)."""
+class LMConfig(_Strict):
+    """prepare.<task>.lm: a corpus -> token windows (causal_lm), or tab-separated pairs -> padded ids (seq2seq)."""
 
     block_size: int = Field(128, ge=2, description="causal_lm: tokens per training window (the context length)")
     stride: int | None = Field(None, ge=1, description="causal_lm: step between training windows (default block_size)")
     val_windows: int = Field(256, ge=1, description="causal_lm: held-out windows checked every epoch (test: all)")
     max_len: int = Field(64, ge=4, description="seq2seq: longest source or target in tokens, BOS/EOS included")
+
+
+class TextConfig(_Strict):
+    """prepare.<task>.text: a text dataset (data.csv with `text` and `target`) tokenised for sequence models.
+
+    The tokenizer (components/tokenization.py) is trained on the training split only and saved as
+    tokenizer.json beside the splits; serving reads it from there."""
+
+    column: str = Field("text", description="the text column of data.csv")
+    tokenizer: Literal["wordpiece", "bpe", "char"] = Field("wordpiece", description="subwords, byte-level BPE, chars")
+    vocab_size: int = Field(8000, ge=16, description="tokenizer vocabulary, special tokens included")
+    min_frequency: int = Field(2, ge=1, description="a token must occur this often in training")
+    lowercase: bool = True
+    max_length: int = Field(64, ge=4, description="tokens per text with [CLS]/[SEP]; longer texts keep their start")
+    max_chars: int = Field(5000, ge=1, description="serving refuses longer texts (413); tokens are truncated anyway")
+    dedupe: bool = Field(True, description="drop repeated texts (keeping the first) so no text is in two splits")
+    word2vec_dim: int = Field(0, ge=0, description="train skip-gram vectors of this size on the train split (0 = no)")
+    word2vec_epochs: int = Field(3, ge=1)
+    word2vec_window: int = Field(4, ge=1)
+
+
+class SeriesConfig(_Strict):
+    """prepare.<task>.series: a univariate time series (data.csv with `date`, `value`) cut into windows.
+
+    The split is chronological (train span, then validation, then test; nothing shuffled across it); the
+    scaler is fitted on the training span only; a window belongs to the span its targets fall in."""
+
+    freq: str | None = Field(None, description="pandas frequency (W-SAT, D, MS...); None = inferred from the dates")
+    fill: Literal["interpolate", "ffill", "none"] = Field("interpolate", description="missing readings; none = refuse")
+    window: int = Field(104, ge=2, description="history steps the model reads (also the minimum history served)")
+    horizon: int = Field(8, ge=1, description="steps forecast at once (H)")
+    stride: int = Field(1, ge=1, description="steps between consecutive training windows")
+    seasonal_period: int = Field(52, ge=1, description="season length of the seasonal-naive baseline")
 
 
 class PrepareConfig(_Strict):
@@ -57,12 +90,20 @@ class PrepareConfig(_Strict):
     train_limit: int | None = Field(None, ge=10, description="keep only this many (stratified) training rows")
     image_size: int | None = Field(None, ge=4, description="images: resize to this square size (None = as stored)")
     grayscale: bool | None = Field(None, description="images: convert to grayscale (None = as stored)")
-    text: TextConfig | None = Field(None, description="token sequences: causal_lm and seq2seq objectives")
+    text: TextConfig | None = Field(None, description="a text dataset: tokenizer settings (see TextConfig)")
+    series: SeriesConfig | None = Field(None, description="a time series: windows and horizon (see SeriesConfig)")
+    lm: LMConfig | None = Field(None, description="causal_lm windows / seq2seq pairs (see LMConfig)")
 
     @model_validator(mode="after")
     def _sizes(self) -> PrepareConfig:
         if self.val_size + self.test_size >= 0.9:
             raise ValueError("val_size + test_size must leave at least 10% of rows for training")
+        if self.text is not None and self.series is not None:
+            raise ValueError("a dataset is text or a series, not both")
+        if self.text is not None and self.objective == "regression":
+            raise ValueError("text datasets are classified: use objective binary or multiclass")
+        if self.series is not None and self.objective != "regression":
+            raise ValueError("series are forecast: use objective regression")
         return self
 
 
@@ -160,16 +201,53 @@ class TransformerConfig(_Strict):
         return False
 
 
+class RNNConfig(_Strict):
+    """The recurrent network (models/rnn.py): cell, layers, head, and token embeddings for text."""
+
+    name: Literal["rnn"] = "rnn"
+    cell: Literal["rnn", "lstm", "gru"] = Field("lstm", description="plain tanh RNN, LSTM or GRU")
+    hidden: int = Field(64, ge=1, description="hidden state size (per direction)")
+    layers: int = Field(1, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1, description="between layers and before the head")
+    bidirectional: bool = Field(False, description="also read right to left (classification; not with one_to_many)")
+    head: Literal["many_to_one", "many_to_many", "one_to_many"] = Field(
+        "many_to_one", description="one output per sequence | per step | a generated sequence from a seed"
+    )
+    pool: Literal["last", "mean", "max"] = Field("last", description="many_to_one: last real step, or masked mean/max")
+    steps: int = Field(1, ge=1, description="one_to_many: steps generated from the seed")
+    embedding_dim: int = Field(64, ge=1, description="text: token embedding size")
+    embeddings: Literal["trainable", "word2vec", "word2vec_frozen"] = Field(
+        "trainable", description="text: random init, or the prepare step's word2vec vectors (fine-tuned or frozen)"
+    )
+    last_value_residual: bool = Field(
+        False, description="series: read the window relative to its last value and forecast the change from it"
+    )
+
+    @model_validator(mode="after")
+    def _shapes(self) -> RNNConfig:
+        if self.bidirectional and self.head == "one_to_many":
+            raise ValueError("one_to_many generates left to right; it cannot be bidirectional")
+        return self
+
+    def kwargs(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"name"})
+
+    @property
+    def batch_norm(self) -> bool:
+        return False
+
+
 def _model_name(value: Any) -> str:
     """The `name` that picks a model config; a block without one is the FFN (as before CNNs existed)."""
     return (value.get("name") if isinstance(value, dict) else getattr(value, "name", None)) or "ffn"
 
 
-MODEL_TAGS = ("ffn", "cnn", "torchvision", "transformer")
+MODEL_TAGS = ("ffn", "cnn", "torchvision", "rnn", "transformer")
 AnyModel = Annotated[
     Annotated[ModelConfig, Tag("ffn")]
     | Annotated[CNNConfig, Tag("cnn")]
     | Annotated[TorchvisionConfig, Tag("torchvision")]
+    | Annotated[RNNConfig, Tag("rnn")]
     | Annotated[TransformerConfig, Tag("transformer")],
     Discriminator(_model_name),
 ]
@@ -218,7 +296,7 @@ class TrainConfig(_Strict):
     """Hyperparameters of the generic training loop (one field per flag)."""
 
     model: AnyModel = Field(
-        default_factory=ModelConfig, description="model.name: ffn | cnn | torchvision | transformer"
+        default_factory=ModelConfig, description="model.name: ffn | cnn | torchvision | rnn | transformer"
     )
     init_from: str | None = Field(
         None, description="start from models:/<name>@<alias>, a checkpoint.pt path, or torchvision:<arch>"

@@ -14,9 +14,9 @@ from components.attention_maps import plot_attention
 from components.evaluate import plot_learning_curves, read_history
 from components.generation import Sampling, generate_torch
 from components.io import atomic_write, write_json
+from components.lm_data import BOS, EOS, Vocab
 from components.objectives import loss_fn, sequence_metrics
 from components.prepare import load_split
-from components.text_data import BOS, EOS, Vocab
 from components.train import load_trained
 from components.trainer import predict
 

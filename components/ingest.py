@@ -2,7 +2,15 @@
 
 Built-in datasets come from data that ships inside installed packages, ../shared/datasets, or Debian's
 dataset-fashion-mnist, so no network is needed; image sets keep their original IDX files byte for byte.
-A user's own CSV (`ingest_csv`) or image folder (`ingest_images`) goes through the same door.
+A user's own CSV (`ingest_csv`), image folder (`ingest_images`), labelled texts (`ingest_text_csv`) or
+time series (`ingest_series_csv`) goes through the same door.
+
+Raw formats the prepare step reads:
+- tables: `data.csv` with feature columns and a `target` column;
+- texts: `data.csv` with columns `text` and `target` (the class name, e.g. "positive"), UTF-8, one row per
+  text; extra columns (a rating, the source) are kept for reference and ignored by prepare;
+- series: `data.csv` with columns `date` (ISO dates) and `value`; missing readings stay empty here and are
+  filled by prepare as configured (the raw file records what was measured).
 """
 
 from __future__ import annotations
@@ -51,6 +59,9 @@ def _digits(out: Path) -> None:
     _write_bytes(out / "all-images-idx3-ubyte", idx_bytes(images))
     _write_bytes(out / "all-labels-idx1-ubyte", idx_bytes(bunch.target.astype(np.uint8)))
     _write_bytes(out / "classes.txt", "".join(f"{k}\n" for k in range(10)).encode())
+
+
+SHARED_ENV = "DLPIPE_SHARED_DATASETS"
 
 
 def shared_datasets() -> Path:
@@ -118,6 +129,59 @@ def _numbers_words(out: Path) -> None:
     _write_bytes(out / PAIRS_FILE, "".join(f"{a}\t{b}\n" for a, b in sample_pairs(30_000, seed=0)).encode())
 
 
+def _vader_movie(out: Path) -> None:
+    """VADER's 10,605 movie-review snippets (Hutto & Gilbert 2014; text from Pang & Lee): `target` is the sign
+    of the mean human rating (-4..+4); the 37 snippets rated exactly 0 have no sign and are left out."""
+    src = shared_datasets() / "vader-movie-review-snippets" / "movieReviewSnippets_GroundTruth.txt"
+    if not src.is_file():
+        raise DataError(
+            f"{src} not found: put ../shared/datasets beside the repository or set DLPIPE_SHARED_DATASETS. With a "
+            "network the same file is inside the PyPI sdist of vaderSentiment==3.3.2 (`pip download --no-deps "
+            "--no-binary :all: vaderSentiment==3.3.2`, member additional_resources/hutto_ICWSM_2014.tar.gz)"
+        )
+    rows = []
+    for line in src.read_text(encoding="utf-8").split("\n"):
+        line = line.rstrip("\r")
+        if not line:
+            continue
+        ident, rating, text = line.split("\t", 2)
+        value = float(rating)
+        if value != 0:
+            rows.append((int(ident), text.strip(), "positive" if value > 0 else "negative", value))
+    frame = pd.DataFrame(rows, columns=["id", "text", "target", "rating"])
+    _write_frame(frame, out)
+
+
+UCI_FILES = ("amazon_cells", "imdb", "yelp")
+
+
+def _uci_sentences(out: Path) -> None:
+    """UCI Sentiment Labelled Sentences (Kotzias et al. 2015): 3 x 1,000 sentences from Amazon, IMDb and
+    Yelp, `target` negative / positive. Lines are split on "\\n" only (imdb holds U+0085) and on the last
+    tab (quotes inside sentences break CSV readers)."""
+    folder = shared_datasets() / "sentiment-labelled-sentences"
+    rows = []
+    for source in UCI_FILES:
+        path = folder / f"{source}_labelled.txt"
+        if not path.is_file():
+            raise DataError(f"{path} not found: put ../shared/datasets beside the repository or set {SHARED_ENV}")
+        for line in path.read_text(encoding="utf-8").split("\n"):
+            if line.strip():
+                text, label = line.rstrip("\r").rsplit("\t", 1)
+                rows.append((text.strip(), "positive" if label.strip() == "1" else "negative", source))
+    _write_frame(pd.DataFrame(rows, columns=["text", "target", "source"]), out)
+
+
+def _co2(out: Path) -> None:
+    """statsmodels' Mauna Loa CO2 series: 2,284 weekly readings (ppm), 1958-03-29 .. 2001-12-29, 59 missing
+    (left empty here; prepare fills them)."""
+    import statsmodels.api as sm
+
+    data = sm.datasets.co2.load_pandas().data
+    frame = pd.DataFrame({"date": data.index.strftime("%Y-%m-%d"), "value": data["co2"].to_numpy()})
+    _write_frame(frame, out)
+
+
 DATASETS: dict[str, Writer] = {
     "breast_cancer": _sklearn("load_breast_cancer"),  # 569 x 30, binary
     "wine": _sklearn("load_wine"),  # 178 x 13, 3 classes
@@ -127,6 +191,9 @@ DATASETS: dict[str, Writer] = {
     "fashion_mnist": _fashion_mnist,  # 70,000 images 28x28, 10 classes
     "tinyshakespeare": _tinyshakespeare,  # 1.1M characters of text
     "numbers_words": _numbers_words,  # 30,000 number -> words pairs
+    "vader_movie": _vader_movie,  # 10,568 review sentences, positive / negative
+    "uci_sentences": _uci_sentences,  # 3,000 sentences, positive / negative
+    "co2": _co2,  # 2,284 weekly CO2 readings, 59 missing
 }
 
 
@@ -180,6 +247,59 @@ def ingest_text(source: Path, name: str, raw_dir: Path = RAW_DIR) -> Path:
     out = Path(raw_dir) / name
     atomic_write(out / TEXT_FILE, lambda tmp: shutil.copyfile(source, tmp))
     return out
+
+
+def ingest_text_csv(source: Path, name: str, raw_dir: Path = RAW_DIR, text: str = "text", label: str = "label") -> Path:
+    """Bring a user's labelled texts in as dataset `name`: a UTF-8 CSV with a `text` and a `label` column
+    (other names via the arguments). Written as data.csv with columns text, target (label as a string);
+    rows with an empty text or label are refused, not dropped silently."""
+    source = Path(source)
+    frame = _read_user_csv(source, [text, label], dtype=str, keep_default_na=False)
+    bad = frame.index[(frame[text].str.strip() == "") | (frame[label].str.strip() == "")]
+    if len(bad):
+        raise DataError(f"{source}: empty {text!r} or {label!r} in {len(bad)} row(s), first at data row {bad[0] + 1}")
+    out_frame = pd.DataFrame({"text": frame[text].str.strip(), "target": frame[label].str.strip()})
+    if out_frame["target"].nunique() < 2:
+        raise DataError(f"{source}: column {label!r} needs at least 2 different labels")
+    return _write_frame(out_frame, Path(raw_dir) / name)
+
+
+def ingest_series_csv(
+    source: Path, name: str, raw_dir: Path = RAW_DIR, time: str = "date", value: str = "value"
+) -> Path:
+    """Bring a user's time series in as dataset `name`: a CSV with a time column and a numeric value column
+    (empty cells = missing readings, filled by prepare). Written as data.csv with columns date, value,
+    sorted by time; unparseable times, non-numeric values and repeated times are refused."""
+    source = Path(source)
+    frame = _read_user_csv(source, [time, value])
+    when = pd.to_datetime(frame[time], errors="coerce")
+    if when.isna().any():
+        row = int(np.flatnonzero(when.isna().to_numpy())[0])
+        raise DataError(f"{source}: {time!r} holds a value that is not a date/time at data row {row + 1}")
+    values = pd.to_numeric(frame[value], errors="coerce")
+    bad = values.isna() & frame[value].notna()
+    if bad.any():
+        raise DataError(f"{source}: {value!r} holds a non-numeric value at data row {int(np.flatnonzero(bad)[0]) + 1}")
+    if when.duplicated().any():
+        raise DataError(f"{source}: repeated time {when[when.duplicated()].iloc[0]} in {time!r}")
+    if not np.isfinite(values.dropna().to_numpy(dtype=np.float64)).all():
+        raise DataError(f"{source}: {value!r} holds an infinite value")
+    order = np.argsort(when.to_numpy(), kind="stable")
+    iso = when.dt.strftime("%Y-%m-%dT%H:%M:%S" if (when.dt.normalize() != when).any() else "%Y-%m-%d")
+    out_frame = pd.DataFrame({"date": iso.to_numpy()[order], "value": values.to_numpy()[order]})
+    return _write_frame(out_frame, Path(raw_dir) / name)
+
+
+def _read_user_csv(source: Path, columns: list[str], **kwargs) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(source, encoding="utf-8", **kwargs)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        raise DataError(f"{source}: cannot read as a UTF-8 CSV: {err}") from err
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns))
+        raise DataError(f"{source}: no {', '.join(map(repr, missing))} column (columns: {have})")
+    return frame
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

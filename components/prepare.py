@@ -1,5 +1,8 @@
 """Prepare: seeded (stratified) train/val/test split, scaling fitted on train only, and meta.json.
 
+Texts (`prepare.<task>.text`) go to components/text.py, time series (`prepare.<task>.series`) to
+components/series.py; tables and images are handled here.
+
 Tables are standard-scaled; images (IDX files or class folders) are resized / converted as configured,
 stored as uint8 [N, C, H, W], and normalised with per-channel mean/std measured on the train split.
 meta.json is the contract every later step and the server read; nothing downstream re-derives
@@ -28,10 +31,18 @@ SPLITS = ("train", "val", "test")
 def prepare(raw_dir: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> dict[str, Any]:
     """Split and scale `raw_dir/<dataset>/` (data.csv or images) into `out_dir`; return meta.json's content."""
     folder = Path(raw_dir) / cfg.dataset
-    if cfg.objective in SEQUENCE_OBJECTIVES:  # token windows or source/target pairs (components/text_data.py)
-        from components.text_data import prepare_text
+    if cfg.objective in SEQUENCE_OBJECTIVES:  # token windows or source/target pairs (components/lm_data.py)
+        from components.lm_data import prepare_lm
+
+        return prepare_lm(folder, Path(out_dir), cfg, task)
+    if cfg.text is not None:  # texts: tokenizer + padded ids (components/text.py)
+        from components.text import prepare_text
 
         return prepare_text(folder, Path(out_dir), cfg, task)
+    if cfg.series is not None:  # a time series: chronological windows (components/series.py)
+        from components.series import prepare_series
+
+        return prepare_series(folder, Path(out_dir), cfg, task)
     if folder.is_dir() and is_image_dataset(folder):
         return prepare_images(folder, Path(out_dir), cfg, task)
     csv = folder / "data.csv"

@@ -117,13 +117,27 @@ def data_ingest(
     name: Annotated[str, typer.Argument(help="dataset name (built-in, or the name to give --csv)")],
     csv: Annotated[Path | None, typer.Option(help="a CSV of your own with a 'target' column")] = None,
     images: Annotated[Path | None, typer.Option(help="an image folder: one sub-folder of PNG/JPEG per class")] = None,
-    text: Annotated[Path | None, typer.Option(help="a UTF-8 text file (a corpus for causal_lm)")] = None,
+    text_csv: Annotated[
+        Path | None, typer.Option(help="a UTF-8 CSV of labelled texts (columns --text-column, --label-column)")
+    ] = None,
+    series_csv: Annotated[
+        Path | None, typer.Option(help="a CSV time series (columns --time-column, --value-column)")
+    ] = None,
+    text_file: Annotated[Path | None, typer.Option(help="a UTF-8 text file (a corpus for causal_lm)")] = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    time_column: str = "date",
+    value_column: str = "value",
 ) -> None:
     """Write one dataset into data/raw/<name>/ (then `dlpipe data snapshot` to version it)."""
-    from components.ingest import ingest, ingest_csv, ingest_images, ingest_text
+    from components.ingest import ingest, ingest_csv, ingest_images, ingest_series_csv, ingest_text, ingest_text_csv
 
-    if text:
-        out = ingest_text(text, name)
+    if text_file:
+        out = ingest_text(text_file, name)
+    elif text_csv:
+        out = ingest_text_csv(text_csv, name, text=text_column, label=label_column)
+    elif series_csv:
+        out = ingest_series_csv(series_csv, name, time=time_column, value=value_column)
     else:
         out = ingest_csv(csv, name) if csv else ingest_images(images, name) if images else ingest(name)
     typer.echo(f"wrote {out}")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from components.config import PrepareConfig, TextConfig, TrainConfig, stage_config, validate
+from components.config import LMConfig, PrepareConfig, TrainConfig, stage_config, validate
 from components.export import run_onnx
 from components.generation import Sampling, generate_onnx, generate_torch, pick
 from components.ingest import shared_datasets
@@ -107,9 +107,7 @@ def decoder_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     corpus.write_text(SHAKESPEARE.read_text()[:200_000])
     ingest_text(corpus, "shakespeare_head", root / "data/raw")
     art = root / "artifacts/decoder"
-    prep = PrepareConfig(
-        dataset="shakespeare_head", objective="causal_lm", val_size=0.1, text=TextConfig(block_size=32)
-    )
+    prep = PrepareConfig(dataset="shakespeare_head", objective="causal_lm", val_size=0.1, lm=LMConfig(block_size=32))
     prepare(root / "data/raw", art / "data", prep, "decoder")
     raw = {**PARAMS["train"]["decoder"], "epochs": 4, "steps_per_epoch": 30, "batch_size": 32}
     raw["model"] = {**raw["model"], "d_model": 64, "n_layers": 2}

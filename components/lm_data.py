@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from components.config import PrepareConfig, TextConfig
+from components.config import LMConfig, PrepareConfig
 from components.errors import DataError
 from components.ingest import PAIRS_FILE, TEXT_FILE
 from components.io import atomic_write, sha256_file, write_json
@@ -54,26 +54,26 @@ def target_tokens(text: str) -> list[str]:
     return text.split()
 
 
-def prepare_text(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> dict[str, Any]:
-    text_cfg = cfg.text or TextConfig()
+def prepare_lm(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> dict[str, Any]:
+    lm_cfg = cfg.lm or LMConfig()
     if cfg.objective == "causal_lm":
-        return _prepare_lm(folder / TEXT_FILE, Path(out_dir), cfg, text_cfg, task)
-    return _prepare_pairs(folder / PAIRS_FILE, Path(out_dir), cfg, text_cfg, task)
+        return _prepare_lm(folder / TEXT_FILE, Path(out_dir), cfg, lm_cfg, task)
+    return _prepare_pairs(folder / PAIRS_FILE, Path(out_dir), cfg, lm_cfg, task)
 
 
-def _prepare_lm(path: Path, out_dir: Path, cfg: PrepareConfig, text_cfg: TextConfig, task: str) -> dict[str, Any]:
+def _prepare_lm(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig, task: str) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `dlpipe data pull` (or `dlpipe data ingest NAME --text`)")
     text = path.read_text(encoding="utf-8")
     vocab = Vocab(sorted(set(text)))  # character level, as nanoGPT's shakespeare_char
     ids = np.asarray(vocab.encode(text), dtype=np.int64)
     cut = int(len(ids) * (1 - cfg.val_size))
-    block = text_cfg.block_size
+    block = lm_cfg.block_size
     if cut <= block or len(ids) - cut <= block:
         raise DataError(f"{path}: {len(ids)} characters are too few for block_size {block} and val_size {cfg.val_size}")
-    train = _windows(ids[:cut], block, text_cfg.stride or block)
+    train = _windows(ids[:cut], block, lm_cfg.stride or block)
     test = _windows(ids[cut:], block, block)
-    pick = np.random.default_rng(cfg.seed).permutation(len(test[0]))[: text_cfg.val_windows]
+    pick = np.random.default_rng(cfg.seed).permutation(len(test[0]))[: lm_cfg.val_windows]
     val = test[0][np.sort(pick)], test[1][np.sort(pick)]
     for name, (x, y) in (("train", train), ("val", val), ("test", test)):
         atomic_write(out_dir / f"{name}.npz", lambda tmp, x=x, y=y: _save(tmp, x, y))
@@ -96,7 +96,7 @@ def _windows(ids: np.ndarray, block: int, stride: int) -> tuple[np.ndarray, np.n
     return x, y
 
 
-def _prepare_pairs(path: Path, out_dir: Path, cfg: PrepareConfig, text_cfg: TextConfig, task: str) -> dict[str, Any]:
+def _prepare_pairs(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig, task: str) -> dict[str, Any]:
     from components.prepare import split_indices
 
     if not path.is_file():
@@ -108,10 +108,8 @@ def _prepare_pairs(path: Path, out_dir: Path, cfg: PrepareConfig, text_cfg: Text
     src = [source_tokens(a) for a, _ in pairs]
     tgt = [target_tokens(b) for _, b in pairs]
     longest = max(max(map(len, src)), max(map(len, tgt)) + 1)
-    if longest > text_cfg.max_len:
-        raise DataError(
-            f"{path}: a sequence of {longest} tokens (EOS included) exceeds text.max_len {text_cfg.max_len}"
-        )
+    if longest > lm_cfg.max_len:
+        raise DataError(f"{path}: a sequence of {longest} tokens (EOS included) exceeds lm.max_len {lm_cfg.max_len}")
     idx_train, idx_val, idx_test = split_indices(np.zeros(len(pairs)), cfg, stratified=False)
     seen = sorted({t for i in idx_train for t in src[i] + tgt[i]})
     vocab = Vocab(SPECIALS + seen)
@@ -121,7 +119,7 @@ def _prepare_pairs(path: Path, out_dir: Path, cfg: PrepareConfig, text_cfg: Text
     meta = _meta(task, cfg, vocab, path, {"train": len(idx_train), "val": len(idx_val), "test": len(idx_test)})
     meta |= {
         "tokenizer": "source: characters, target: words",
-        "model_inputs": {"vocab_size": len(vocab.tokens), "max_len": text_cfg.max_len, "pad_id": 0},
+        "model_inputs": {"vocab_size": len(vocab.tokens), "max_len": lm_cfg.max_len, "pad_id": 0},
         "special_ids": {t: i for i, t in enumerate(SPECIALS)},
         "input": {"name": "src_tgt", "dtype": "int64", "shape": [None, 2, None]},
     }

@@ -37,12 +37,15 @@ class _Strict(BaseModel):
 
 
 class LMConfig(_Strict):
-    """prepare.<task>.lm: a corpus -> token windows (causal_lm), or tab-separated pairs -> padded ids (seq2seq)."""
+    """prepare.<task>.lm: a corpus -> token windows (causal_lm, masked_lm), or tab-separated pairs -> padded ids
+    (seq2seq)."""
 
-    block_size: int = Field(128, ge=2, description="causal_lm: tokens per training window (the context length)")
+    block_size: int = Field(128, ge=4, description="causal_lm, masked_lm: tokens per window (the context length)")
     stride: int | None = Field(None, ge=1, description="causal_lm: step between training windows (default block_size)")
-    val_windows: int = Field(256, ge=1, description="causal_lm: held-out windows checked every epoch (test: all)")
+    val_windows: int = Field(256, ge=1, description="causal_lm, masked_lm: windows checked every epoch (test: all)")
     max_len: int = Field(64, ge=4, description="seq2seq: longest source or target in tokens, BOS/EOS included")
+    vocab_size: int = Field(4000, ge=16, description="masked_lm: WordPiece vocabulary, special tokens included")
+    mask_rate: float = Field(0.15, gt=0, lt=1, description="masked_lm: share of tokens to predict (80/10/10 rule)")
 
 
 class TextConfig(_Strict):
@@ -59,6 +62,9 @@ class TextConfig(_Strict):
     max_length: int = Field(64, ge=4, description="tokens per text with [CLS]/[SEP]; longer texts keep their start")
     max_chars: int = Field(5000, ge=1, description="serving refuses longer texts (413); tokens are truncated anyway")
     dedupe: bool = Field(True, description="drop repeated texts (keeping the first) so no text is in two splits")
+    tokenizer_from: str | None = Field(
+        None, description="use this tokenizer.json (e.g. a pretrained encoder's) instead of training one"
+    )
     word2vec_dim: int = Field(0, ge=0, description="train skip-gram vectors of this size on the train split (0 = no)")
     word2vec_epochs: int = Field(3, ge=1)
     word2vec_window: int = Field(4, ge=1)
@@ -82,7 +88,7 @@ class PrepareConfig(_Strict):
     """How raw data becomes scaled, split arrays and meta.json."""
 
     dataset: str = Field(description="dataset name under data/raw/ (see `dlpipe data list`)")
-    objective: Literal["binary", "multiclass", "regression", "causal_lm", "seq2seq"]
+    objective: Literal["binary", "multiclass", "regression", "causal_lm", "masked_lm", "seq2seq"]
     target: str = "target"
     val_size: float = Field(0.15, gt=0, lt=1)
     test_size: float = Field(0.15, gt=0, lt=1)

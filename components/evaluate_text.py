@@ -1,13 +1,15 @@
 """Evaluate token-sequence tasks: held-out loss and perplexity (causal_lm) or exact match of greedy decoding
-with the KV cache (seq2seq), a generated sample or example translations, and attention maps of a few
-held-out examples, all logged to the task's MLflow run."""
+with the KV cache (seq2seq), masked-token loss and accuracy (masked_lm), a generated sample or example
+translations, and attention maps of held-out examples, all logged to the task's MLflow run."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from components import tracking
 from components.attention_maps import plot_attention
@@ -15,10 +17,9 @@ from components.evaluate import plot_learning_curves, read_history
 from components.generation import Sampling, generate_torch
 from components.io import atomic_write, write_json
 from components.lm_data import BOS, EOS, Vocab
-from components.objectives import loss_fn, sequence_metrics
+from components.objectives import IGNORE
 from components.prepare import load_split
 from components.train import load_trained
-from components.trainer import predict
 
 SAMPLE = Sampling(temperature=0.8, top_k=40)  # the logged sample; serving takes any setting
 ATTENTION_EXAMPLES = 3
@@ -30,19 +31,27 @@ def evaluate_sequences(data_dir: Path, model_dir: Path, metrics_path: Path, plot
     x, y = (torch.as_tensor(a) for a in load_split(data_dir, "test"))
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        z = predict(model, x, chunk=256)
-    scores = {"loss": float(loss_fn(meta["objective"])(z, y)), **sequence_metrics(z, y)}
-    vocab = Vocab(meta["vocab"])
-    if meta["objective"] == "causal_lm":
-        prompt = vocab.encode("\n")
-        text = vocab.decode(list(generate_torch(model, prompt, 500, SAMPLE, seed=0)))
+    scores = held_out_scores(model, x, y)
+    objective = meta["objective"]
+    if objective == "causal_lm":
+        vocab = Vocab(meta["vocab"])
+        text = vocab.decode(list(generate_torch(model, vocab.encode("\n"), 500, SAMPLE, seed=0)))
         atomic_write(plots_dir / "sample.txt", lambda tmp: tmp.write_text(text))
         maps = [_lm_attention(model, vocab, x[i, :LM_MAP_TOKENS], plots_dir / f"attention_{i}.png") for i in range(3)]
-    else:
+    elif objective == "seq2seq":
+        vocab = Vocab(meta["vocab"])
         scores["exact_match"], examples = exact_match(model, x, y, meta)
         atomic_write(plots_dir / "translations.txt", lambda tmp: tmp.write_text("\n".join(examples) + "\n"))
         maps = [_seq2seq_attention(model, vocab, x[i], plots_dir / f"attention_{i}.png") for i in range(3)]
+    else:  # masked_lm
+        from components.tokenization import load_tokenizer
+
+        tok = load_tokenizer(data_dir)
+        tokens = [tok.id_to_token(int(i)) for i in x[0, :LM_MAP_TOKENS]]
+        with torch.no_grad():
+            layers = model.attention(x[:1, :LM_MAP_TOKENS])
+        maps_ = [(f"layer {i}", w[0].numpy(), tokens, tokens) for i, w in enumerate(layers)]
+        maps = [plot_attention(maps_, plots_dir / "attention_0.png", "encoder self-attention (masked input)")]
     plot_learning_curves(read_history(Path(model_dir) / "history.csv"), plots_dir / "learning_curves.png")
 
     scores = {k: round(float(v), 6) for k, v in scores.items()}
@@ -54,6 +63,22 @@ def evaluate_sequences(data_dir: Path, model_dir: Path, metrics_path: Path, plot
         mlflow.log_artifact(str(metrics_path))
         mlflow.set_tag("attention_maps", ", ".join(f"plots/{p.name}" for p in maps))
     return scores
+
+
+@torch.no_grad()
+def held_out_scores(model: Any, x: torch.Tensor, y: torch.Tensor, chunk: int = 64) -> dict[str, float]:
+    """Mean cross-entropy over real target positions, its exp (perplexity) and next-token accuracy, in chunks:
+    a split's (N, T, V) logits need not fit in memory at once."""
+    model.eval()
+    loss_sum, right, count = 0.0, 0, 0
+    for xs, ys in zip(x.split(chunk), y.split(chunk), strict=True):
+        z = model(xs)  # (b, T, V)
+        real = ys != IGNORE
+        loss_sum += float(F.cross_entropy(z.flatten(0, 1), ys.flatten(), ignore_index=IGNORE, reduction="sum"))
+        right += int(((z.argmax(-1) == ys) & real).sum())
+        count += int(real.sum())
+    loss = loss_sum / count
+    return {"loss": loss, "perplexity": math.exp(loss), "accuracy": right / count}
 
 
 def exact_match(model: Any, x: torch.Tensor, y: torch.Tensor, meta: dict[str, Any]) -> tuple[float, list[str]]:

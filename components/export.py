@@ -20,8 +20,6 @@ from components.prepare import load_split
 from components.train import load_trained
 from components.trainer import predict
 
-ATTENTION_FILE = "attention.onnx"  # token models: per-layer, per-head attention weights for attention maps
-
 
 class ParityError(DlpipeError):
     """The ONNX model disagrees with PyTorch beyond the tolerance."""
@@ -38,7 +36,8 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
     tokens = meta["input"].get("dtype") == "int64"  # token ids: the length axis is dynamic too
     dims = {0: torch.export.Dim("batch", min=1)}
     if tokens:
-        dims[x.dim() - 1] = torch.export.Dim("length", min=1, max=meta["model_inputs"]["max_len"])
+        dims[x.dim() - 1] = torch.export.Dim("length", min=1, max=_max_len(meta))
+        x = x[:256]  # (N, T, V) logits of a whole split would not fit in memory
 
     out_dir = Path(out_dir)
     checks = [x] + ([x[:3, ..., : x.shape[-1] // 2 + 1]] if tokens else [])  # and a shorter length
@@ -49,15 +48,19 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
         "inputs": [_io_spec(v) for v in proto.graph.input],
         "outputs": [_io_spec(v) for v in proto.graph.output],
         "parity_max_abs_diff": max_diff,
-        "parity_rows": len(x_test),
+        "parity_rows": len(x),
         "tolerance": cfg.tolerance,
         "sha256": sha256_file(onnx_path),
     }
-    if tokens and hasattr(model, "attention"):  # a second graph for attention maps; model.onnx keeps SDPA's path
-        maps = [part[:4] for part in checks]
-        path = out_dir / ATTENTION_FILE
-        proto, diff = _export_checked(AttentionMaps(model), maps, path, cfg.opset, in_name, "attention", dims)
-        info["attention"] = {"outputs": [_io_spec(v) for v in proto.graph.output], "parity_max_abs_diff": diff}
+    # Token models also get graphs for attention maps and sentence vectors; model.onnx keeps SDPA's fast path.
+    extras = {"attention": "attention", "embeddings": "sentence_vectors"} if tokens else {}
+    for output, method in extras.items():
+        if not hasattr(model, method):
+            continue
+        graph = Method(model, method)
+        path = out_dir / f"{output}.onnx"
+        proto, diff = _export_checked(graph, [part[:4] for part in checks], path, cfg.opset, in_name, output, dims)
+        info[output] = {"outputs": [_io_spec(v) for v in proto.graph.output], "parity_max_abs_diff": diff}
         max_diff = max(max_diff, diff)
     if not max_diff <= cfg.tolerance:
         onnx_path.unlink()
@@ -66,15 +69,22 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
     return info
 
 
-class AttentionMaps(torch.nn.Module):
-    """Token ids -> every attention module's weights stacked: (B, M, H, T, S), M modules in the model's order."""
+class Method(torch.nn.Module):
+    """One method of a model as a graph: `attention` gives every attention module's weights stacked (B, M, H,
+    T, S), M modules in the model's order; `sentence_vectors` the [CLS] and mean-pooled states (B, 2, C)."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, method: str) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.method = model, method
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return torch.stack(self.model.attention(ids), dim=1)
+        out = getattr(self.model, self.method)(ids)
+        return torch.stack(out, dim=1) if isinstance(out, list) else out
+
+
+def _max_len(meta: dict[str, Any]) -> int:
+    """The longest token sequence the model takes (its position table)."""
+    return (meta.get("model_inputs") or {}).get("max_len") or meta["tokenizer"]["max_length"]
 
 
 def _export_checked(

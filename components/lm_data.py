@@ -58,6 +58,8 @@ def prepare_lm(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> di
     lm_cfg = cfg.lm or LMConfig()
     if cfg.objective == "causal_lm":
         return _prepare_lm(folder / TEXT_FILE, Path(out_dir), cfg, lm_cfg, task)
+    if cfg.objective == "masked_lm":
+        return _prepare_mlm(folder / TEXT_FILE, Path(out_dir), cfg, lm_cfg, task)
     return _prepare_pairs(folder / PAIRS_FILE, Path(out_dir), cfg, lm_cfg, task)
 
 
@@ -83,6 +85,59 @@ def _prepare_lm(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig,
         "model_inputs": {"vocab_size": len(vocab.tokens), "max_len": block},
         "input": {"name": "ids", "dtype": "int64", "shape": [None, None]},
         "text": {"train_characters": cut, "held_out_characters": len(ids) - cut},
+    }
+    write_json(out_dir / "meta.json", meta)
+    return meta
+
+
+def _prepare_mlm(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig, task: str) -> dict[str, Any]:
+    """Paragraphs (blank-line separated) split seeded into train/val/test; a WordPiece tokenizer trained on the
+    train paragraphs (components/tokenization.py, saved beside the splits); each split's token stream packed
+    into [CLS] ... [SEP] windows of block_size and masked once, seeded (static masking: BERT's original
+    recipe; a window keeps its mask every epoch)."""
+    from components import tokenization as tk
+    from components.mlm import mask_tokens
+    from components.prepare import split_indices
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `dlpipe data pull` first")
+    paragraphs = [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+    if len(paragraphs) < 20:
+        raise DataError(f"{path}: only {len(paragraphs)} paragraphs (blank-line separated); at least 20 are needed")
+    parts = split_indices(np.zeros(len(paragraphs)), cfg, stratified=False)
+    tok = tk.train_tokenizer([paragraphs[i] for i in parts[0]], "wordpiece", lm_cfg.vocab_size)
+    tk.save_tokenizer(tok, out_dir)
+    vocab_size, body = tok.get_vocab_size(), lm_cfg.block_size - 2
+    rng = np.random.default_rng(cfg.seed)
+    splits = {}
+    for name, rows in zip(("train", "val", "test"), parts, strict=True):
+        ids = np.concatenate([e.ids for e in tok.encode_batch([paragraphs[i] for i in rows], add_special_tokens=False)])
+        chunks = ids[: len(ids) // body * body].reshape(-1, body)  # (N, block - 2)
+        if name == "val":
+            chunks = chunks[: lm_cfg.val_windows]
+        n = len(chunks)
+        windows = np.concatenate([np.full((n, 1), tk.CLS_ID), chunks, np.full((n, 1), tk.SEP_ID)], 1)  # (N, block)
+        normal = windows >= len(tk.SPECIAL_TOKENS)
+        x, y = mask_tokens(windows, normal, tk.MASK_ID, len(tk.SPECIAL_TOKENS), vocab_size, rng, lm_cfg.mask_rate)
+        atomic_write(out_dir / f"{name}.npz", lambda tmp, x=x, y=y: _save(tmp, x, y))
+        splits[name] = n
+    meta = _meta(task, cfg, Vocab([]), path, splits)
+    meta |= {
+        "vocab": None,  # in tokenizer.json
+        "output": {"name": "logits", "shape": [None, None, vocab_size]},
+        "tokenizer": {
+            "file": tk.TOKENIZER_FILE,
+            "kind": "wordpiece",
+            "vocab_size": vocab_size,
+            "lowercase": True,
+            "max_length": lm_cfg.block_size,
+            "special_tokens": list(tk.SPECIAL_TOKENS),
+            "pad_id": tk.PAD_ID,
+            "truncation": tk.TRUNCATION,
+        },
+        "masking": {"rate": lm_cfg.mask_rate, "rule": "80% [MASK], 10% random token, 10% unchanged", "static": True},
+        "model_inputs": {"vocab_size": vocab_size, "max_len": lm_cfg.block_size, "pad_id": tk.PAD_ID},
+        "input": {"name": "tokens", "dtype": "int64", "shape": [None, None]},
     }
     write_json(out_dir / "meta.json", meta)
     return meta

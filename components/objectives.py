@@ -21,16 +21,17 @@ LOSSES = {
     "multiclass": ("cross_entropy", "mse"),
     "regression": ("mse", "mae", "huber"),
     "causal_lm": ("cross_entropy",),
+    "masked_lm": ("cross_entropy",),
     "seq2seq": ("cross_entropy",),
 }
-SEQUENCE_OBJECTIVES = ("causal_lm", "seq2seq")  # a vocabulary distribution per position, (B, T, V)
+SEQUENCE_OBJECTIVES = ("causal_lm", "masked_lm", "seq2seq")  # a vocabulary distribution per position, (B, T, V)
 IGNORE = -100  # target id of positions that carry no loss (padding)
 
 
 def output_size(meta: dict[str, Any]) -> int:
     """Width of the model's last layer: 1 logit for binary, one per class, 1 value for regression."""
     if meta["objective"] in SEQUENCE_OBJECTIVES:
-        return len(meta["vocab"])
+        return meta["model_inputs"]["vocab_size"]
     return len(meta["classes"]) if meta["objective"] == "multiclass" else 1
 
 

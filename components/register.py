@@ -17,6 +17,7 @@ from components.config import ConfigError, RegisterConfig
 from components.io import read_json, write_json
 
 SCORE_TAG = "primary_metric_value"
+EXTRA_GRAPHS = ("attention.onnx", "embeddings.onnx")  # token models: attention maps, sentence vectors
 
 
 def register(
@@ -35,7 +36,8 @@ def register(
     score = float(metrics[cfg.primary_metric])
     onnx_path = Path(export_dir) / "model.onnx"
     bundle = [Path(data_dir) / "meta.json", Path(export_dir) / "export.json"]
-    bundle += [p for p in [Path(export_dir) / "attention.onnx"] if p.is_file()]  # token models' attention maps
+    bundle += [Path(export_dir) / f for f in EXTRA_GRAPHS if (Path(export_dir) / f).is_file()]
+    bundle += [p for p in [Path(data_dir) / "tokenizer.json"] if p.is_file()]  # text tasks: serving encodes with it
 
     mlflow = tracking.configure()
     client = mlflow.MlflowClient()

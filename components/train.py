@@ -24,9 +24,17 @@ def build_for(meta: dict[str, Any], cfg: TrainConfig) -> nn.Module:
     return build_model(
         cfg.model.name,
         out_features=objectives.output_size(meta),
-        **(meta.get("model_inputs") or input_kwargs(meta["input"]["shape"])),
+        **(meta.get("model_inputs") or _token_inputs(meta, cfg) or input_kwargs(meta["input"]["shape"])),
         **cfg.model.kwargs(),
     )
+
+
+def _token_inputs(meta: dict[str, Any], cfg: TrainConfig) -> dict[str, Any] | None:
+    """A transformer on components/text.py's prepared texts: its sizes come from the tokenizer block."""
+    tok = meta.get("tokenizer")
+    if cfg.model.name != "transformer" or not isinstance(tok, dict):
+        return None
+    return {"vocab_size": tok["vocab_size"], "max_len": tok["max_length"], "pad_id": tok["pad_id"]}
 
 
 def train(

@@ -35,7 +35,10 @@ def sinusoidal_table(max_len: int, dim: int) -> Tensor:
 
 
 class Embeddings(nn.Module):
-    """Token embedding + position embedding (learned, or the fixed sinusoidal table), then dropout."""
+    """Token embedding + position embedding (learned, or the fixed sinusoidal table), then dropout.
+
+    With the sinusoidal table (values of size ~1) token vectors are scaled by sqrt(C) as in "Attention is all
+    you need", from an init of std C^-0.5: otherwise the positions would drown the tokens."""
 
     def __init__(self, vocab_size: int, d_model: int, max_len: int, positional: str, dropout: float) -> None:
         super().__init__()
@@ -47,12 +50,13 @@ class Embeddings(nn.Module):
             self.position = nn.Embedding(max_len, d_model)
         else:
             self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
+        self.scale = 1.0 if positional == "learned" else math.sqrt(d_model)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, ids: Tensor, start: int = 0) -> Tensor:  # (B, T) -> (B, T, C)
         pos = torch.arange(start, start + ids.shape[1], device=ids.device)  # (T,) positions start.. (KV cache)
         where = self.position(pos) if hasattr(self, "position") else self.table[pos]  # (T, C)
-        return self.drop(self.token(ids) + where)
+        return self.drop(self.token(ids) * self.scale + where)
 
 
 @dataclass
@@ -221,11 +225,14 @@ class Stack(nn.Module):
 
 
 def _init_weights(module: nn.Module) -> None:
-    """GPT-2's initialisation: N(0, 0.02) for linear and embedding weights, zero biases."""
+    """GPT-2's initialisation: N(0, 0.02) for linear and embedding weights, zero biases; token vectors that
+    are scaled by sqrt(C) start at std C^-0.5 (`apply` visits Embeddings after its nn.Embedding)."""
     if isinstance(module, nn.Linear | nn.Embedding):
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
         if getattr(module, "bias", None) is not None:
             nn.init.zeros_(module.bias)
+    if isinstance(module, Embeddings) and module.scale != 1.0:
+        nn.init.normal_(module.token.weight, mean=0.0, std=1 / module.scale)
 
 
 class LMHead(nn.Module):
@@ -353,11 +360,11 @@ class EncoderModel(nn.Module):
         h, _ = self.encode(ids)
         return self.head(h) if self.head_kind == "mlm" else self.head(h[:, 0])
 
-    def embed(self, ids: Tensor) -> tuple[Tensor, Tensor]:
-        """Sentence vectors: the [CLS] state (B, C) and the mean over real (non-pad) tokens (B, C)."""
+    def sentence_vectors(self, ids: Tensor) -> Tensor:
+        """(B, T) -> (B, 2, C): the [CLS] state and the mean over real (non-pad) tokens, per text."""
         h, _ = self.encode(ids)
         real = (ids != self.pad_id).unsqueeze(-1).to(h.dtype)  # (B, T, 1)
-        return h[:, 0], (h * real).sum(1) / real.sum(1).clamp(min=1.0)
+        return torch.stack([h[:, 0], (h * real).sum(1) / real.sum(1).clamp(min=1.0)], dim=1)
 
     def attention(self, ids: Tensor) -> list[Tensor]:
         return self.encode(ids, need_weights=True)[1]

@@ -299,6 +299,17 @@ def transfer_fashion(params: ParamsFile = Path("params.yaml"), set_: Overrides =
         typer.echo(f"{name:20s} {r['accuracy']:9.4f} {r['macro_f1']:9.4f} {r['train_seconds']:8.1f}")
 
 
+@experiment_app.command("encoder-finetune")
+def encoder_finetune(params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
+    """MLM-pretrained encoder vs the same encoder from scratch, fine-tuned on VADER's movie snippets."""
+    from components.encoder_study import EncoderStudyConfig, encoder_study
+
+    raw = apply_overrides(load_params(params).get("experiments", {}).get("encoder_finetune") or {}, set_ or [])
+    cfg = validate(EncoderStudyConfig, raw, "experiments.encoder_finetune")
+    results = encoder_study(Path("data/raw"), Path("artifacts/encoder"), Path("metrics/encoder_finetune.json"), cfg)
+    _print(results)
+
+
 def main() -> None:
     """Entry point: config errors print one clear line instead of a traceback."""
     try:

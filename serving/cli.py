@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Task family (the part of the task name before "_") -> BentoML service import path.
 IMAGE = "serving.image:Image"
 SERVICES = {"tabular": "serving.tabular:Tabular", "digits": IMAGE, "mnist": IMAGE, "fashion": IMAGE}
-SERVICES |= {"decoder": "serving.text:Decoder"}
+SERVICES |= {"decoder": "serving.decoder:Decoder", "encoder": "serving.encoder:Encoder"}
 
 
 def serve(

@@ -34,12 +34,14 @@ class Bundle:
     onnx: bytes
     meta: dict[str, Any]
     source: str
-    attention: bytes | None = None  # token models: attention.onnx, the per-layer per-head weights
+    files: dict[str, bytes] | None = None  # text models: attention.onnx, embeddings.onnx, tokenizer.json
 
 
-def _attention_bytes(folder: Path) -> bytes | None:
-    found = sorted(Path(folder).rglob("attention.onnx"))
-    return found[0].read_bytes() if found else None
+def _extra_files(folder: Path) -> dict[str, bytes]:
+    from components.register import EXTRA_GRAPHS
+
+    found = {name: sorted(Path(folder).rglob(name)) for name in (*EXTRA_GRAPHS, "tokenizer.json")}
+    return {name: paths[0].read_bytes() for name, paths in found.items() if paths}
 
 
 def load_bundle(task: str, model_uri: str | None = None, model_dir: str | Path | None = None) -> Bundle:
@@ -49,14 +51,14 @@ def load_bundle(task: str, model_uri: str | None = None, model_dir: str | Path |
     if model_dir:
         folder = Path(model_dir)
         meta = read_json(folder / "data" / "meta.json")
-        bundle = Bundle((folder / "model.onnx").read_bytes(), meta, str(folder), _attention_bytes(folder))
+        bundle = Bundle((folder / "model.onnx").read_bytes(), meta, str(folder), _extra_files(folder))
     else:
         from components.register import fetch_model
 
         uri = model_uri or f"models:/{task}@champion"
         with tempfile.TemporaryDirectory(prefix="dlpipe-serve-") as tmp:
             path, meta = fetch_model(uri, Path(tmp))
-            bundle = Bundle(path.read_bytes(), meta, uri, _attention_bytes(Path(tmp)))
+            bundle = Bundle(path.read_bytes(), meta, uri, _extra_files(Path(tmp)))
     if bundle.meta.get("task") != task:
         raise ValueError(f"{bundle.source} holds task {bundle.meta.get('task')!r}, not {task!r}")
     return bundle
@@ -81,14 +83,12 @@ def choose_providers() -> list[str]:
     return [CPU]
 
 
-def make_session(
-    bundle: Bundle, threads: int | None = None, graph: bytes | None = None, output: str | None = None
-) -> Any:
+def make_session(bundle: Bundle, threads: int | None = None, output: str | None = None) -> Any:
     """An InferenceSession whose input/output names are checked against meta.json at start-up.
 
     `threads` defaults to $DLPIPE_ORT_THREADS or 1: small models gain nothing from more, and the HTTP
-    server needs the remaining cores. `graph` (with its `output` name) opens another graph of the bundle
-    instead of model.onnx, e.g. attention.onnx.
+    server needs the remaining cores. `output` opens the bundle's graph of that name instead of model.onnx
+    (attention, embeddings).
     """
     import onnxruntime as ort
 
@@ -97,9 +97,10 @@ def make_session(
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     providers = choose_providers()
-    if graph is None and output is not None:
-        raise ValueError(f"{bundle.source}: no {output} graph in this bundle")
-    session = ort.InferenceSession(graph or bundle.onnx, sess_options=opts, providers=providers)
+    graph = bundle.onnx if output is None else (bundle.files or {}).get(f"{output}.onnx")
+    if graph is None:
+        raise ValueError(f"{bundle.source}: no {output}.onnx in this bundle; export the model again")
+    session = ort.InferenceSession(graph, sess_options=opts, providers=providers)
     names = {v.name for v in session.get_inputs()}, {v.name for v in session.get_outputs()}
     wanted = bundle.meta["input"]["name"], output or bundle.meta["output"]["name"]
     if wanted[0] not in names[0] or wanted[1] not in names[1]:

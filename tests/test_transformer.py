@@ -4,8 +4,10 @@ and the decoder task learns Shakespeare characters, exports to ONNX and generate
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ from components.ingest import shared_datasets
 from components.numbers import to_words
 from models.transformer import DecoderLM, EncoderModel, KVCache, Seq2Seq, sinusoidal_table
 from tests.conftest import PARAMS
+from tests.test_serving import bentoml_server
 
 SHAKESPEARE = shared_datasets() / "tinyshakespeare" / "input.txt"
 
@@ -30,10 +33,10 @@ def test_kv_cache_and_causality() -> None:
         cache = KVCache.empty(2)
         parts = [model(ids[:, :5], cache), model(ids[:, 5:6], cache), model(ids[:, 6:], cache)]
         changed = model(torch.cat([ids[:, :8], torch.randint(0, 50, (3, 4))], 1))
+        weights = model.attention(ids)
     assert cache.length == 12
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=0)
     torch.testing.assert_close(changed[:, :8], full[:, :8])  # the future never leaks into the past
-    weights = model.attention(ids)
     assert len(weights) == 2 and weights[0].shape == (3, 4, 12, 12)
     assert float(weights[0].triu(1).abs().max()) == 0.0
     torch.testing.assert_close(weights[1].sum(-1), torch.ones(3, 4, 12))
@@ -49,9 +52,10 @@ def test_padding_is_invisible_to_the_encoder() -> None:
     padded = torch.cat([ids, torch.zeros(2, 5, dtype=torch.long)], 1)
     with torch.no_grad():
         torch.testing.assert_close(model(padded), model(ids), atol=1e-5, rtol=0)
-        cls, mean = model.embed(padded)
-    assert cls.shape == mean.shape == (2, 32)
-    assert float(model.attention(padded)[0][..., 7:].max()) == 0.0  # no weight on [PAD] keys
+        vectors = model.sentence_vectors(padded)
+        torch.testing.assert_close(vectors, model.sentence_vectors(ids), atol=1e-5, rtol=0)
+        assert float(model.attention(padded)[0][..., 7:].max()) == 0.0  # no weight on [PAD] keys
+    assert vectors.shape == (2, 2, 32)
     table = sinusoidal_table(24, 32)
     assert torch.allclose(table[0, 1::2], torch.ones(16)) and torch.allclose(table[0, 0::2], torch.zeros(16))
 
@@ -100,6 +104,7 @@ def decoder_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from components.export import export
     from components.ingest import ingest_text
     from components.prepare import prepare
+    from components.register import register
     from components.train import train
 
     root = tmp_path_factory.mktemp("decoder")
@@ -114,6 +119,16 @@ def decoder_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train(art / "data", art, validate(TrainConfig, raw, "train.decoder"), "decoder", progress=False)
     evaluate(art / "data", art, root / "metrics/decoder.json", root / "plots/decoder")
     export(art / "data", art, art, stage_config(PARAMS, "export", "decoder"))
+    metrics = root / "metrics/decoder.json"
+    register(
+        art / "data",
+        art,
+        art,
+        metrics,
+        art / "registration.json",
+        "decoder",
+        stage_config(PARAMS, "register", "decoder"),
+    )
     return art
 
 
@@ -147,3 +162,34 @@ def test_decoder_onnx_any_batch_and_length_and_same_generation(decoder_artifacts
     from_onnx = list(generate_onnx(step, prompt, 20, how, seed=3, window=32))
     assert from_onnx == list(generate_torch(model, prompt, 20, how, seed=3))  # KV cache vs full recompute
     assert from_onnx != list(generate_onnx(step, prompt, 20, how, seed=4, window=32))
+
+
+@pytest.fixture(scope="module")
+def decoder_server(decoder_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with bentoml_server("serving.decoder:Decoder", "decoder", tmp_path_factory.mktemp("serve-decoder")) as url:
+        yield url
+
+
+def test_generate_endpoint_is_seeded_streams_and_names_its_limits(decoder_server: str) -> None:
+    with httpx.Client(base_url=decoder_server, timeout=60) as http:
+        body = {"prompt": "ROMEO:", "max_new_tokens": 40, "temperature": 0.9, "top_k": 20, "top_p": 0.95, "seed": 1}
+        first, again = (http.post("/generate", json=body).json() for _ in range(2))
+        assert first == again and first["tokens"] == 40 and len(first["text"]) == 40
+        assert http.post("/generate", json={**body, "seed": 2}).json()["text"] != first["text"]
+        streamed = http.post("/generate_stream", json=body)
+        assert streamed.status_code == 200 and streamed.text == first["text"]
+        greedy = http.post("/generate", json={**body, "temperature": 0}).json()["text"]
+        assert greedy == http.post("/generate", json={**body, "temperature": 0, "seed": 9}).json()["text"]
+        maps = http.post("/attention", json={"text": "To be"}).json()
+        weights = np.asarray(maps["weights"])
+        assert maps["tokens"] == list("To be") and weights.shape == (2, 4, 5, 5)
+        np.testing.assert_allclose(weights.sum(-1), 1, atol=1e-3)
+        for bad, needle in (
+            ({**body, "max_new_tokens": 5000}, "max_new_tokens"),
+            ({**body, "prompt": "x" * 3000}, "prompt"),
+            ({**body, "prompt": "ROMEO \u00e9\u00e9"}, "outside the model's vocabulary"),
+            ({**body, "top_p": 1.5}, "top_p"),
+        ):
+            answer = http.post("/generate", json=bad)
+            assert answer.status_code == 400 and needle in answer.text, answer.text[:300]
+        assert http.post("/attention", json={"text": "x" * 100}).status_code == 400  # longer than the context

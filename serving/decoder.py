@@ -5,7 +5,7 @@ token reruns the window (the graph has no KV cache; the PyTorch model's cache gi
 tests/test_transformer.py). Sampling is components/generation.py's, seeded per request, so a fixed seed gives
 the same text. attention.onnx returns every layer's and head's weights. The characters the model knows are
 meta.json's vocabulary: a prompt with others is refused (400) naming them.
-Run: `bentoml serve serving.text:Decoder` (or `dlpipe serve --task decoder`).
+Run: `bentoml serve serving.decoder:Decoder` (or `dlpipe serve --task decoder`).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ async def info(_: Request) -> JSONResponse:
 class Decoder:
     def __init__(self) -> None:
         self.session = runtime.make_session(BUNDLE)
-        self.attention_session = runtime.make_session(BUNDLE, graph=BUNDLE.attention, output="attention")
+        self.attention_session = runtime.make_session(BUNDLE, output="attention")
 
     def _tokens(self, prompt: str, max_new_tokens: int, temperature: float, top_k, top_p, seed: int):
         how = Sampling(temperature=temperature, top_k=top_k, top_p=top_p)

@@ -20,6 +20,8 @@ from components.prepare import load_split
 from components.train import load_trained
 from components.trainer import predict
 
+GRAPHS = "graphs"  # token models' extra graphs: attention.onnx (attention maps), embeddings.onnx (vectors)
+
 
 class ParityError(DlpipeError):
     """The ONNX model disagrees with PyTorch beyond the tolerance."""
@@ -40,6 +42,7 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
         x = x[:256]  # (N, T, V) logits of a whole split would not fit in memory
 
     out_dir = Path(out_dir)
+    (out_dir / GRAPHS).mkdir(parents=True, exist_ok=True)  # a DVC output for every task, empty for most
     checks = [x] + ([x[:3, ..., : x.shape[-1] // 2 + 1]] if tokens else [])  # and a shorter length
     onnx_path = out_dir / "model.onnx"
     proto, max_diff = _export_checked(head, checks, onnx_path, cfg.opset, in_name, out_name, dims)
@@ -58,7 +61,7 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
         if not hasattr(model, method):
             continue
         graph = Method(model, method)
-        path = out_dir / f"{output}.onnx"
+        path = out_dir / GRAPHS / f"{output}.onnx"
         proto, diff = _export_checked(graph, [part[:4] for part in checks], path, cfg.opset, in_name, output, dims)
         info[output] = {"outputs": [_io_spec(v) for v in proto.graph.output], "parity_max_abs_diff": diff}
         max_diff = max(max_diff, diff)

@@ -219,3 +219,34 @@ def register(
         task,
         validate(RegisterConfig, register_config, f"register.{task}"),
     )
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def encoder_finetune(
+    pretrained_data: Input[Dataset],
+    pretrained_model: Input[Model],
+    study_config: dict,
+    mlflow_tracking_uri: str,
+    encoder: Output[Model],
+    metrics: Output[Artifact],
+):
+    """The masked-LM encoder fine-tuned on VADER vs from scratch (components/encoder_study.py): both variants,
+    the exported pretrained one (model.onnx, graphs/, data/) and encoder_finetune.json."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from components.config import validate
+    from components.encoder_study import EncoderStudyConfig, encoder_study
+    from components.ingest import ingest
+
+    if mlflow_tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+    work = Path(tempfile.mkdtemp(prefix="encoder-study-"))
+    pretrained = work / "pretrained"  # the layout encoder_study reads: checkpoint.pt, train.json, data/
+    shutil.copytree(pretrained_model.path, pretrained)
+    shutil.copytree(pretrained_data.path, pretrained / "data")
+    cfg = validate(EncoderStudyConfig, {**study_config, "pretrained": str(pretrained)}, "experiments.encoder_finetune")
+    ingest(cfg.dataset, work / "raw")
+    encoder_study(work / "raw", Path(encoder.path), Path(metrics.path) / "encoder_finetune.json", cfg)

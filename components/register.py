@@ -36,7 +36,7 @@ def register(
     score = float(metrics[cfg.primary_metric])
     onnx_path = Path(export_dir) / "model.onnx"
     bundle = [Path(data_dir) / "meta.json", Path(export_dir) / "export.json"]
-    bundle += [Path(export_dir) / f for f in EXTRA_GRAPHS if (Path(export_dir) / f).is_file()]
+    bundle += [p for p in (Path(export_dir) / "graphs" / f for f in EXTRA_GRAPHS) if p.is_file()]
     bundle += [p for p in [Path(data_dir) / "tokenizer.json"] if p.is_file()]  # text tasks: serving encodes with it
 
     mlflow = tracking.configure()

@@ -10,6 +10,7 @@ No `from __future__ import annotations`: KFP reads the pipeline's annotations as
 "dict" fails with "Artifacts must have both a schema_title and a schema_version".
 """
 
+from pathlib import Path
 from typing import Any
 
 from kfp import dsl
@@ -24,6 +25,8 @@ def build_pipeline(task: str, params: dict[str, Any]) -> Any:
         raise ConfigError(f"unknown task {task!r}; tasks in params: {', '.join(tasks(params))}")
     cfgs = {stage: stage_config(params, stage, task) for stage in STAGES}  # a typo fails here, not in the cluster
     raw = {stage: params.get(stage, {}).get(task) or {} for stage in STAGES}
+    study = params.get("experiments", {}).get("encoder_finetune")
+    study = study if study and Path(study.get("pretrained", "")).name == task else None
 
     @dsl.pipeline(
         name=f"dlpipe-{task.replace('_', '-')}", description=f"dlpipe task {task}: raw data to a registered ONNX model"
@@ -75,6 +78,13 @@ def build_pipeline(task: str, params: dict[str, Any]) -> Any:
             task=task,
             mlflow_tracking_uri=mlflow_tracking_uri,
         ).set_caching_options(enable_caching=False)  # it writes to the registry: never skip it
+        if study is not None:  # this task pretrains the encoder that experiments.encoder_finetune fine-tunes
+            c.encoder_finetune(
+                pretrained_data=data,
+                pretrained_model=model,
+                study_config=study,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+            )
         return scored.outputs["metrics"]
 
     return pipeline

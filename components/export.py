@@ -20,7 +20,7 @@ from components.prepare import load_split
 from components.train import load_trained
 from components.trainer import predict
 
-GRAPHS = "graphs"  # token models' extra graphs: attention.onnx (attention maps), embeddings.onnx (vectors)
+GRAPHS = "graphs"  # token models' extra graphs (attention maps, sentence vectors) + index.json: a DVC output
 
 
 class ParityError(DlpipeError):
@@ -42,7 +42,6 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
         x = x[:256]  # (N, T, V) logits of a whole split would not fit in memory
 
     out_dir = Path(out_dir)
-    (out_dir / GRAPHS).mkdir(parents=True, exist_ok=True)  # a DVC output for every task, empty for most
     checks = [x] + ([x[:3, ..., : x.shape[-1] // 2 + 1]] if tokens else [])  # and a shorter length
     onnx_path = out_dir / "model.onnx"
     proto, max_diff = _export_checked(head, checks, onnx_path, cfg.opset, in_name, out_name, dims)
@@ -65,6 +64,7 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
         proto, diff = _export_checked(graph, [part[:4] for part in checks], path, cfg.opset, in_name, output, dims)
         info[output] = {"outputs": [_io_spec(v) for v in proto.graph.output], "parity_max_abs_diff": diff}
         max_diff = max(max_diff, diff)
+    write_json(out_dir / GRAPHS / "index.json", {"graphs": [f"{k}.onnx" for k in extras if k in info]})
     if not max_diff <= cfg.tolerance:
         onnx_path.unlink()
         raise ParityError(f"ONNX vs PyTorch max abs difference {max_diff:.3g} exceeds {cfg.tolerance:g}")

@@ -193,3 +193,68 @@ def test_generate_endpoint_is_seeded_streams_and_names_its_limits(decoder_server
             answer = http.post("/generate", json=bad)
             assert answer.status_code == 400 and needle in answer.text, answer.text[:300]
         assert http.post("/attention", json={"text": "x" * 100}).status_code == 400  # longer than the context
+
+
+def test_masking_rule_is_15_percent_80_10_10() -> None:
+    from components.mlm import mask_tokens
+    from components.objectives import IGNORE
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 1000, (400, 64))
+    maskable = np.ones_like(ids, dtype=bool)
+    maskable[:, 0] = False  # [CLS]
+    x, y = mask_tokens(ids, maskable, mask_id=4, first_normal_id=5, vocab_size=1000, rng=rng)
+    picked = y != IGNORE
+    assert not picked[:, 0].any() and abs(picked.mean() - 0.15 * 63 / 64) < 0.005
+    assert np.array_equal(y[picked], ids[picked])
+    masked, kept = (x[picked] == 4).mean(), (x[picked] == ids[picked]).mean()
+    assert abs(masked - 0.8) < 0.02 and abs(kept - 0.1) < 0.02  # the rest (~10%) became random tokens
+    assert np.array_equal(x[~picked], ids[~picked])
+
+
+VADER = shared_datasets() / "vader-movie-review-snippets"
+
+
+@pytest.fixture(scope="module")
+def encoder_study_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny masked-LM pretraining on 150k characters, then encoder_study on 400 VADER snippets (registered)."""
+    if not SHAKESPEARE.is_file() or not VADER.is_dir():
+        pytest.skip(f"tiny Shakespeare or VADER snippets not found under {shared_datasets()}")
+    from components.encoder_study import EncoderStudyConfig, encoder_study
+    from components.ingest import ingest, ingest_text
+    from components.prepare import prepare
+    from components.train import train
+
+    root = tmp_path_factory.mktemp("encoder")
+    corpus = root / "corpus.txt"
+    corpus.write_text(SHAKESPEARE.read_text()[:150_000])
+    ingest_text(corpus, "corpus", root / "data/raw")
+    ingest("vader_movie", root / "data/raw")
+    mlm = root / "artifacts/encoder_mlm"
+    lm = LMConfig(block_size=32, vocab_size=600, val_windows=32)
+    prepare(root / "data/raw", mlm / "data", PrepareConfig(dataset="corpus", objective="masked_lm", lm=lm), "mlm")
+    model = {"name": "transformer", "arch": "encoder", "head": "mlm", "d_model": 32, "n_layers": 2, "n_heads": 2}
+    quick = {"epochs": 2, "steps_per_epoch": 8, "batch_size": 16, "gradients": {"track": False}}
+    train(mlm / "data", mlm, TrainConfig.model_validate({**quick, "model": model}), "mlm", progress=False)
+    cfg = EncoderStudyConfig(pretrained=str(mlm), train_limit=400, train=quick)
+    encoder_study(root / "data/raw", root / "artifacts/encoder", root / "metrics/encoder_finetune.json", cfg)
+    return root
+
+
+def test_encoder_study_compares_exports_and_serves(encoder_study_root: Path, tmp_path: Path) -> None:
+    results = json.loads((encoder_study_root / "metrics/encoder_finetune.json").read_text())
+    assert {"pretrained", "scratch", "pretraining"} <= set(results) and results["onnx_parity_max_abs_diff"] <= 1e-4
+    art = encoder_study_root / "artifacts/encoder"
+    assert {p.name for p in (art / "graphs").iterdir()} == {"attention.onnx", "embeddings.onnx"}
+    with bentoml_server("serving.encoder:Encoder", "encoder", tmp_path) as url, httpx.Client(base_url=url) as http:
+        texts = ["a gripping, beautifully acted film", "dull and far too long"]
+        answers = http.post("/classify", json={"texts": texts}, timeout=30).json()
+        assert [sorted(a["probabilities"]) for a in answers] == [["negative", "positive"]] * 2
+        for pooling in ("cls", "mean"):
+            vectors = http.post("/embed", json={"texts": texts, "pooling": pooling}, timeout=30).json()
+            assert len(vectors) == 2 and len(vectors[0]["vector"]) == 32
+        maps = http.post("/attention", json={"text": texts[0]}, timeout=30).json()
+        assert maps["tokens"][0] == "[CLS]" and np.asarray(maps["weights"]).shape[:2] == (2, 2)
+        too_many = http.post("/classify", json={"texts": ["ok"] * 65}, timeout=30)
+        assert too_many.status_code == 400 and "texts" in too_many.text
+        assert http.post("/embed", json={"texts": ["x" * 6000]}, timeout=30).status_code == 400

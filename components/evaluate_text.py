@@ -35,7 +35,8 @@ def evaluate_sequences(data_dir: Path, model_dir: Path, metrics_path: Path, plot
     objective = meta["objective"]
     if objective == "causal_lm":
         vocab = Vocab(meta["vocab"])
-        text = vocab.decode(list(generate_torch(model, vocab.encode("\n"), 500, SAMPLE, seed=0)))
+        prompt = vocab.encode("\n") if "\n" in vocab.index else x[0, :1].tolist()  # any corpus has a first token
+        text = vocab.decode(list(generate_torch(model, prompt, 500, SAMPLE, seed=0)))
         atomic_write(plots_dir / "sample.txt", lambda tmp: tmp.write_text(text))
         maps = [_lm_attention(model, vocab, x[i, :LM_MAP_TOKENS], plots_dir / f"attention_{i}.png") for i in range(3)]
     elif objective == "seq2seq":

@@ -1,6 +1,7 @@
-"""Prepare for token-sequence objectives: a text corpus -> next-character windows (causal_lm), tab-separated
-pairs -> padded source/target id tensors (seq2seq). The vocabulary goes into meta.json, which every later step
-and the server read, so encoding never drifts between training and serving.
+"""Prepare for token-sequence objectives: a text corpus -> next-character windows (causal_lm) or masked WordPiece
+windows (masked_lm), tab-separated pairs -> padded source/target id tensors (seq2seq). The vocabulary goes into
+meta.json (masked_lm: tokenizer.json), which every later step and the server read, so encoding never drifts
+between training and serving.
 
 causal_lm (nanoGPT's split): the first 90% of the characters train, the last 10% are held out. test is every
 window of that tail (the reported validation loss, as nanoGPT's); val, watched each epoch, a seeded sample of

@@ -24,7 +24,6 @@ from starlette.routing import Route
 
 from components.generation import Sampling, generate_onnx
 from serving import runtime
-from serving.tabular import JSONOnly
 
 MAX_PROMPT_CHARS = 2000
 MAX_NEW_TOKENS = 1000
@@ -123,4 +122,4 @@ class Decoder:
         return Attention(tokens=list(text), weights=np.round(weights, 5).tolist())
 
 
-Decoder.add_asgi_middleware(JSONOnly)
+Decoder.add_asgi_middleware(runtime.JSONOnly)

@@ -20,7 +20,6 @@ from tokenizers import Tokenizer
 
 from components.tokenization import encode
 from serving import runtime
-from serving.tabular import JSONOnly
 
 MAX_TEXTS = 64  # per request
 MAX_CHARS = 5000  # per text; tokens beyond max_length are cut anyway
@@ -92,4 +91,4 @@ class Encoder:
         return Attention(tokens=[TOKENIZER.id_to_token(int(i)) for i in ids[0]], weights=np.round(weights, 5).tolist())
 
 
-Encoder.add_asgi_middleware(JSONOnly)
+Encoder.add_asgi_middleware(runtime.JSONOnly)

@@ -16,6 +16,9 @@ from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from components import images
 from components.io import read_json
@@ -253,3 +256,19 @@ def top_k(output: np.ndarray, meta: dict[str, Any], k: int) -> list[list[TopClas
         [TopClass(label=classes[j], index=int(j), probability=float(row[j])) for j in best]
         for row, best in zip(output, order, strict=True)
     ]
+
+
+class JSONOnly:
+    """BentoML parses a body of any unknown Content-Type as JSON; answer 415 instead of guessing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            ctype = Headers(scope=scope).get("content-type", "").split(";")[0].strip().lower()
+            if ctype != "application/json":
+                body = {"error": f"Content-Type must be application/json, not {ctype or 'missing'!r}"}
+                await JSONResponse(body, status_code=415)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -258,3 +258,36 @@ def test_encoder_study_compares_exports_and_serves(encoder_study_root: Path, tmp
         too_many = http.post("/classify", json={"texts": ["ok"] * 65}, timeout=30)
         assert too_many.status_code == 400 and "texts" in too_many.text
         assert http.post("/embed", json={"texts": ["x" * 6000]}, timeout=30).status_code == 400
+
+
+def test_seq2seq_pipeline_runs_locally_and_compiles_the_encoder_pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cross-attention task through Kubeflow's generic pipeline under kfp.local, briefly trained; the
+    encoder_mlm pipeline compiles with the fine-tuning step after it."""
+    import copy
+
+    import yaml
+    from kfp import compiler
+    from typer.testing import CliRunner
+
+    from pipelines.build import build_pipeline
+    from pipelines.kfp_cli import pipeline_app
+
+    quick = copy.deepcopy(PARAMS)
+    quick["train"]["seq2seq"] |= {"epochs": 1, "steps_per_epoch": 20}
+    compiler.Compiler().compile(build_pipeline("encoder_mlm", quick), str(tmp_path / "encoder_mlm.yaml"))
+    assert "encoder-finetune" in (tmp_path / "encoder_mlm.yaml").read_text()
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(quick))
+    home = tmp_path / "home"
+    monkeypatch.setenv("DLPIPE_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(pipeline_app, ["run", "--local", "--task", "seq2seq", "--params", str(params_file)])
+    assert result.exit_code == 0, result.output[-3000:]
+    (run_dir,) = home.glob("local_outputs/dlpipe-seq2seq-*")
+    metrics = json.loads((run_dir / "evaluate/metrics/seq2seq.json").read_text())
+    assert {"exact_match", "loss", "perplexity"} <= set(metrics)
+    assert (run_dir / "export/onnx/graphs/attention.onnx").is_file()

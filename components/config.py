@@ -436,6 +436,9 @@ class TuneConfig(_Strict):
         "none", description="a second objective to minimise (multi-objective: a Pareto front)"
     )
     epochs: int | None = Field(None, ge=1, description="epoch budget per trial (default: train.epochs)")
+    startup_trials: int = Field(10, ge=1, description="random trials before tpe / gp / cmaes model the space")
+    prune_after_trials: int = Field(5, ge=0, description="median pruner: complete trials before any pruning")
+    prune_warmup_epochs: int = Field(3, ge=0, description="median pruner: epochs every trial runs before pruning")
     seed: int = 42
     study_name: str | None = None
     storage: str | None = Field(None, description="default: $OPTUNA_STORAGE, else sqlite:///<home>/optuna.db")

@@ -61,10 +61,14 @@ def make_sampler(cfg: TuneConfig) -> Any:
     if cfg.sampler == "grid":
         return samplers.GridSampler(grid_space(cfg), seed=cfg.seed)
     factory = {
-        "tpe": lambda: samplers.TPESampler(seed=cfg.seed, multivariate=True, group=True),
+        "tpe": lambda: samplers.TPESampler(
+            seed=cfg.seed, multivariate=True, group=True, n_startup_trials=cfg.startup_trials
+        ),
         "random": lambda: samplers.RandomSampler(seed=cfg.seed),
-        "cmaes": lambda: samplers.CmaEsSampler(seed=cfg.seed, warn_independent_sampling=False),
-        "gp": lambda: samplers.GPSampler(seed=cfg.seed),
+        "cmaes": lambda: samplers.CmaEsSampler(
+            seed=cfg.seed, warn_independent_sampling=False, n_startup_trials=cfg.startup_trials
+        ),
+        "gp": lambda: samplers.GPSampler(seed=cfg.seed, n_startup_trials=cfg.startup_trials),
         "nsga2": lambda: samplers.NSGAIISampler(seed=cfg.seed),
     }
     return factory[cfg.sampler]()
@@ -74,7 +78,9 @@ def make_pruner(cfg: TuneConfig) -> Any:
     import optuna
 
     if cfg.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=cfg.prune_after_trials, n_warmup_steps=cfg.prune_warmup_epochs
+        )
     if cfg.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=2, max_resource=cfg.epochs or "auto")
     return optuna.pruners.NopPruner()

@@ -25,8 +25,8 @@ def build_pipeline(task: str, params: dict[str, Any]) -> Any:
         raise ConfigError(f"unknown task {task!r}; tasks in params: {', '.join(tasks(params))}")
     cfgs = {stage: stage_config(params, stage, task) for stage in STAGES}  # a typo fails here, not in the cluster
     raw = {stage: params.get(stage, {}).get(task) or {} for stage in STAGES}
-    study = params.get("experiments", {}).get("encoder_finetune")
-    study = study if study and Path(study.get("pretrained", "")).name == task else None
+    finetune = params.get("experiments", {}).get("encoder_finetune")
+    finetune = finetune if finetune and Path(finetune.get("pretrained", "")).name == task else None
 
     @dsl.pipeline(
         name=f"dlpipe-{task.replace('_', '-')}", description=f"dlpipe task {task}: raw data to a registered ONNX model"

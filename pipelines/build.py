@@ -78,11 +78,11 @@ def build_pipeline(task: str, params: dict[str, Any]) -> Any:
             task=task,
             mlflow_tracking_uri=mlflow_tracking_uri,
         ).set_caching_options(enable_caching=False)  # it writes to the registry: never skip it
-        if study is not None:  # this task pretrains the encoder that experiments.encoder_finetune fine-tunes
+        if finetune is not None:  # this task pretrains the encoder that experiments.encoder_finetune fine-tunes
             c.encoder_finetune(
                 pretrained_data=data,
                 pretrained_model=model,
-                study_config=study,
+                study_config=finetune,
                 mlflow_tracking_uri=mlflow_tracking_uri,
             )
         return scored.outputs["metrics"]

@@ -76,6 +76,8 @@ def test_tabular_steps_track_to_a_real_mlflow_server(tmp_path: Path, monkeypatch
         proc.terminate()
         proc.wait(timeout=20)
         mlflow.config.enable_async_logging(False)
+        monkeypatch.undo()
+        tracking.configure()  # point mlflow's process-wide URI back at the session's store, not the dead server
 
 
 def _manifests(folder: Path) -> list[dict]:

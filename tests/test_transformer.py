@@ -144,7 +144,7 @@ def test_decoder_onnx_any_batch_and_length_and_same_generation(decoder_artifacts
     from components.train import load_trained
 
     info = json.loads((decoder_artifacts / "export.json").read_text())
-    assert info["parity_max_abs_diff"] <= 1e-4 and info["inputs"][0]["shape"] == ["batch", "length"]
+    assert info["parity_max_abs_diff"] <= 1e-4 and info["inputs"][0]["shape"] == ["batch", "sequence"]
     model, meta = load_trained(decoder_artifacts)
     onnx_path = decoder_artifacts / "model.onnx"
     for batch, length in ((1, 1), (5, 7), (2, 32)):

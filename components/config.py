@@ -36,6 +36,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LMConfig(_Strict):
+    """prepare.<task>.lm: a corpus -> token windows (causal_lm, masked_lm), or tab-separated pairs -> padded ids
+    (seq2seq)."""
+
+    block_size: int = Field(128, ge=4, description="causal_lm, masked_lm: tokens per window (the context length)")
+    stride: int | None = Field(None, ge=1, description="causal_lm: step between training windows (default block_size)")
+    val_windows: int = Field(256, ge=1, description="causal_lm, masked_lm: windows checked every epoch (test: all)")
+    max_len: int = Field(64, ge=4, description="seq2seq: longest source or target in tokens, BOS/EOS included")
+    vocab_size: int = Field(4000, ge=16, description="masked_lm: WordPiece vocabulary, special tokens included")
+    mask_rate: float = Field(0.15, gt=0, lt=1, description="masked_lm: share of tokens to predict (80/10/10 rule)")
+
+
 class TextConfig(_Strict):
     """prepare.<task>.text: a text dataset (data.csv with `text` and `target`) tokenised for sequence models.
 
@@ -50,6 +62,9 @@ class TextConfig(_Strict):
     max_length: int = Field(64, ge=4, description="tokens per text with [CLS]/[SEP]; longer texts keep their start")
     max_chars: int = Field(5000, ge=1, description="serving refuses longer texts (413); tokens are truncated anyway")
     dedupe: bool = Field(True, description="drop repeated texts (keeping the first) so no text is in two splits")
+    tokenizer_from: str | None = Field(
+        None, description="use this tokenizer.json (e.g. a pretrained encoder's) instead of training one"
+    )
     word2vec_dim: int = Field(0, ge=0, description="train skip-gram vectors of this size on the train split (0 = no)")
     word2vec_epochs: int = Field(3, ge=1)
     word2vec_window: int = Field(4, ge=1)
@@ -73,7 +88,7 @@ class PrepareConfig(_Strict):
     """How raw data becomes scaled, split arrays and meta.json."""
 
     dataset: str = Field(description="dataset name under data/raw/ (see `dlpipe data list`)")
-    objective: Literal["binary", "multiclass", "regression"]
+    objective: Literal["binary", "multiclass", "regression", "causal_lm", "masked_lm", "seq2seq"]
     target: str = "target"
     val_size: float = Field(0.15, gt=0, lt=1)
     test_size: float = Field(0.15, gt=0, lt=1)
@@ -83,6 +98,7 @@ class PrepareConfig(_Strict):
     grayscale: bool | None = Field(None, description="images: convert to grayscale (None = as stored)")
     text: TextConfig | None = Field(None, description="a text dataset: tokenizer settings (see TextConfig)")
     series: SeriesConfig | None = Field(None, description="a time series: windows and horizon (see SeriesConfig)")
+    lm: LMConfig | None = Field(None, description="causal_lm windows / seq2seq pairs (see LMConfig)")
 
     @model_validator(mode="after")
     def _sizes(self) -> PrepareConfig:
@@ -163,6 +179,34 @@ class TorchvisionConfig(_Strict):
         return True
 
 
+class TransformerConfig(_Strict):
+    """Transformers (models/transformer.py): decoder (GPT-like), encoder (BERT-like), encoder_decoder."""
+
+    name: Literal["transformer"] = "transformer"
+    arch: Literal["decoder", "encoder", "encoder_decoder"] = "decoder"
+    d_model: int = Field(128, ge=8, description="width C of every token vector")
+    n_layers: int = Field(4, ge=1, description="blocks per stack (encoder_decoder: each side)")
+    n_heads: int = Field(4, ge=1, description="attention heads; d_model must divide by it")
+    d_ff: int | None = Field(None, ge=8, description="feed-forward width (default 4 x d_model)")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    positional: Literal["learned", "sinusoidal"] = "learned"
+    tie_weights: bool = Field(True, description="the LM head reuses the token embedding matrix")
+    head: Literal["cls", "mlm"] = Field("cls", description="encoder: [CLS] classifier or masked-LM head")
+
+    @model_validator(mode="after")
+    def _heads(self) -> TransformerConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        return self
+
+    def kwargs(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"name"} | ({"head"} if self.arch != "encoder" else set()))
+
+    @property
+    def batch_norm(self) -> bool:
+        return False
+
+
 class RNNConfig(_Strict):
     """The recurrent network (models/rnn.py): cell, layers, head, and token embeddings for text."""
 
@@ -205,12 +249,13 @@ def _model_name(value: Any) -> str:
     return (value.get("name") if isinstance(value, dict) else getattr(value, "name", None)) or "ffn"
 
 
-MODEL_TAGS = ("ffn", "cnn", "torchvision", "rnn")
+MODEL_TAGS = ("ffn", "cnn", "torchvision", "rnn", "transformer")
 AnyModel = Annotated[
     Annotated[ModelConfig, Tag("ffn")]
     | Annotated[CNNConfig, Tag("cnn")]
     | Annotated[TorchvisionConfig, Tag("torchvision")]
-    | Annotated[RNNConfig, Tag("rnn")],
+    | Annotated[RNNConfig, Tag("rnn")]
+    | Annotated[TransformerConfig, Tag("transformer")],
     Discriminator(_model_name),
 ]
 
@@ -257,7 +302,9 @@ class GradientConfig(_Strict):
 class TrainConfig(_Strict):
     """Hyperparameters of the generic training loop (one field per flag)."""
 
-    model: AnyModel = Field(default_factory=ModelConfig, description="model.name: ffn | cnn | torchvision | rnn")
+    model: AnyModel = Field(
+        default_factory=ModelConfig, description="model.name: ffn | cnn | torchvision | rnn | transformer"
+    )
     init_from: str | None = Field(
         None, description="start from models:/<name>@<alias>, a checkpoint.pt path, or torchvision:<arch>"
     )
@@ -274,6 +321,7 @@ class TrainConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="classification targets smoothed by this")
     batch_size: int | Literal["full"] = Field(32, description="'full' = batch GD, N = mini-batch, 1 = SGD")
     epochs: int = Field(100, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1, description="cap on batches per epoch (default: the whole split)")
     l1: float = Field(0.0, ge=0, description="L1 penalty on weights, added to the loss")
     l2: float = Field(
         0.0, ge=0, description="L2: coupled weight decay (in the gradient) except adamw, where it is decoupled"

@@ -16,8 +16,8 @@ from sklearn import metrics as skm  # noqa: E402
 
 from components import tracking  # noqa: E402
 from components.io import write_json  # noqa: E402
-from components.objectives import OutputHead  # noqa: E402
-from components.prepare import load_split  # noqa: E402
+from components.objectives import SEQUENCE_OBJECTIVES, OutputHead  # noqa: E402
+from components.prepare import load_meta, load_split  # noqa: E402
 from components.train import load_trained  # noqa: E402
 from components.trainer import predict  # noqa: E402
 
@@ -26,6 +26,10 @@ WORST = 24  # misclassified test images shown, most confident mistakes first
 
 def evaluate(data_dir: Path, model_dir: Path, metrics_path: Path, plots_dir: Path) -> dict[str, float]:
     """Score the trained model on the test split; write metrics JSON and plots; log both to the run."""
+    if load_meta(data_dir)["objective"] in SEQUENCE_OBJECTIVES:  # losses, generation, attention maps
+        from components.evaluate_text import evaluate_sequences
+
+        return evaluate_sequences(data_dir, model_dir, metrics_path, plots_dir)
     model, meta = load_trained(model_dir)
     x, y = load_split(data_dir, "test")
     with torch.no_grad():

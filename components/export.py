@@ -1,11 +1,13 @@
 """Export step: ONNX with a dynamic batch axis (and a dynamic sequence axis for sequence inputs), full
 checker pass, parity vs PyTorch on the test split.
 
-Sequence models (meta.json input shape [None, None, ...]) are exported from a short example whose length
-differs from every length the parity check then runs (the test split's length and a shorter cut), so a
-length frozen into the graph cannot pass unnoticed. The exporter records the example's sequence length in
-the output shape metadata of LSTM/GRU graphs; ONNX Runtime would then warn on every call with another
-length, so the output dims are rewritten to meta.json's shape with named dynamic axes.
+Sequence models (meta.json input shape with a free axis after the batch: token ids [None, None], source/target
+pairs [None, 2, None], value sequences [None, None, F]) are exported from a short example whose length differs
+from every length the parity check then runs (the test split's length and a shorter cut), so a length frozen
+into the graph cannot pass unnoticed; token ids' length is bounded by the model's position table. The exporter
+records the example's sequence length in the output shape metadata of LSTM/GRU graphs; ONNX Runtime would then
+warn on every call with another length, so model.onnx's output dims are rewritten to meta.json's shape with
+named dynamic axes. Token models also get graphs for attention maps and sentence vectors (GRAPHS).
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from components.prepare import load_split
 from components.train import load_trained
 from components.trainer import predict
 
+GRAPHS = "graphs"  # token models' extra graphs (attention maps, sentence vectors) + index.json: a DVC output
+EXAMPLE_STEPS = 7  # the traced example's sequence length: no split uses it
+PARITY_ROWS = 256  # per-position outputs (N, T, V) of a whole split would not fit in memory
+
 
 class ParityError(DlpipeError):
     """The ONNX model disagrees with PyTorch beyond the tolerance."""
@@ -37,33 +43,27 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
     model, meta = load_trained(model_dir)
     head = OutputHead(model, meta).eval()
     x_test, _ = load_split(data_dir, "test")
-    x = torch.as_tensor(x_test)
+    if len(meta["output"]["shape"]) > 2:
+        x_test = x_test[:PARITY_ROWS]
     in_name, out_name = meta["input"]["name"], meta["output"]["name"]
-    sequence = is_sequence(meta)
-    example = x[:2, :EXAMPLE_STEPS] if sequence else x[:2]
+    axis = sequence_axis(meta)
+    tokens = meta["input"].get("dtype") == "int64"
+    max_len = _max_len(meta) if tokens and axis is not None else None
+    example = torch.as_tensor(x_test[:2])
+    checks = [x_test]
+    if axis is not None:  # other lengths than the example's: the full test length and a cut of it
+        example = example.narrow(axis, 0, min(EXAMPLE_STEPS, example.shape[axis]))
+        checks.append(_cut(x_test, axis, max(EXAMPLE_STEPS + 3, x_test.shape[axis] // 2), tokens))
+    export_graph = {"example": example, "opset": cfg.opset, "in_name": in_name, "axis": axis, "max_len": max_len}
 
     out_dir = Path(out_dir)
     onnx_path = out_dir / "model.onnx"
-    atomic_write(onnx_path, lambda tmp: _export(head, example, tmp, cfg.opset, in_name, out_name, sequence))
-    proto = onnx.load(onnx_path)
-    fix_output_shapes(proto, meta)
-    atomic_write(onnx_path, lambda tmp: onnx.save(proto, str(tmp)))
-    onnx.checker.check_model(proto, full_check=True)
-
-    checks = [x_test]
-    if sequence:  # other lengths than the example's: the full test length and a cut of it
-        cut = max(EXAMPLE_STEPS + 3, x_test.shape[1] // 2)
-        checks.append(_cut(x_test, cut, meta))
-    max_diff, lengths = 0.0, []
     # A forecast comes out in the series' units (CO2 ~ 370 ppm, where float32's resolution is 3e-5): compare
     # in the units the network computes in (scaled by the training span's std), as for every other task.
     unit = float(meta["target_scaler"]["scale"]) if "series" in meta else 1.0
-    for feed in checks:
-        with torch.no_grad():
-            expected = predict(head, torch.as_tensor(feed)).numpy()
-        got = run_onnx(onnx_path, {in_name: feed})[0]
-        max_diff = max(max_diff, float(np.max(np.abs(got - expected)) / unit))
-        lengths.append(int(feed.shape[1]))
+    proto, max_diff = _export_checked(
+        head, checks, onnx_path, out_name, out_shape=meta["output"]["shape"], unit=unit, **export_graph
+    )
     info = {
         "opset": cfg.opset,
         "inputs": [_io_spec(v) for v in proto.graph.input],
@@ -71,10 +71,24 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
         "parity_max_abs_diff": max_diff,
         **({"parity_units": "scaled (raw difference / target scale)"} if "series" in meta else {}),
         "parity_rows": len(x_test),
-        **({"example_length": EXAMPLE_STEPS, "parity_lengths": lengths} if sequence else {}),
+        **(
+            {"example_length": EXAMPLE_STEPS, "parity_lengths": [int(c.shape[axis]) for c in checks]}
+            if axis is not None
+            else {}
+        ),
         "tolerance": cfg.tolerance,
         "sha256": sha256_file(onnx_path),
     }
+    # Token models also get graphs for attention maps and sentence vectors; model.onnx keeps SDPA's fast path.
+    extras = {"attention": "attention", "embeddings": "sentence_vectors"} if tokens else {}
+    for output, method in extras.items():
+        if not hasattr(model, method):
+            continue
+        path = out_dir / GRAPHS / f"{output}.onnx"
+        proto, diff = _export_checked(Method(model, method), [c[:4] for c in checks], path, output, **export_graph)
+        info[output] = {"outputs": [_io_spec(v) for v in proto.graph.output], "parity_max_abs_diff": diff}
+        max_diff = max(max_diff, diff)
+    write_json(out_dir / GRAPHS / "index.json", {"graphs": [f"{k}.onnx" for k in extras if k in info]})
     if not max_diff <= cfg.tolerance:
         onnx_path.unlink()
         raise ParityError(f"ONNX vs PyTorch max abs difference {max_diff:.3g} exceeds {cfg.tolerance:g}")
@@ -82,37 +96,83 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
     return info
 
 
-EXAMPLE_STEPS = 7  # the traced example's sequence length: no split uses it
+def sequence_axis(meta: dict[str, Any]) -> int | None:
+    """The free sequence axis of meta.json's input shape (the last None after the batch axis), if any."""
+    free = [i for i, size in enumerate(meta["input"]["shape"]) if i and size is None]
+    return free[-1] if free else None
 
 
-def is_sequence(meta: dict[str, Any]) -> bool:
-    """Inputs with a free sequence axis: token ids [None, None] or value sequences [None, None, F]."""
-    shape = meta["input"]["shape"]
-    return len(shape) >= 2 and shape[1] is None
+def _max_len(meta: dict[str, Any]) -> int:
+    """The longest token sequence the model takes (its position table, or the tokenizer's max_length)."""
+    return (meta.get("model_inputs") or {}).get("max_len") or meta["tokenizer"]["max_length"]
 
 
-def _cut(x: np.ndarray, length: int, meta: dict[str, Any]) -> np.ndarray:
+def _cut(x: np.ndarray, axis: int, length: int, tokens: bool) -> np.ndarray:
     """A shorter version of the inputs: token ids keep their start (re-closed with [SEP] where cut), value
     windows keep their most recent steps."""
-    if "tokenizer" not in meta:
-        return np.ascontiguousarray(x[:, -length:])
+    if not tokens:
+        return np.ascontiguousarray(x.take(range(x.shape[axis] - length, x.shape[axis]), axis=axis))
     from components.tokenization import PAD_ID, SEP_ID
 
-    out = x[:, :length].copy()
-    cut_rows = out[:, -1] != PAD_ID
-    out[cut_rows, -1] = SEP_ID
+    out = x.take(range(length), axis=axis)
+    last = np.moveaxis(out, axis, -1)[..., -1]  # a view into `out`
+    last[last != PAD_ID] = SEP_ID
     return out
 
 
-def fix_output_shapes(proto: onnx.ModelProto, meta: dict[str, Any]) -> None:
-    """Rewrite each graph output's dims as meta.json's output shape, None -> a named dynamic axis."""
+class Method(torch.nn.Module):
+    """One method of a model as a graph: `attention` gives every attention module's weights stacked (B, M, H,
+    T, S), M modules in the model's order; `sentence_vectors` the [CLS] and mean-pooled states (B, 2, C)."""
+
+    def __init__(self, model: torch.nn.Module, method: str) -> None:
+        super().__init__()
+        self.model, self.method = model, method
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out = getattr(self.model, self.method)(ids)
+        return torch.stack(out, dim=1) if isinstance(out, list) else out
+
+
+def _export_checked(
+    module: torch.nn.Module,
+    checks: list[np.ndarray],
+    path: Path,
+    out_name: str,
+    *,
+    example: torch.Tensor,
+    opset: int,
+    in_name: str,
+    axis: int | None,
+    max_len: int | None,
+    out_shape: list[int | None] | None = None,
+    unit: float = 1.0,
+) -> tuple[onnx.ModelProto, float]:
+    """Export from `example`, (with `out_shape`: rewrite the output dims,) run the full checker, and return the
+    largest |ONNX - PyTorch| / `unit` over the `checks` inputs."""
+    module.eval()
+    atomic_write(path, lambda tmp: _export(module, example, tmp, opset, in_name, out_name, axis, max_len))
+    proto = onnx.load(path)
+    if out_shape is not None:
+        fix_output_shapes(proto, out_shape)
+        atomic_write(path, lambda tmp: onnx.save(proto, str(tmp)))
+    onnx.checker.check_model(proto, full_check=True)
+    max_diff = 0.0
+    for feed in checks:
+        with torch.no_grad():
+            expected = predict(module, torch.as_tensor(feed), chunk=PARITY_ROWS).numpy()
+        got = run_onnx(path, {in_name: feed})[0]
+        max_diff = max(max_diff, float(np.max(np.abs(got - expected)) / unit))
+    return proto, max_diff
+
+
+def fix_output_shapes(proto: onnx.ModelProto, shape: list[int | None]) -> None:
+    """Rewrite each graph output's dims as meta.json's output `shape`, None -> a named dynamic axis."""
     names = ["batch", "sequence"]
     for value in proto.graph.output:
         dims = value.type.tensor_type.shape.dim
-        want = meta["output"]["shape"]
-        if len(dims) != len(want):
+        if len(dims) != len(shape):
             continue
-        for i, (dim, size) in enumerate(zip(dims, want, strict=True)):
+        for i, (dim, size) in enumerate(zip(dims, shape, strict=True)):
             dim.Clear()
             if size is None:
                 dim.dim_param = names[i] if i < len(names) else f"dim{i}"
@@ -127,14 +187,17 @@ def _export(
     opset: int,
     in_name: str,
     out_name: str,
-    sequence: bool = False,
-):
-    if sequence and any(isinstance(m, torch.nn.RNN) for m in module.modules()):
+    axis: int | None = None,
+    max_len: int | None = None,
+) -> None:
+    """`axis`: the free sequence axis (at most `max_len` long), or None for a batch axis only."""
+    if axis is not None and any(isinstance(m, torch.nn.RNN) for m in module.modules()):
         # The dynamo exporter unrolls a plain RNN over the example's steps (LSTM and GRU become ONNX ops),
         # freezing the sequence length; the TorchScript exporter maps it to ONNX's RNN op.
-        return _export_legacy(module, example, path, opset, in_name, out_name)
-    batch = torch.export.Dim("batch", min=1)
-    axes = {0: batch, 1: torch.export.Dim("sequence", min=1)} if sequence else {0: batch}
+        return _export_legacy(module, example, path, opset, in_name, out_name, axis)
+    axes = {0: torch.export.Dim("batch", min=1)}
+    if axis is not None:
+        axes[axis] = torch.export.Dim("sequence", min=1, max=max_len)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -152,7 +215,9 @@ def _export(
     program.save(str(path), external_data=False)
 
 
-def _export_legacy(module: torch.nn.Module, example: torch.Tensor, path: Path, opset: int, in_name: str, out_name: str):
+def _export_legacy(
+    module: torch.nn.Module, example: torch.Tensor, path: Path, opset: int, in_name: str, out_name: str, axis: int
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -163,7 +228,7 @@ def _export_legacy(module: torch.nn.Module, example: torch.Tensor, path: Path, o
             opset_version=opset,
             input_names=[in_name],
             output_names=[out_name],
-            dynamic_axes={in_name: {0: "batch", 1: "sequence"}, out_name: {0: "batch"}},
+            dynamic_axes={in_name: {0: "batch", axis: "sequence"}, out_name: {0: "batch"}},
         )
 
 

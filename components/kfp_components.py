@@ -313,3 +313,37 @@ def mark_failed(status: dsl.PipelineTaskFinalStatus, task: str, mlflow_tracking_
     message = f"Kubeflow {status.state}: {status.pipeline_task_name}: {status.error_message or 'no message'}"
     ids = tracking.mark_pipeline_failed(task, pipeline_run, message)
     print(f"marked MLflow runs {', '.join(ids)} FAILED ({message})")
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def encoder_finetune(
+    pretrained_data: Input[Dataset],
+    pretrained_model: Input[Model],
+    study_config: dict,
+    dvc_remote: str,
+    mlflow_tracking_uri: str,
+    pipeline_run: str,
+    encoder: Output[Model],
+    metrics: Output[Artifact],
+):
+    """The masked-LM encoder fine-tuned on VADER vs from scratch (components/encoder_study.py): both variants,
+    the exported pretrained one (model.onnx, graphs/, data/) and encoder_finetune.json. The labelled dataset
+    comes as `ingest` gets it: from `dvc_remote`, or rebuilt from the built-in sources."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from components import tracking
+    from components.config import validate
+    from components.datastore import fetch
+    from components.encoder_study import EncoderStudyConfig, encoder_study
+    from components.ingest import ingest
+
+    tracking.for_pipeline_step(mlflow_tracking_uri, pipeline_run)
+    work = Path(tempfile.mkdtemp(prefix="encoder-study-"))
+    pretrained = work / "pretrained"  # the layout encoder_study reads: checkpoint.pt, train.json, data/
+    shutil.copytree(pretrained_model.path, pretrained)
+    shutil.copytree(pretrained_data.path, pretrained / "data")
+    cfg = validate(EncoderStudyConfig, {**study_config, "pretrained": str(pretrained)}, "experiments.encoder_finetune")
+    fetch(cfg.dataset, work / "raw", dvc_remote) if dvc_remote else ingest(cfg.dataset, work / "raw")
+    encoder_study(work / "raw", Path(encoder.path), Path(metrics.path) / "encoder_finetune.json", cfg)

@@ -20,12 +20,19 @@ LOSSES = {
     "binary": ("bce", "mse"),
     "multiclass": ("cross_entropy", "mse"),
     "regression": ("mse", "mae", "huber"),
+    "causal_lm": ("cross_entropy",),
+    "masked_lm": ("cross_entropy",),
+    "seq2seq": ("cross_entropy",),
 }
+SEQUENCE_OBJECTIVES = ("causal_lm", "masked_lm", "seq2seq")  # a vocabulary distribution per position, (B, T, V)
+IGNORE = -100  # target id of positions that carry no loss (padding)
 
 
 def output_size(meta: dict[str, Any]) -> int:
     """Width of the model's last layer: 1 logit for binary, one per class, 1 value for regression (H values
-    for a forecast of horizon H)."""
+    for a forecast of horizon H), the vocabulary for a token distribution per position."""
+    if meta["objective"] in SEQUENCE_OBJECTIVES:
+        return meta["model_inputs"]["vocab_size"]
     if meta["objective"] == "regression":
         return int(meta.get("horizon", 1))
     return len(meta["classes"]) if meta["objective"] == "multiclass" else 1
@@ -33,7 +40,7 @@ def output_size(meta: dict[str, Any]) -> int:
 
 def targets(y: np.ndarray, objective: str) -> Tensor:
     """Targets in the dtype and shape the loss expects."""
-    if objective == "multiclass":
+    if objective == "multiclass" or objective in SEQUENCE_OBJECTIVES:
         return torch.as_tensor(y, dtype=torch.long)
     y = torch.as_tensor(y, dtype=torch.float32)
     return y.reshape(len(y), -1)  # [N, 1], or [N, H] for a forecast
@@ -46,6 +53,8 @@ def loss_fn(objective: str, name: str = "auto", label_smoothing: float = 0.0) ->
     if name not in allowed:
         raise ConfigError(f"train.loss: {name!r} does not fit objective {objective!r}; use one of {allowed}")
     eps = label_smoothing
+    if objective in SEQUENCE_OBJECTIVES:  # logits (B, T, V) vs next tokens (B, T); padding ignored
+        return lambda z, y: F.cross_entropy(z.flatten(0, 1), y.flatten(), ignore_index=IGNORE, label_smoothing=eps)
     if name == "bce":
         return lambda z, y: F.binary_cross_entropy_with_logits(z, y * (1 - eps) + 0.5 * eps)
     if name == "cross_entropy":
@@ -67,7 +76,20 @@ def metric_fn(objective: str) -> Callable[[Tensor, Tensor], dict[str, float]] | 
         return lambda z, y: {"accuracy": float(((z > 0).float() == y).float().mean())}
     if objective == "multiclass":
         return lambda z, y: {"accuracy": float((z.argmax(1) == y).float().mean())}
+    if objective in SEQUENCE_OBJECTIVES:
+        return sequence_metrics
     return None
+
+
+def sequence_metrics(z: Tensor, y: Tensor) -> dict[str, float]:
+    """Next-token accuracy over real positions, perplexity exp(loss); seq2seq adds teacher-forced exact match."""
+    real = y != IGNORE  # (B, T)
+    right = (z.argmax(-1) == y) & real
+    loss = F.cross_entropy(z.flatten(0, 1), y.flatten(), ignore_index=IGNORE)
+    scores = {"accuracy": float(right.sum() / real.sum()), "perplexity": float(torch.exp(loss))}
+    if not bool(real.all()):  # padded targets: a sequence counts when every real token is right
+        scores["exact_match"] = float((right | ~real).all(dim=1).float().mean())
+    return scores
 
 
 class OutputHead(nn.Module):
@@ -83,6 +105,8 @@ class OutputHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         z = self.model(x)
+        if self.objective in SEQUENCE_OBJECTIVES:
+            return z  # (B, T, V) logits: sampling needs them with a temperature, not softmaxed
         if self.objective == "binary":
             p = torch.sigmoid(z)  # (B, 1) probability of classes[1]
             return torch.cat([1 - p, p], dim=1)

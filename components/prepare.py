@@ -23,6 +23,7 @@ from components.config import PrepareConfig
 from components.errors import DataError
 from components.images import is_image_dataset, load_raw, normalise
 from components.io import atomic_write, read_json, sha256_dir, sha256_file, write_json
+from components.objectives import SEQUENCE_OBJECTIVES
 
 SPLITS = ("train", "val", "test")
 
@@ -30,6 +31,10 @@ SPLITS = ("train", "val", "test")
 def prepare(raw_dir: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> dict[str, Any]:
     """Split and scale `raw_dir/<dataset>/` (data.csv or images) into `out_dir`; return meta.json's content."""
     folder = Path(raw_dir) / cfg.dataset
+    if cfg.objective in SEQUENCE_OBJECTIVES:  # token windows or source/target pairs (components/lm_data.py)
+        from components.lm_data import prepare_lm
+
+        return prepare_lm(folder, Path(out_dir), cfg, task)
     if cfg.text is not None:  # texts: tokenizer + padded ids (components/text.py)
         from components.text import prepare_text
 

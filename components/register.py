@@ -17,6 +17,7 @@ from components.config import ConfigError, RegisterConfig
 from components.io import read_json, write_json
 
 SCORE_TAG = "primary_metric_value"
+EXTRA_GRAPHS = ("attention.onnx", "embeddings.onnx")  # token models: attention maps, sentence vectors
 
 
 def register(
@@ -40,6 +41,7 @@ def register(
         return decision
     onnx_path = Path(export_dir) / "model.onnx"
     bundle = [Path(data_dir) / "meta.json", Path(export_dir) / "export.json"]
+    bundle += [p for p in (Path(export_dir) / "graphs" / f for f in EXTRA_GRAPHS) if p.is_file()]
     bundle += [p for p in [Path(data_dir) / "tokenizer.json"] if p.is_file()]  # text tasks serve with it
 
     mlflow = tracking.configure()

@@ -29,6 +29,7 @@ from components.tokenization import (
     TOKENIZER_FILE,
     TRUNCATION,
     encode,
+    load_tokenizer,
     save_tokenizer,
     token_counts,
     train_tokenizer,
@@ -71,9 +72,12 @@ def prepare_text(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> 
     texts, y, classes, rows = read_texts(csv, cfg)
     parts = dict(zip(SPLITS, split_indices(y, cfg, stratified=True), strict=True))
     train_texts = [texts[i] for i in parts["train"]]
-    tok = train_tokenizer(
-        train_texts, text_cfg.tokenizer, text_cfg.vocab_size, text_cfg.min_frequency, text_cfg.lowercase
-    )
+    if text_cfg.tokenizer_from:  # a pretrained model's vocabulary: its ids must mean the same tokens
+        tok = load_tokenizer(text_cfg.tokenizer_from)
+    else:
+        tok = train_tokenizer(
+            train_texts, text_cfg.tokenizer, text_cfg.vocab_size, text_cfg.min_frequency, text_cfg.lowercase
+        )
     out_dir = Path(out_dir)
     save_tokenizer(tok, out_dir)
     stats: dict[str, Any] = {}

@@ -24,7 +24,7 @@ def build_for(meta: dict[str, Any], cfg: TrainConfig) -> nn.Module:
     return build_model(
         cfg.model.name,
         out_features=objectives.output_size(meta),
-        **input_kwargs(meta["input"]["shape"], meta),
+        **input_kwargs(meta, cfg.model.name),
         **cfg.model.kwargs(),
     )
 

@@ -128,15 +128,17 @@ class Batches:
                 range(self.n), distributed.world_size(), distributed.rank(), shuffle=True, seed=cfg.seed
             )
         self.workers, self.pin = cfg.num_workers, device.type == "cuda"
+        self.cap = cfg.steps_per_epoch
 
     def steps(self) -> int:
         per_rank = len(self.sampler) if self.sampler is not None else self.n
         return len(self._starts(per_rank))
 
     def _starts(self, n: int) -> range:
-        """Batch start offsets; a trailing batch of one row is dropped (batch norm cannot train on it)."""
+        """Batch start offsets; a trailing batch of one row is dropped (batch norm cannot train on it).
+        `steps_per_epoch` keeps the first batches of each epoch's fresh shuffle (a large corpus)."""
         end = n - 1 if self.batch > 1 and n % self.batch == 1 else n
-        return range(0, end, self.batch)
+        return range(0, end, self.batch)[: self.cap]
 
     def epoch(self, epoch: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
         if self.sampler is not None:

@@ -1,7 +1,8 @@
 """The architectures, behind one registry: `build_model(name, out_features, <input size>, **kwargs)`.
 
-Flat inputs give `in_features`; images give `in_channels` and `image_size`; token ids give `vocab_size` and
-`pad_id`; value sequences [batch, time, F] give `in_features` = F (see `input_kwargs`).
+Flat inputs give `in_features`; images give `in_channels` and `image_size`; value sequences [batch, time, F]
+give `in_features` = F; token ids give `vocab_size` and `pad_id` (and `max_len`, for models with a position
+table), or whatever meta.json's `model_inputs` says (see `input_kwargs`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,16 @@ from models.cnn import CNN
 from models.ffn import FFN
 from models.pretrained import TorchvisionNet
 from models.rnn import RNN
+from models.transformer import Transformer
 
-REGISTRY: dict[str, type[nn.Module]] = {"ffn": FFN, "cnn": CNN, "torchvision": TorchvisionNet, "rnn": RNN}
+REGISTRY: dict[str, Any] = {
+    "ffn": FFN,
+    "cnn": CNN,
+    "torchvision": TorchvisionNet,
+    "rnn": RNN,
+    "transformer": Transformer,
+}
+POSITIONAL = {"transformer"}  # models with a position table: token ids also give `max_len`
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
@@ -25,12 +34,17 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     return REGISTRY[name](**kwargs)
 
 
-def input_kwargs(shape: list[int | None], meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Constructor arguments for an input of meta.json's shape [None, F], [None, C, H, W], token ids
-    [None, None] (with meta's `tokenizer` block) or a value sequence [None, None, F]."""
-    if meta is not None and "tokenizer" in meta:
-        return {"vocab_size": meta["tokenizer"]["vocab_size"], "pad_id": meta["tokenizer"]["pad_id"]}
-    dims = shape[1:]
+def input_kwargs(meta: dict[str, Any], model: str) -> dict[str, Any]:
+    """Constructor arguments of registry model `model` for meta.json's input: the sizes in `model_inputs`
+    (components/lm_data.py's token tasks); token ids [None, None] with a `tokenizer` block (components/text.py);
+    or the input shape [None, F], [None, C, H, W], value sequence [None, None, F]."""
+    if meta.get("model_inputs"):
+        return meta["model_inputs"]
+    tok = meta.get("tokenizer")
+    if isinstance(tok, dict):
+        sizes = {"vocab_size": tok["vocab_size"], "pad_id": tok["pad_id"]}
+        return sizes | ({"max_len": tok["max_length"]} if model in POSITIONAL else {})
+    dims = meta["input"]["shape"][1:]
     if len(dims) == 2 and dims[0] is None:  # [time, F]
         return {"in_features": dims[1]}
     if len(dims) == 1:

@@ -1,6 +1,7 @@
 """Kubeflow pipelines built from params.yaml: one per task, and `all`, which runs every selected task in parallel
 branches. Each task: ingest -> prepare -> augment -> tune -> train -> evaluate -> export -> `dsl.If` (promotion
-gate) register, inside an exit handler that marks the task's MLflow runs FAILED when a step fails.
+gate) register, inside an exit handler that marks the task's MLflow runs FAILED when a step fails. The task
+that pretrains experiments.encoder_finetune's encoder (its `pretrained` folder's name) also fine-tunes it.
 
 The stage configs become dict-typed pipeline parameters whose defaults are the task's params.yaml blocks
 (validated here, so a typo fails at compile time, not in the cluster). A run changes them with
@@ -12,6 +13,7 @@ No `from __future__ import annotations`: KFP reads the pipeline's annotations as
 "dict" fails with "Artifacts must have both a schema_title and a schema_version".
 """
 
+from pathlib import Path
 from typing import Any
 
 from kfp import dsl, kubernetes
@@ -32,6 +34,8 @@ def build_pipeline(task: str, params: dict[str, Any]) -> Any:
     raw = {stage: params.get(stage, {}).get(task) or {} for stage in STAGES}
     kube = kubeflow_config(params, task)
     gpu, retries = cfgs["train"].gpu, cfgs["train"].retries
+    finetune = params.get("experiments", {}).get("encoder_finetune")
+    finetune = finetune if finetune and Path(finetune.get("pretrained", "")).name == task else None
 
     @dsl.pipeline(
         name=f"dlpipe-{task.replace('_', '-')}", description=f"dlpipe task {task}: raw data to a registered ONNX model"
@@ -112,6 +116,15 @@ def build_pipeline(task: str, params: dict[str, Any]) -> Any:
                     **uri,
                 )
                 light(registered).set_caching_options(enable_caching=False)  # it writes to the registry
+            if finetune is not None:  # this task pretrains the encoder that experiments.encoder_finetune fine-tunes
+                finetuned = c.encoder_finetune(
+                    pretrained_data=data,
+                    pretrained_model=model,
+                    study_config=finetune,
+                    dvc_remote=dvc_remote,
+                    **tracked,
+                )
+                heavy(finetuned, gpus=gpu_count)
 
     return pipeline
 

@@ -123,15 +123,18 @@ def data_ingest(
     series_csv: Annotated[
         Path | None, typer.Option(help="a CSV time series (columns --time-column, --value-column)")
     ] = None,
+    text_file: Annotated[Path | None, typer.Option(help="a UTF-8 text file (a corpus for causal_lm)")] = None,
     text_column: str = "text",
     label_column: str = "label",
     time_column: str = "date",
     value_column: str = "value",
 ) -> None:
     """Write one dataset into data/raw/<name>/ (then `dlpipe data snapshot` to version it)."""
-    from components.ingest import ingest, ingest_csv, ingest_images, ingest_series_csv, ingest_text_csv
+    from components.ingest import ingest, ingest_csv, ingest_images, ingest_series_csv, ingest_text, ingest_text_csv
 
-    if text_csv:
+    if text_file:
+        out = ingest_text(text_file, name)
+    elif text_csv:
         out = ingest_text_csv(text_csv, name, text=text_column, label=label_column)
     elif series_csv:
         out = ingest_series_csv(series_csv, name, time=time_column, value=value_column)
@@ -329,6 +332,17 @@ def transfer_fashion(params: ParamsFile = Path("params.yaml"), set_: Overrides =
     typer.echo(f"{'variant':20s} {'accuracy':>9s} {'macro-F1':>9s} {'seconds':>8s}")
     for name, r in results.items():
         typer.echo(f"{name:20s} {r['accuracy']:9.4f} {r['macro_f1']:9.4f} {r['train_seconds']:8.1f}")
+
+
+@experiment_app.command("encoder-finetune")
+def encoder_finetune(params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
+    """MLM-pretrained encoder vs the same encoder from scratch, fine-tuned on VADER's movie snippets."""
+    from components.encoder_study import EncoderStudyConfig, encoder_study
+
+    raw = apply_overrides(load_params(params).get("experiments", {}).get("encoder_finetune") or {}, set_ or [])
+    cfg = validate(EncoderStudyConfig, raw, "experiments.encoder_finetune")
+    results = encoder_study(Path("data/raw"), Path("artifacts/encoder"), Path("metrics/encoder_finetune.json"), cfg)
+    _print(results)
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ SERVICES = {
     "fashion": IMAGE,
     "forecast": "serving.forecast:Forecaster",  # POST /forecast
     "sentiment": "serving.text:TextClassifier",  # POST /classify
+    "decoder": "serving.decoder:Decoder",  # POST /generate, /generate_stream, /attention
+    "encoder": "serving.encoder:Encoder",  # POST /classify, /embed, /attention
 }
 
 
@@ -36,7 +38,7 @@ def serve(
     ] = None,
     model_uri: Annotated[str | None, typer.Option(help="Registry URI; default models:/<task>@champion.")] = None,
 ) -> None:
-    """Serve a task's model over HTTP (POST /predict, /forecast or /classify; GET /info; Swagger UI at /).
+    """Serve a task's model over HTTP (POST /predict or the family's endpoints; GET /info; Swagger UI at /).
 
     Replaces this process with `bentoml serve`. Paths are made absolute and DLPIPE_HOME is fixed first,
     because BentoML changes into its working directory (the repo root) before importing the service.

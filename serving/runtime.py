@@ -16,6 +16,9 @@ from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from components import images
 from components.io import read_json
@@ -34,7 +37,14 @@ class Bundle:
     onnx: bytes
     meta: dict[str, Any]
     source: str
-    tokenizer: str | None = None  # tokenizer.json's text, for text tasks
+    files: dict[str, bytes] | None = None  # token models' attention/embeddings.onnx; text tasks' tokenizer.json
+
+
+def _extra_files(folder: Path) -> dict[str, bytes]:
+    from components.register import EXTRA_GRAPHS
+
+    found = {name: sorted(Path(folder).rglob(name)) for name in (*EXTRA_GRAPHS, "tokenizer.json")}
+    return {name: paths[0].read_bytes() for name, paths in found.items() if paths}
 
 
 def load_bundle(task: str, model_uri: str | None = None, model_dir: str | Path | None = None) -> Bundle:
@@ -44,36 +54,27 @@ def load_bundle(task: str, model_uri: str | None = None, model_dir: str | Path |
     if model_dir:
         folder = Path(model_dir)
         meta = read_json(folder / "data" / "meta.json")
-        bundle = Bundle((folder / "model.onnx").read_bytes(), meta, str(folder), _tokenizer(folder / "data", meta))
+        bundle = Bundle((folder / "model.onnx").read_bytes(), meta, str(folder), _extra_files(folder))
     else:
         from components.register import fetch_model
 
         uri = model_uri or f"models:/{task}@champion"
         with tempfile.TemporaryDirectory(prefix="dlpipe-serve-") as tmp:
             path, meta = fetch_model(uri, Path(tmp))
-            found = list(path.parent.rglob("tokenizer.json"))
-            bundle = Bundle(path.read_bytes(), meta, uri, _tokenizer(found[0].parent if found else path.parent, meta))
+            bundle = Bundle(path.read_bytes(), meta, uri, _extra_files(Path(tmp)))
     if bundle.meta.get("task") != task:
         raise ValueError(f"{bundle.source} holds task {bundle.meta.get('task')!r}, not {task!r}")
     return bundle
-
-
-def _tokenizer(folder: Path, meta: dict[str, Any]) -> str | None:
-    if "tokenizer" not in meta:
-        return None
-    path = folder / meta["tokenizer"]["file"]
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: a text model needs the tokenizer its prepare step trained")
-    return path.read_text(encoding="utf-8")
 
 
 def bundle_tokenizer(bundle: Bundle) -> Any:
     """The bundle's tokenizer (tokenizers.Tokenizer), padding and truncation off: `encode` owns both."""
     from tokenizers import Tokenizer
 
-    if bundle.tokenizer is None:
-        raise ValueError(f"{bundle.source}: no tokenizer in this model bundle")
-    tok = Tokenizer.from_str(bundle.tokenizer)
+    text = (bundle.files or {}).get("tokenizer.json")
+    if text is None:
+        raise ValueError(f"{bundle.source}: no tokenizer.json in this model bundle")
+    tok = Tokenizer.from_str(text.decode("utf-8"))
     tok.no_padding()
     tok.no_truncation()
     return tok
@@ -98,11 +99,12 @@ def choose_providers() -> list[str]:
     return [CPU]
 
 
-def make_session(bundle: Bundle, threads: int | None = None) -> Any:
+def make_session(bundle: Bundle, threads: int | None = None, output: str | None = None) -> Any:
     """An InferenceSession whose input/output names are checked against meta.json at start-up.
 
     `threads` defaults to $DLPIPE_ORT_THREADS or 1: small models gain nothing from more, and the HTTP
-    server needs the remaining cores.
+    server needs the remaining cores. `output` opens the bundle's graph of that name instead of model.onnx
+    (attention, embeddings).
     """
     import onnxruntime as ort
 
@@ -111,9 +113,12 @@ def make_session(bundle: Bundle, threads: int | None = None) -> Any:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     providers = choose_providers()
-    session = ort.InferenceSession(bundle.onnx, sess_options=opts, providers=providers)
+    graph = bundle.onnx if output is None else (bundle.files or {}).get(f"{output}.onnx")
+    if graph is None:
+        raise ValueError(f"{bundle.source}: no {output}.onnx in this bundle; export the model again")
+    session = ort.InferenceSession(graph, sess_options=opts, providers=providers)
     names = {v.name for v in session.get_inputs()}, {v.name for v in session.get_outputs()}
-    wanted = bundle.meta["input"]["name"], bundle.meta["output"]["name"]
+    wanted = bundle.meta["input"]["name"], output or bundle.meta["output"]["name"]
     if wanted[0] not in names[0] or wanted[1] not in names[1]:
         raise ValueError(f"{bundle.source}: ONNX graph has inputs {names[0]}, outputs {names[1]}; meta wants {wanted}")
     log.info("ONNX Runtime session on %s (asked for %s)", session.get_providers(), providers)
@@ -264,3 +269,19 @@ def top_k(output: np.ndarray, meta: dict[str, Any], k: int) -> list[list[TopClas
         [TopClass(label=classes[j], index=int(j), probability=float(row[j])) for j in best]
         for row, best in zip(output, order, strict=True)
     ]
+
+
+class JSONOnly:
+    """BentoML parses a body of any unknown Content-Type as JSON; answer 415 instead of guessing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            ctype = Headers(scope=scope).get("content-type", "").split(";")[0].strip().lower()
+            if ctype != "application/json":
+                body = {"error": f"Content-Type must be application/json, not {ctype or 'missing'!r}"}
+                await JSONResponse(body, status_code=415)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

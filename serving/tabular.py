@@ -12,13 +12,12 @@ from typing import Annotated
 import bentoml
 from pydantic import Field
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving import runtime
+from serving.runtime import JSONOnly
 
 MAX_ROWS = 1000  # per request; bigger jobs belong in batch scoring, not in one HTTP body
 
@@ -35,22 +34,6 @@ INFO = {
     "feature_names": META["feature_names"],
     "max_rows": MAX_ROWS,
 }
-
-
-class JSONOnly:
-    """BentoML parses a body of any unknown Content-Type as JSON; answer 415 instead of guessing."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            ctype = Headers(scope=scope).get("content-type", "").split(";")[0].strip().lower()
-            if ctype != "application/json":
-                body = {"error": f"Content-Type must be application/json, not {ctype or 'missing'!r}"}
-                await JSONResponse(body, status_code=415)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 async def info(_: Request) -> JSONResponse:

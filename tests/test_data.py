@@ -23,6 +23,11 @@ def test_ingest_is_byte_identical(dataset: str, tmp_path: Path) -> None:
     if (first / "data.csv").is_file():  # tables and texts have a target; series have date and value
         columns = pd.read_csv(first / "data.csv").columns
         assert "target" in columns or {"date", "value"} <= set(columns)
+    elif list(first.glob("*.txt")) and not (first / "classes.txt").is_file():  # unlabelled text corpora
+        assert all(p.stat().st_size > 0 for p in first.glob("*.txt"))
+    elif (first / "pairs.tsv").is_file():  # generated sequence-to-sequence pairs: source <TAB> target
+        rows = (first / "pairs.tsv").read_text().splitlines()
+        assert len(rows) > 1000 and all(len(r.split("\t")) == 2 for r in rows)
     else:  # image sets keep IDX files (the originals, byte for byte, where there are originals)
         assert (first / "classes.txt").is_file() and list(first.glob("*-images-idx3-ubyte*"))
 

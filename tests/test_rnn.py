@@ -87,9 +87,9 @@ def test_onnx_dynamic_batch_and_length_parity_without_warnings(cell: str, tmp_pa
     model = build_model("rnn", out_features=2, vocab_size=40, cell=cell, hidden=8, bidirectional=True,
                         embedding_dim=6, layers=2).eval()  # fmt: skip
     path = tmp_path / "m.onnx"
-    _export(model, torch.randint(5, 40, (2, 7)), path, 20, "tokens", "logits", sequence=True)
+    _export(model, torch.randint(5, 40, (2, 7)), path, 20, "tokens", "logits", axis=1)
     proto = onnx.load(path)
-    fix_output_shapes(proto, {"output": {"shape": [None, 2]}})
+    fix_output_shapes(proto, [None, 2])
     onnx.save(proto, path)
     onnx.checker.check_model(proto, full_check=True)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

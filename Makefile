@@ -9,18 +9,23 @@ TASK   ?= tabular
 PORT   ?= 3000
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup fashion-data run test lint serve pipeline-compile pipeline-local bench clean help
+.PHONY: setup fashion-data browser run test lint serve pipeline-compile pipeline-local bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
-setup: $(STAMP) fashion-data  ## create .venv and install the project with its pinned dependencies (idempotent)
+setup: $(STAMP) fashion-data browser  ## create .venv and install the project with its pinned dependencies (idempotent)
 
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 fashion-data:  ## Debian's dataset-fashion-mnist, when missing and apt-get can run (root); never fails
 	@test -f $(FASHION) || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 	  { apt-get install -y -q dataset-fashion-mnist || { apt-get update -q && apt-get install -y -q dataset-fashion-mnist; }; } \
 	  >/dev/null 2>&1; } || echo "note: Fashion-MNIST is missing; install it with: sudo apt-get install dataset-fashion-mnist"
+
+browser:  ## Debian's chromium + chromium-driver for the playground test, when missing and apt-get can run; never fails
+	@command -v chromedriver >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  { apt-get install -y -q chromium chromium-driver || { apt-get update -q && apt-get install -y -q chromium chromium-driver; }; } \
+	  >/dev/null 2>&1; } || echo "note: no Chromium; the playground test will skip (sudo apt-get install chromium chromium-driver)"
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

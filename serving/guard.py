@@ -41,6 +41,7 @@ PICKLE_TYPES = {
 PICKLE_PROTOCOLS = range(2, 6)  # a pickle of protocol >= 2 starts with b"\x80" and the protocol number
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+PROBES = {"/livez", "/readyz", "/healthz", "/metrics"}  # polled every few seconds: not worth a log line
 
 access_log = logging.getLogger("dlpipe.access")
 
@@ -97,9 +98,10 @@ class Guard:
                 series = metrics()
                 series["requests"].labels(route.task, scope["path"], str(status)).inc()
                 series["latency"].labels(route.task, scope["path"]).observe(seconds)
-            entry = {"request_id": request_id, "method": scope["method"], "path": scope["path"], "status": status}
-            entry |= {"ms": round(seconds * 1000, 2), "task": route.task if route else None}
-            access_log.info("request", extra={"fields": entry})
+            if scope["path"] not in PROBES:
+                entry = {"request_id": request_id, "method": scope["method"], "path": scope["path"], "status": status}
+                entry |= {"ms": round(seconds * 1000, 2), "task": route.task if route else None}
+                access_log.info("request", extra={"fields": entry})
 
     async def _guarded(self, route: Route, scope: Scope, headers: Headers, receive: Receive, send: Send) -> None:
         """Refuse what the route must not see; run it with the checked body, or answer 504 when it has not

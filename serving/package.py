@@ -1,42 +1,54 @@
 """Packaging: a Bento per task that carries its model, built offline.
 
 serving/bentofile.yaml holds what every Bento shares (pinned packages, `lock_packages: false`, included
-files); `build_bento` adds the task's service, its model (copied into the BentoML model store, so the Bento
-needs no registry) and the environment that makes the service load that model.
+files). `build_bento` copies the task's model into the BentoML model store (so the Bento needs no registry),
+stages the code with `serving/packed.json` naming the task and that model (BentoML applies a Bento's `envs`
+only inside its container image, so the code, not the environment, says what to load), and runs
+`bentoml build` there, in a process that imports the staged code.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import yaml
 
 from serving import runtime
 
+STAGED = ("serving", "components")  # the folders a Bento's code comes from (bentofile `include` picks files)
+
 
 def build_bento(
     task: str,
     service: str,
     bentofile: Path,
-    build_ctx: Path,
+    root: Path,
     model_uri: str | None = None,
     model_dir: Path | None = None,
 ) -> str:
-    """Store the task's model, build the Bento from `bentofile` + the task's settings; return the Bento tag."""
-    import bentoml
-
+    """Store the task's model, build its Bento from `bentofile` with the code under `root`; return the tag."""
     bundle = runtime.load_bundle(task, model_uri=model_uri, model_dir=model_dir)
     name = f"dlpipe-{task}".replace("_", "-")
     model_tag = runtime.save_to_store(bundle, name)
     spec = yaml.safe_load(bentofile.read_text())
-    envs = {"DLPIPE_TASK": task, "DLPIPE_BENTO_MODEL": model_tag}
-    spec |= {"service": service, "models": [model_tag], "envs": [{"name": k, "value": v} for k, v in envs.items()]}
+    packed = f"serving/{runtime.PACKED.name}"
+    spec |= {"service": service, "models": [model_tag], "include": [*spec["include"], packed]}
     spec["labels"] = spec.get("labels", {}) | {"task": task, "model_version": bundle.version or "local"}
-    saved = {k: os.environ.pop(k, None) for k in ("DLPIPE_MODEL_DIR", "DLPIPE_MODEL_URI")}
-    os.environ.update(envs)  # `bentoml build` imports the service, which loads the model as the Bento will
-    try:
-        bento = bentoml.bentos.build(**spec, name=name, build_ctx=str(build_ctx))
-    finally:
-        os.environ.update({k: v for k, v in saved.items() if v is not None})
-    return str(bento.tag)
+    with tempfile.TemporaryDirectory(prefix="dlpipe-bento-") as tmp:
+        stage = Path(tmp)
+        for folder in STAGED:
+            shutil.copytree(root / folder, stage / folder, ignore=shutil.ignore_patterns("__pycache__"))
+        (stage / packed).write_text(json.dumps({"task": task, "model": model_tag}))
+        (stage / "bentofile.yaml").write_text(yaml.safe_dump(spec | {"name": name}))
+        env = {k: v for k, v in os.environ.items() if k not in ("DLPIPE_TASK", "DLPIPE_MODEL_DIR", "DLPIPE_MODEL_URI")}
+        argv = [sys.executable, "-m", "bentoml", "build", "--output", "tag", "."]
+        done = subprocess.run(argv, cwd=stage, env=env | {"PYTHONPATH": str(stage)}, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"bentoml build failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+    return done.stdout.strip().splitlines()[-1].removeprefix("__tag__:")

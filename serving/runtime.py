@@ -29,6 +29,7 @@ CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_IMAGES = 256  # per JSON request
 BUNDLE_FILE = "bundle.json"  # source, version and metrics of a bundle saved to the BentoML model store
+PACKED = Path(__file__).with_name("packed.json")  # in a Bento's code only: its task and model store tag
 
 
 @dataclass(frozen=True)
@@ -153,11 +154,14 @@ def bundle_tokenizer(bundle: Bundle) -> Any:
 
 
 def bundle_from_env(default_task: str = "tabular") -> Bundle:
-    """The bundle picked by DLPIPE_TASK and DLPIPE_MODEL_URI / DLPIPE_MODEL_DIR / DLPIPE_BENTO_MODEL (what
-    `dlpipe serve` and a built Bento set)."""
-    task = os.environ.get("DLPIPE_TASK") or default_task
+    """The bundle picked by DLPIPE_TASK and DLPIPE_MODEL_URI / DLPIPE_MODEL_DIR (what `dlpipe serve` sets),
+    else the model a Bento was built with (serving/packed.json, written by `dlpipe serve build`)."""
     env = os.environ.get
-    return load_bundle(task, env("DLPIPE_MODEL_URI"), env("DLPIPE_MODEL_DIR"), env("DLPIPE_BENTO_MODEL"))
+    packed = read_json(PACKED) if PACKED.is_file() else {}
+    task = env("DLPIPE_TASK") or packed.get("task") or default_task
+    if env("DLPIPE_MODEL_URI") or env("DLPIPE_MODEL_DIR") or not packed:
+        return load_bundle(task, env("DLPIPE_MODEL_URI"), env("DLPIPE_MODEL_DIR"))
+    return load_bundle(task, bento_model=packed["model"])
 
 
 def available_cores() -> int:

@@ -30,6 +30,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_IMAGES = 256  # per JSON request
 BUNDLE_FILE = "bundle.json"  # source, version and metrics of a bundle saved to the BentoML model store
 PACKED = Path(__file__).with_name("packed.json")  # in a Bento's code only: its task and model store tag
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2 CPU quota: "<quota> <period>" or "max <period>"
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def available_cores() -> int:
     """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a container's `--cpus`)."""
     cores = len(os.sched_getaffinity(0))
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        quota, period = CPU_MAX.read_text().split()
     except (OSError, ValueError):
         return cores
     return cores if quota == "max" else max(1, min(cores, int(quota) // int(period)))

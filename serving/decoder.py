@@ -74,7 +74,7 @@ async def info(_: Request) -> JSONResponse:
     return JSONResponse(INFO)
 
 
-@bentoml.asgi_app(Starlette(routes=[Route("/info", info, methods=["GET"])]), path="/")
+@bentoml.asgi_app(runtime.mount_playground(Starlette(routes=[Route("/info", info, methods=["GET"])])), path="/")
 @bentoml.service(name=f"dlpipe_{META['task']}", workers=1, traffic={"timeout": 120})
 class Decoder:
     def __init__(self) -> None:

@@ -64,7 +64,7 @@ class ImageModel:
         return self.session.run([self.output_name], {self.input_name: pixels.astype(np.float32)})[0]
 
 
-@bentoml.asgi_app(Starlette(routes=[Route("/info", info, methods=["GET"])]), path="/")
+@bentoml.asgi_app(runtime.mount_playground(Starlette(routes=[Route("/info", info, methods=["GET"])])), path="/")
 @bentoml.service(name=f"dlpipe_{META['task']}", workers=1, traffic={"timeout": 30})
 class Image:
     model = bentoml.depends(ImageModel)

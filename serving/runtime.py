@@ -16,8 +16,10 @@ from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from components import images
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_IMAGES = 256  # per JSON request
+PLAYGROUND = Path(__file__).parent / "playground"
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,13 @@ def top_k(output: np.ndarray, meta: dict[str, Any], k: int) -> list[list[TopClas
         [TopClass(label=classes[j], index=int(j), probability=float(row[j])) for j in best]
         for row, best in zip(output, order, strict=True)
     ]
+
+
+def mount_playground(app: Starlette) -> Starlette:
+    """Serve the static playground page (serving/playground/, no build step) at /playground/ beside `app`'s
+    routes; the page calls this service's own HTTP API."""
+    app.mount("/playground", StaticFiles(directory=PLAYGROUND, html=True), name="playground")
+    return app
 
 
 class JSONOnly:

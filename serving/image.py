@@ -86,3 +86,6 @@ class Image:
         except (ImageError, ValueError, TypeError) as err:
             raise _refuse(err if isinstance(err, ImageError) else ImageError(f"pixels: {err}")) from None
         return runtime.top_k(await self.model.to_async.infer(x), META, top_k)
+
+
+Image.add_asgi_middleware(runtime.FormGuard)

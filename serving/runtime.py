@@ -18,9 +18,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import JSONResponse
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from components import images
 from components.io import read_json
@@ -295,3 +296,40 @@ class JSONOnly:
                 await JSONResponse(body, status_code=415)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class FormGuard:
+    """Starlette refuses a malformed multipart/form-data body with a 400 HTTPException, which BentoML turns
+    into a 500: parse such bodies here first and answer 400 naming the problem; a good body is replayed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope) if scope["type"] == "http" else Headers()
+        if not headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        while not messages or messages[-1].get("more_body", False):
+            messages.append(await receive())
+            if messages[-1]["type"] != "http.request":  # the client left: let the app see it
+                break
+        body = b"".join(m.get("body", b"") for m in messages)
+
+        async def chunks():
+            yield body
+
+        try:
+            await (await MultiPartParser(headers, chunks()).parse()).close()
+        except MultiPartException as err:
+            detail = f"{err.message} ({err.__cause__})" if err.__cause__ else err.message
+            await JSONResponse({"error": f"malformed multipart/form-data body: {detail}"}, status_code=400)(
+                scope, receive, send
+            )
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)

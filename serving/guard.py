@@ -7,8 +7,9 @@ echoed as a response header and written in one JSON access-log line; per-task Pr
 order: the bearer token when $DLPIPE_API_TOKEN is set (401), pickle in any form (415: BentoML itself
 unpickles `application/vnd.bentoml+pickle` between its own services, never from clients), any other
 Content-Type than the route takes (415), a body over the size limit (413, from Content-Length or while
-reading), a JSON body that is not UTF-8 (400), and no response started within the task's timeout (504;
-a stalled upload counts). GET routes (/info, /tasks, /docs.json, /metrics, health, playground) stay open.
+reading), a JSON body that is not UTF-8 or a malformed multipart one (400), and no response started
+within the task's timeout (504; a stalled upload counts). GET routes (/info, /tasks, /docs.json,
+/metrics, health, playground) stay open.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -147,6 +150,8 @@ class Guard:
             if len(body) > 1 and body[0] == 0x80 and body[1] in PICKLE_PROTOCOLS:
                 raise Refusal(415, "pickle is never accepted (the body is a pickle stream)")
             raise Refusal(415, f"Content-Type must be {route.body}, not 'application/octet-stream'")
+        if ctype == "multipart/form-data":
+            await _check_multipart(headers, body)
         if ctype == "application/json":
             try:
                 body.decode("utf-8")
@@ -169,6 +174,20 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         more = message.get("more_body", False)
     return b"".join(chunks)
+
+
+async def _check_multipart(headers: Headers, body: bytes) -> None:
+    """Starlette refuses a malformed multipart body with a 400 that BentoML turns into a 500: parse it here
+    first (found by fuzzing /predict_image)."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield body
+
+    try:
+        await (await MultiPartParser(headers, chunks()).parse()).close()
+    except MultiPartException as err:
+        detail = f"{err.message} ({err.__cause__})" if err.__cause__ else err.message
+        raise Refusal(400, f"malformed multipart/form-data body: {detail}") from None
 
 
 def _replay(body: bytes, then: Receive) -> Receive:

@@ -58,9 +58,9 @@ class Route:
 
 
 class Refusal(Exception):
-    def __init__(self, status: int, error: str) -> None:
+    def __init__(self, status: int, error: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(error)
-        self.status, self.error = status, error
+        self.status, self.error, self.headers = status, error, headers
 
 
 class Guard:
@@ -119,14 +119,18 @@ class Guard:
         async def run() -> None:
             try:
                 body = await self._checked_body(route, headers, receive)
-            except Refusal as refusal:
-                await JSONResponse({"error": refusal.error}, status_code=refusal.status)(scope, receive, marking_send)
+            except Refusal as no:
+                await JSONResponse({"error": no.error}, no.status, no.headers)(scope, receive, marking_send)
                 return
             await self.app(scope, _replay(body, receive), marking_send)
 
         work = asyncio.ensure_future(run())
         timeout = self.timeouts[route.task]
-        done, _ = await asyncio.wait({first_send, work}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({first_send, work}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the server dropped the request (client gone): drop its work too
+            work.cancel()
+            raise
         if not done and work.cancel():
             error = f"no answer within {timeout:g} s (the {route.task} task's timeout)"
             await JSONResponse({"error": error}, status_code=504)(scope, receive, send)
@@ -137,7 +141,8 @@ class Guard:
         if self.token is not None:
             given = headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-                raise Refusal(401, "missing or wrong bearer token (Authorization: Bearer <DLPIPE_API_TOKEN>)")
+                error = "missing or wrong bearer token (Authorization: Bearer <DLPIPE_API_TOKEN>)"
+                raise Refusal(401, error, {"WWW-Authenticate": "Bearer"})
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype in PICKLE_TYPES:
             raise Refusal(415, f"pickle is never accepted ({ctype}); send {route.body}")

@@ -94,6 +94,7 @@ def test_gateway_serves_two_tasks_behind_the_token(gateway, record, digits_artif
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             refused = http.post("/tabular/predict", json={"records": [record]}, headers=headers)
             assert refused.status_code == 401 and "bearer token" in refused.json()["error"]
+            assert refused.headers["www-authenticate"] == "Bearer"
         assert http.post("/digits/predict_image", files=files).status_code == 401
         for open_path in ("/tasks", "/tabular/info", "/digits/info", "/docs.json", "/livez", "/readyz", "/metrics"):
             assert http.get(open_path).status_code == 200, open_path

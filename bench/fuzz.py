@@ -83,7 +83,7 @@ def fuzz(url: str, cases: int = CASES, timeout_s: float = 30) -> Report:
 def main() -> None:
     from bench import servers
     from components.config import load_params
-    from serving.cli import SERVICES
+    from serving.families import family_of
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="*", help="default: every task with a service")
@@ -91,7 +91,8 @@ def main() -> None:
     parser.add_argument("--artifacts", type=Path, default=servers.ARTIFACTS, help="folder of <task>/ exports")
     args = parser.parse_args()
     params = load_params(servers.ROOT / "params.yaml")
-    tasks = args.tasks or [t for t in params["train"] if t.split("_")[0] in SERVICES]
+    exported = [p.name for p in args.artifacts.iterdir()] if args.artifacts.is_dir() else []
+    tasks = args.tasks or sorted({t for t in [*params["train"], *exported] if family_of(t)})
 
     print(f"{'service':<18} {'cases':>6} {'2xx':>6} {'4xx':>6} {'5xx':>5}")
     failed = False

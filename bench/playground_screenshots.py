@@ -1,7 +1,7 @@
-"""Screenshots of the playground page for the README (docs/playground-<task>.png): each task's real service
-(`bentoml serve` of artifacts/<task>, after `make run`) in headless Chromium, used as a person would: a digit
-drawn, a test-split garment uploaded, the tabular form sent, a sentence classified, a prompt continued, a
-series forecast.
+"""Screenshots of the playground page for the README (docs/playground-<task>.png): the gateway serving the
+tasks' exports (artifacts/<task>, after `make run`) in headless Chromium, each card used as a person would: a
+digit drawn, a test-split garment uploaded, the tabular form sent, a sentence classified, a prompt continued,
+a series forecast.
 
     python bench/playground_screenshots.py                      # every task with an export
     python bench/playground_screenshots.py --tasks digits fashion
@@ -21,7 +21,7 @@ from PIL import Image
 from bench import servers
 
 DOCS = servers.ROOT / "docs"
-TASKS = ["digits", "fashion", "tabular", "sentiment", "decoder", "forecast"]
+TASKS = ["digits", "fashion", "tabular", "forecast", "sentiment", "decoder"]
 
 
 def chromium():
@@ -33,7 +33,7 @@ def chromium():
         raise SystemExit("needs Chromium and chromedriver on PATH (`make browser` installs Debian's)")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=760,900"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=760,1600"):
         options.add_argument(arg)
     return webdriver.Chrome(options=options, service=Service(driver))
 
@@ -83,25 +83,28 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=TASKS)
     parser.add_argument("--artifacts", type=Path, default=servers.ARTIFACTS, help="folder of <task>/ exports")
     args = parser.parse_args()
+    tasks = [t for t in args.tasks if servers.export_of(t, args.artifacts)]
+    for task in sorted(set(args.tasks) - set(tasks)):
+        print(f"{task}: skipped, no {args.artifacts}/{task}/model.onnx (`make run`)")
     DOCS.mkdir(exist_ok=True)
     browser = chromium()
     try:
-        with tempfile.TemporaryDirectory(prefix="dlpipe-shots-") as tmp:
-            for task in args.tasks:
-                model_dir = servers.export_of(task, args.artifacts)
-                if model_dir is None:
-                    print(f"{task}: skipped, no {args.artifacts}/{task}/model.onnx (`make run`)")
-                    continue
-                with servers.bentoml(task, model_dir, Path(tmp)) as server:
-                    browser.get(f"{server.url}/playground/")
-                    css = f'section[data-task="{task}"]'
-                    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, css))  # noqa: B023
-                    card = browser.find_element(By.CSS_SELECTOR, css)
-                    use(browser, card, task, model_dir, Path(tmp))
-                    out = DOCS / f"playground-{task}.png"
-                    card.screenshot(str(out))
-                    answer = card.find_element(By.CSS_SELECTOR, ".result").text
-                    print(f"{task}: {out.relative_to(servers.ROOT)} ({answer!r})")
+        with (
+            tempfile.TemporaryDirectory(prefix="dlpipe-shots-") as tmp,
+            servers.gateway(tasks, args.artifacts, Path(tmp)) as server,
+        ):
+            browser.get(f"{server.url}/playground/")
+            WebDriverWait(browser, 30).until(
+                lambda d: len(d.find_elements(By.CSS_SELECTOR, "section.card")) == len(tasks)
+            )
+            for task in tasks:
+                card = browser.find_element(By.CSS_SELECTOR, f'section[data-task="{task}"]')
+                browser.execute_script("arguments[0].scrollIntoView()", card)
+                use(browser, card, task, args.artifacts / task, Path(tmp))
+                out = DOCS / f"playground-{task}.png"
+                card.screenshot(str(out))
+                answer = card.find_element(By.CSS_SELECTOR, ".result").text.replace("\n", " ")
+                print(f"{task}: {out.relative_to(servers.ROOT)} ({answer[:80]!r})")
     finally:
         browser.quit()
 

@@ -73,14 +73,33 @@ def export_of(task: str, artifacts: Path = ARTIFACTS) -> Path | None:
 @contextlib.contextmanager
 def bentoml(task: str, model_dir: Path, log_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[Server]:
     """`bentoml serve` of the task's service (as `dlpipe serve --model-dir` runs it) on a free loopback port."""
-    from serving.cli import SERVICES
+    from serving.families import SERVICES, family_of
 
     port = free_port()
-    service = SERVICES[task.split("_")[0]]
+    service = SERVICES[family_of(task)]
     full_env = {k: v for k, v in os.environ.items() if k not in ("DLPIPE_MODEL_URI", "DLPIPE_MODEL_DIR")}
     full_env |= {"DLPIPE_TASK": task, "DLPIPE_MODEL_DIR": str(model_dir.resolve()), "BENTOML_DO_NOT_TRACK": "true"}
     full_env |= {"BENTOML_HOME": str(log_dir / "bentoml"), "PYTHONPATH": str(ROOT), **(env or {})}
     cmd = [sys.executable, "-m", "bentoml", "serve", service, "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"
     with run(cmd, full_env, f"{url}/readyz", log_dir / f"{task}.log") as pid:
+        yield Server(url, pid)
+
+
+@contextlib.contextmanager
+def gateway(tasks: list[str], artifacts: Path, log_dir: Path) -> Iterator[Server]:
+    """The gateway (`dlpipe serve --task all`) serving `tasks` from their exports under `artifacts`."""
+    from serving.families import GATEWAY
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DLPIPE_MODEL_URI"}
+    folder = Path(
+        os.path.abspath(artifacts)
+    )  # relative to the repo root when inside it: what /info shows as the source
+    folder = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
+    env |= {"DLPIPE_TASKS": ",".join(tasks), "DLPIPE_MODEL_DIR": str(folder), "PYTHONPATH": str(ROOT)}
+    env |= {"BENTOML_HOME": str(log_dir / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    cmd = [sys.executable, "-m", "bentoml", "serve", GATEWAY, "--host", "127.0.0.1", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    with run(cmd, env, f"{url}/readyz", log_dir / "gateway.log") as pid:
         yield Server(url, pid)

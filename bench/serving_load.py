@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ HEADER = "task       server      req/s   p50 ms   p99 ms  errors cpu ms/req  cli
 @dataclass(frozen=True)
 class Result:
     ok: int
-    errors: int
+    errors: Counter
     wall_s: float
     latencies_ms: list[float]
     client_cpu_s: float
@@ -69,26 +70,25 @@ def bodies(model_dir: Path, n: int = 256) -> list[bytes]:
 
 async def _load(url: str, payloads: list[bytes], concurrency: int, seconds: float | None, total: int | None):
     latencies: list[float] = []
-    errors = 0
+    errors: Counter = Counter()  # status code or exception name -> count
     counter = itertools.count()
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
         deadline = time.perf_counter() + (seconds or 1e9)
 
         async def worker() -> None:
-            nonlocal errors
             while (i := next(counter)) < (total or sys.maxsize) and time.perf_counter() < deadline:
                 started = time.perf_counter()
                 try:
                     async with session.post(url, data=payloads[i % len(payloads)], headers=JSON) as response:
                         await response.read()
-                        ok = response.status == 200
-                except (TimeoutError, aiohttp.ClientError):
-                    ok = False
-                if ok:
+                        status: int | str = response.status
+                except (TimeoutError, aiohttp.ClientError) as err:
+                    status = type(err).__name__
+                if status == 200:
                     latencies.append(1000 * (time.perf_counter() - started))
                 else:
-                    errors += 1
+                    errors[status] += 1
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -117,7 +117,7 @@ def naive(model_dir: Path, log_dir: Path) -> Iterator[servers.Server]:
 def row(task: str, name: str, r: Result) -> str:
     per_request_ms = 1000 * r.server_cpu_s / max(r.ok, 1)
     return (
-        f"{task:<10} {name:<8} {r.rps:>8.0f} {r.pct(50):>8.1f} {r.pct(99):>8.1f} {r.errors:>7} "
+        f"{task:<10} {name:<8} {r.rps:>8.0f} {r.pct(50):>8.1f} {r.pct(99):>8.1f} {r.errors.total():>7} "
         f"{per_request_ms:>9.2f} {r.client_cpu_s:>9.1f}"
     )
 
@@ -129,11 +129,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--soak", action="store_true", help="20,000 requests at concurrency 64 (ours only)")
     parser.add_argument("--artifacts", type=Path, default=servers.ARTIFACTS, help="folder of <task>/ exports")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="""BentoML server environment to try settings, e.g. DLPIPE_SERVING='{"image": {"max_latency_ms": 20}}'""",
+    )
     args = parser.parse_args()
+    env = dict(kv.split("=", 1) for kv in args.env)
 
     with tempfile.TemporaryDirectory(prefix="dlpipe-load-") as tmp:
         if args.soak:
-            soak(args.tasks, args.artifacts, Path(tmp))
+            soak(args.tasks, args.artifacts, Path(tmp), env)
             return
         print(f"concurrency {args.concurrency}, {args.seconds:.0f} s per server, POST /predict with one row/image each")
         print(HEADER)
@@ -144,20 +152,20 @@ def main() -> None:
                 continue
             payloads = bodies(model_dir)
             results = {}
-            with servers.bentoml(task, model_dir, Path(tmp)) as server:
+            with servers.bentoml(task, model_dir, Path(tmp), env) as server:
                 load(server, payloads, args.concurrency, seconds=2)  # warm-up, not measured
                 results["bentoml"] = load(server, payloads, args.concurrency, seconds=args.seconds)
             with naive(model_dir, Path(tmp)) as server:
                 load(server, payloads, args.concurrency, seconds=2)
                 results["naive"] = load(server, payloads, args.concurrency, seconds=args.seconds)
             for name, r in results.items():
-                print(row(task, name, r))
+                print(row(task, name, r) + (f"  errors: {dict(r.errors)}" if r.errors else ""))
             ours, base = results["bentoml"], results["naive"]
             verdict = "met" if ours.rps >= 2 * base.rps and ours.pct(99) <= 50 else "NOT met"
             print(f"{task:<10} ratio    {ours.rps / base.rps:>7.2f}x  (goal >= 2x and p99 <= 50 ms: {verdict})")
 
 
-def soak(tasks: list[str], artifacts: Path, log_dir: Path, total: int = 20_000, concurrency: int = 64) -> None:
+def soak(tasks: list[str], artifacts: Path, log_dir: Path, env: dict[str, str], total=20_000, concurrency=64) -> None:
     print(f"soak: {total:,} requests at concurrency {concurrency} per task; RSS of the server's process tree")
     print("task        requests  errors   req/s  p99 ms  RSS MB before   after  growth")
     for task in tasks:
@@ -166,16 +174,17 @@ def soak(tasks: list[str], artifacts: Path, log_dir: Path, total: int = 20_000, 
             print(f"{task:<10} skipped: no {artifacts}/{task}/model.onnx (`make run`)")
             continue
         payloads = bodies(model_dir)
-        with servers.bentoml(task, model_dir, log_dir) as server:
+        with servers.bentoml(task, model_dir, log_dir, env) as server:
             load(server, payloads, concurrency, total=1000)  # warm-up: first-use allocations are not growth
             before = server.rss_mb()
             r = load(server, payloads, concurrency, total=total)
             after = server.rss_mb()
         growth = after / before - 1
-        verdict = "ok" if r.errors == 0 and growth < 0.10 else "FAILED"
+        verdict = "ok" if r.errors.total() == 0 and growth < 0.10 else "FAILED"
         print(
-            f"{task:<10} {r.ok + r.errors:>9,} {r.errors:>7} {r.rps:>7.0f} {r.pct(99):>7.1f} {before:>14.0f} "
-            f"{after:>7.0f} {100 * growth:>6.1f}%  {verdict}"
+            f"{task:<10} {r.ok + r.errors.total():>9,} {r.errors.total():>7} {r.rps:>7.0f} {r.pct(99):>7.1f} "
+            f"{before:>14.0f} "
+            f"{after:>7.0f} {100 * growth:>6.1f}%  {verdict}" + (f"  errors: {dict(r.errors)}" if r.errors else "")
         )
 
 

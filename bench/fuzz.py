@@ -25,6 +25,7 @@ CASES = 500  # per service, at least
 class Report:
     statuses: Counter = field(default_factory=Counter)  # status code -> cases
     server_errors: list[str] = field(default_factory=list)  # a curl command and the answer, per 5xx
+    unfuzzable: list[str] = field(default_factory=list)  # operations whose OpenAPI schema cannot be used
 
     @property
     def cases(self) -> int:
@@ -43,6 +44,7 @@ def fuzz(url: str, cases: int = CASES, timeout_s: float = 30) -> Report:
     from hypothesis.errors import FailedHealthCheck, Unsatisfiable
     from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
+    from schemathesis.core.errors import InvalidSchema
     from schemathesis.core.failures import Failure, FailureGroup
 
     schema = schemathesis.openapi.from_url(f"{url}/docs.json")
@@ -75,8 +77,11 @@ def fuzz(url: str, cases: int = CASES, timeout_s: float = 30) -> Report:
                     answer = response.text[:300].replace("\n", " ")
                     report.server_errors.append(f"{response.status_code} {case.as_curl_command()} -> {answer}")
 
-            with contextlib.suppress(Unsatisfiable, FailedHealthCheck):  # nothing (more) to generate here
-                call()
+            try:
+                with contextlib.suppress(Unsatisfiable, FailedHealthCheck):  # nothing (more) to generate here
+                    call()
+            except InvalidSchema as err:  # a bug of the service's /docs.json: report it, fuzz the rest
+                report.unfuzzable.append(f"{op.label} ({mode}): {str(err).splitlines()[0]}")
     return report
 
 
@@ -107,7 +112,9 @@ def main() -> None:
             print(f"{task:<18} {report.cases:>6} {report.count(200):>6} {report.count(400):>6} {report.count(500):>5}")
             for error in report.server_errors[:5]:
                 print(f"    {error}")
-            failed |= bool(report.server_errors)
+            for problem in report.unfuzzable:
+                print(f"    not fuzzed, invalid OpenAPI: {problem}")
+            failed |= bool(report.server_errors or report.unfuzzable)
     raise SystemExit(1 if failed else 0)
 
 

@@ -154,7 +154,12 @@ def model_service(task: Task, infer: Callable[..., Any], load: Callable[[], None
     infer.__name__ = infer.__qualname__ = "infer"
     namespace: dict[str, Any] = {"__init__": __init__}
     namespace["infer"] = bentoml.api(batchable=True, batch_dim=0, **task.batching())(infer)
-    return bentoml.service(name=f"dlpipe_{task.name}_model", workers=1)(type(f"{task.name}_model", (), namespace))
+    # BentoML's client of this service replaces its HTTP session every `max_requests` calls by closing the old
+    # one under the calls still in flight on it: 500s ("Cannot write to closing transport") at concurrency 32.
+    # The session is a local socket to one process; it never needs recycling.
+    recycle = {"max_requests": 2**31 - 1, "max_age": 1e9}
+    config = {"name": f"dlpipe_{task.name}_model", "workers": 1, "runner_connection": recycle}
+    return bentoml.service(**config)(type(f"{task.name}_model", (), namespace))
 
 
 @functools.cache

@@ -179,7 +179,11 @@ function imageWidget(section, task, result) {
   draw.addEventListener("pointermove", (e) => { if (drawing) { pen.lineTo(...at(e)); pen.stroke(); } });
   draw.addEventListener("pointerup", () => { drawing = false; classifyDrawing(); });
   draw.addEventListener("pointerleave", () => { drawing = false; });
-  section.querySelector(".clear").addEventListener("click", () => { clear(); result.replaceChildren(); });
+  section.querySelector(".clear").addEventListener("click", () => {
+    clear();
+    result.replaceChildren();
+    result.className = "result";
+  });
   section.querySelector(".classify-drawing").addEventListener("click", () => classifyDrawing());
 
   const topK = Math.min(3, task.info.classes.length);

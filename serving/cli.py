@@ -35,7 +35,8 @@ def _service(task: str) -> str:
     family = family_of(task)
     if family is None:
         known = ", ".join(FAMILIES)
-        raise typer.BadParameter(f"no service for task {task!r}; tasks (and their _variants): {known}", "--task")
+        message = f"no service for task {task!r}; tasks (and their _variants): {known}"
+        raise typer.BadParameter(message, param_hint="--task")
     return SERVICES[family]
 
 

@@ -46,6 +46,9 @@ class LMConfig(_Strict):
     max_len: int = Field(64, ge=4, description="seq2seq: longest source or target in tokens, BOS/EOS included")
     vocab_size: int = Field(4000, ge=16, description="masked_lm: WordPiece vocabulary, special tokens included")
     mask_rate: float = Field(0.15, gt=0, lt=1, description="masked_lm: share of tokens to predict (80/10/10 rule)")
+    mask_copies: int = Field(
+        1, ge=1, le=50, description="masked_lm: masked copies of each training window, each with its own draw"
+    )
 
 
 class TextConfig(_Strict):

@@ -96,13 +96,6 @@ CONFIG = {  # the package's config.json must describe the architecture config.MI
 def backbone_weights(own: dict[str, Tensor]) -> dict[str, Tensor]:
     """The MiniLM's tensors as a state dict for the model whose state dict is `own` (config.MINILM_MODEL, a
     vocabulary of VOCAB_SIZE from `tokenizer()`, a position table of at most MINILM_MAX_LEN rows)."""
-    from safetensors.torch import load_file
-
-    folder = model_dir()
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    differs = {k: (config.get(k), v) for k, v in CONFIG.items() if config.get(k) != v}
-    if differs:
-        raise TransferError(f"{folder}/config.json is not the expected all-MiniLM-L6-v2 (got, expected): {differs}")
     vocab, max_len = own["backbone.embed.token.weight"].shape[0], own["backbone.embed.position.weight"].shape[0]
     if vocab != VOCAB_SIZE:
         raise TransferError(
@@ -111,6 +104,13 @@ def backbone_weights(own: dict[str, Tensor]) -> dict[str, Tensor]:
         )
     if max_len > MINILM_MAX_LEN:
         raise TransferError(f"init_from minilm: {MINILM_MAX_LEN} positions, this model needs {max_len}")
+    folder = model_dir()  # checks that safetensors is there too
+    from safetensors.torch import load_file
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    differs = {k: (config.get(k), v) for k, v in CONFIG.items() if config.get(k) != v}
+    if differs:
+        raise TransferError(f"{folder}/config.json is not the expected all-MiniLM-L6-v2 (got, expected): {differs}")
     bert = load_file(folder / "model.safetensors")
     order = torch.tensor(_order(_bert_tokenizer_json(folder)["model"]["vocab"]))
     out = {

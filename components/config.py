@@ -205,7 +205,7 @@ class TorchvisionConfig(_Strict):
         return True
 
 
-ENCODER_ONLY = ("norm", "embed_norm", "norm_eps")  # TransformerConfig fields of arch encoder only
+ENCODER_ONLY = ("norm", "embed_norm", "norm_eps", "pool")  # TransformerConfig fields of arch encoder only
 
 
 class TransformerConfig(_Strict):
@@ -224,6 +224,7 @@ class TransformerConfig(_Strict):
     norm: Literal["pre", "post"] = Field("pre", description="encoder: LayerNorm before each sublayer, or after (BERT)")
     embed_norm: bool = Field(False, description="encoder: LayerNorm over token + position embeddings (BERT)")
     norm_eps: float = Field(1e-5, gt=0, description="encoder: LayerNorm epsilon (BERT: 1e-12)")
+    pool: Literal["cls", "mean"] = Field("cls", description="encoder cls head: read [CLS], or the mean of the tokens")
 
     @model_validator(mode="after")
     def _heads(self) -> TransformerConfig:

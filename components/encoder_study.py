@@ -90,7 +90,8 @@ def encoder_study(raw_dir: Path, work_dir: Path, metrics_path: Path, cfg: Encode
         ("scratch", data["pretrained"], {"model": model}),
     ]
     if cfg.minilm:
-        minilm = {"name": "transformer", **MINILM_MODEL, "head": "cls", "dropout": model.get("dropout", 0.0)}
+        # its sentence vectors were trained mean-pooled: the head reads the mean, not [CLS]
+        minilm = {**MINILM_MODEL, "name": "transformer", "pool": "mean", "dropout": model.get("dropout", 0.0)}
         variants.append((MINILM, data[MINILM], {**cfg.minilm_train, "model": minilm, "init_from": MINILM}))
     results: dict[str, Any] = {}
     for name, data_dir, settings in variants:

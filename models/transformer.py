@@ -362,7 +362,8 @@ class DecoderLM(nn.Module):
 
 class EncoderModel(nn.Module):
     """BERT-like encoder: `head` "mlm" gives per-token vocabulary logits (B, T, V), "cls" class scores (B, K)
-    from the [CLS] position (the first token). Padding (pad_id) is masked out of attention.
+    from the [CLS] position (the first token), or with `pool="mean"` from the mean of the real tokens (how
+    sentence-transformers pool). Padding (pad_id) is masked out of attention.
 
     `norm="post"`, `embed_norm=True`, `norm_eps=1e-12` make it BERT's exact architecture, so BERT weights load
     (components/pretrained_text.py); the default is the pre-norm encoder."""
@@ -384,9 +385,12 @@ class EncoderModel(nn.Module):
         norm: str = "pre",
         embed_norm: bool = False,
         norm_eps: float = 1e-5,
+        pool: str = "cls",
     ) -> None:
         super().__init__()
-        self.pad_id, self.head_kind = pad_id, head
+        if pool not in ("cls", "mean"):
+            raise ValueError(f"pool must be 'cls' or 'mean', not {pool!r}")
+        self.pad_id, self.head_kind, self.pool, self.frozen = pad_id, head, pool, False
         embed_eps = norm_eps if embed_norm else None
         self.backbone = nn.ModuleDict(
             {
@@ -409,13 +413,30 @@ class EncoderModel(nn.Module):
 
     def forward(self, ids: Tensor) -> Tensor:  # (B, T) -> (B, T, V) for mlm, (B, K) for cls
         h, _ = self.encode(ids)
-        return self.head(h) if self.head_kind == "mlm" else self.head(h[:, 0])
+        if self.head_kind == "mlm":
+            return self.head(h)
+        return self.head(h[:, 0] if self.pool == "cls" else self._mean(h, ids))
+
+    def _mean(self, h: Tensor, ids: Tensor) -> Tensor:  # (B, T, C) -> (B, C): the mean over real (non-pad) tokens
+        real = (ids != self.pad_id).unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+        return (h * real).sum(1) / real.sum(1).clamp(min=1.0)
 
     def sentence_vectors(self, ids: Tensor) -> Tensor:
         """(B, T) -> (B, 2, C): the [CLS] state and the mean over real (non-pad) tokens, per text."""
         h, _ = self.encode(ids)
-        real = (ids != self.pad_id).unsqueeze(-1).to(h.dtype)  # (B, T, 1)
-        return torch.stack([h[:, 0], (h * real).sum(1) / real.sum(1).clamp(min=1.0)], dim=1)
+        return torch.stack([h[:, 0], self._mean(h, ids)], dim=1)
+
+    def freeze_backbone(self) -> None:
+        """`transfer: feature_extractor`: only the head trains; the backbone also stops its dropout."""
+        self.frozen = True
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
+
+    def train(self, mode: bool = True) -> EncoderModel:
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
 
     def attention(self, ids: Tensor) -> list[Tensor]:
         return self.encode(ids, need_weights=True)[1]

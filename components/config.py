@@ -89,9 +89,9 @@ class TextConfig(_Strict):
 
     @model_validator(mode="after")
     def _minilm(self) -> TextConfig:
-        if self.tokenizer == "minilm" and self.tokenizer_from:
+        if self.tokenizer == MINILM and self.tokenizer_from:
             raise ValueError("tokenizer minilm is a pretrained vocabulary already; drop tokenizer_from")
-        if self.tokenizer == "minilm" and self.max_length > MINILM_MAX_LEN:
+        if self.tokenizer == MINILM and self.max_length > MINILM_MAX_LEN:
             raise ValueError(f"tokenizer minilm: the MiniLM has {MINILM_MAX_LEN} positions, max_length is larger")
         return self
 

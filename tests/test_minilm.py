@@ -22,7 +22,7 @@ from models.transformer import EncoderModel
 
 VADER = shared_datasets() / "vader-movie-review-snippets"
 MODEL = {"name": "transformer", **MINILM_MODEL}
-FINETUNE = {  # measured: see ACCURACY_FLOOR
+FINETUNE = {  # 40 steps of 32 texts: ~100 s of CPU time, so 50-60 s on 2 free cores
     "init_from": "minilm",
     "backbone_lr_scale": 0.1,
     "optimizer": "adamw",
@@ -35,7 +35,9 @@ FINETUNE = {  # measured: see ACCURACY_FLOOR
     "early_stopping": {"enabled": False},
     "gradients": {"clip_norm": 1.0, "track": False},
 }
-ACCURACY_FLOOR = 0.0
+# Measured with FINETUNE (seed 42) on the 529 test snippets: accuracy 0.588, ROC-AUC 0.746 (the head is still
+# under-trained: it calls most texts positive; ranking is the better read). Chance is 0.5 for both.
+ACCURACY_FLOOR, ROC_AUC_FLOOR = 0.55, 0.70
 
 
 def minilm_encoder(vocab_size: int = pretrained_text.VOCAB_SIZE, max_len: int = 128) -> EncoderModel:
@@ -159,4 +161,5 @@ def test_a_short_fine_tune_classifies_movie_snippets(vader_minilm: Path) -> None
     metrics = json.loads((vader_minilm / "metrics.json").read_text())
     meta = json.loads((vader_minilm / "data/meta.json").read_text())
     assert meta["tokenizer"]["kind"] == "minilm" and meta["tokenizer"]["vocab_size"] == 30_522
-    assert meta["splits"]["test"] > 500 and metrics["accuracy"] >= ACCURACY_FLOOR, metrics
+    assert meta["splits"]["test"] > 500 and meta["tokenizer"]["per_split"]["test"]["unknown_tokens"] == 0
+    assert metrics["accuracy"] >= ACCURACY_FLOOR and metrics["roc_auc"] >= ROC_AUC_FLOOR, metrics

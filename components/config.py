@@ -26,6 +26,20 @@ from components.errors import DlpipeError
 
 PARAMS_FILE = Path("params.yaml")
 STAGES = ("prepare", "augment", "tune", "train", "export", "register")
+MINILM = "minilm"  # init_from / text.tokenizer: all-MiniLM-L6-v2 (components/pretrained_text.py)
+MINILM_MAX_LEN = 512  # its position table
+# The model block that is all-MiniLM-L6-v2's BERT encoder (its config.json), so its weights load one to one.
+MINILM_MODEL = {
+    "arch": "encoder",
+    "d_model": 384,
+    "n_layers": 6,
+    "n_heads": 12,
+    "d_ff": 1536,
+    "positional": "learned",
+    "norm": "post",
+    "embed_norm": True,
+    "norm_eps": 1e-12,
+}
 
 
 class ConfigError(DlpipeError, ValueError):
@@ -46,6 +60,9 @@ class LMConfig(_Strict):
     max_len: int = Field(64, ge=4, description="seq2seq: longest source or target in tokens, BOS/EOS included")
     vocab_size: int = Field(4000, ge=16, description="masked_lm: WordPiece vocabulary, special tokens included")
     mask_rate: float = Field(0.15, gt=0, lt=1, description="masked_lm: share of tokens to predict (80/10/10 rule)")
+    mask_copies: int = Field(
+        1, ge=1, le=50, description="masked_lm: masked copies of each training window, each with its own draw"
+    )
 
 
 class TextConfig(_Strict):
@@ -55,7 +72,11 @@ class TextConfig(_Strict):
     tokenizer.json beside the splits; serving reads it from there."""
 
     column: str = Field("text", description="the text column of data.csv")
-    tokenizer: Literal["wordpiece", "bpe", "char"] = Field("wordpiece", description="subwords, byte-level BPE, chars")
+    tokenizer: Literal["wordpiece", "bpe", "char", "minilm"] = Field(
+        "wordpiece",
+        description="train subwords, byte-level BPE or chars; minilm = the pretrained all-MiniLM-L6-v2's 30,522-token "
+        "WordPiece (for train.init_from: minilm; vocab_size, min_frequency, lowercase do not apply)",
+    )
     vocab_size: int = Field(8000, ge=16, description="tokenizer vocabulary, special tokens included")
     min_frequency: int = Field(2, ge=1, description="a token must occur this often in training")
     lowercase: bool = True
@@ -68,6 +89,14 @@ class TextConfig(_Strict):
     word2vec_dim: int = Field(0, ge=0, description="train skip-gram vectors of this size on the train split (0 = no)")
     word2vec_epochs: int = Field(3, ge=1)
     word2vec_window: int = Field(4, ge=1)
+
+    @model_validator(mode="after")
+    def _minilm(self) -> TextConfig:
+        if self.tokenizer == MINILM and self.tokenizer_from:
+            raise ValueError("tokenizer minilm is a pretrained vocabulary already; drop tokenizer_from")
+        if self.tokenizer == MINILM and self.max_length > MINILM_MAX_LEN:
+            raise ValueError(f"tokenizer minilm: the MiniLM has {MINILM_MAX_LEN} positions, max_length is larger")
+        return self
 
 
 class SeriesConfig(_Strict):
@@ -179,6 +208,9 @@ class TorchvisionConfig(_Strict):
         return True
 
 
+ENCODER_ONLY = ("norm", "embed_norm", "norm_eps", "pool")  # TransformerConfig fields of arch encoder only
+
+
 class TransformerConfig(_Strict):
     """Transformers (models/transformer.py): decoder (GPT-like), encoder (BERT-like), encoder_decoder."""
 
@@ -192,15 +224,22 @@ class TransformerConfig(_Strict):
     positional: Literal["learned", "sinusoidal"] = "learned"
     tie_weights: bool = Field(True, description="the LM head reuses the token embedding matrix")
     head: Literal["cls", "mlm"] = Field("cls", description="encoder: [CLS] classifier or masked-LM head")
+    norm: Literal["pre", "post"] = Field("pre", description="encoder: LayerNorm before each sublayer, or after (BERT)")
+    embed_norm: bool = Field(False, description="encoder: LayerNorm over token + position embeddings (BERT)")
+    norm_eps: float = Field(1e-5, gt=0, description="encoder: LayerNorm epsilon (BERT: 1e-12)")
+    pool: Literal["cls", "mean"] = Field("cls", description="encoder cls head: read [CLS], or the mean of the tokens")
 
     @model_validator(mode="after")
     def _heads(self) -> TransformerConfig:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        bert = {k: getattr(self, k) for k in ENCODER_ONLY if getattr(self, k) != type(self).model_fields[k].default}
+        if self.arch != "encoder" and bert:
+            raise ValueError(f"{', '.join(bert)}: arch encoder only, not {self.arch}")
         return self
 
     def kwargs(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"name"} | ({"head"} if self.arch != "encoder" else set()))
+        return self.model_dump(exclude={"name"} | (set() if self.arch == "encoder" else {"head", *ENCODER_ONLY}))
 
     @property
     def batch_norm(self) -> bool:
@@ -306,7 +345,9 @@ class TrainConfig(_Strict):
         default_factory=ModelConfig, description="model.name: ffn | cnn | torchvision | rnn | transformer"
     )
     init_from: str | None = Field(
-        None, description="start from models:/<name>@<alias>, a checkpoint.pt path, or torchvision:<arch>"
+        None,
+        description="start from models:/<name>@<alias>, a checkpoint.pt path, torchvision:<arch>, or minilm "
+        "(all-MiniLM-L6-v2's BERT weights: model as MINILM_MODEL, prepare text.tokenizer minilm)",
     )
     transfer: Literal["finetune", "feature_extractor"] = Field(
         "finetune", description="with init_from: train everything, or freeze the backbone and train the head"
@@ -364,6 +405,19 @@ class TrainConfig(_Strict):
         tv = self.init_from is not None and self.init_from.startswith("torchvision:")
         if tv and (self.model.name != "torchvision" or self.init_from != f"torchvision:{self.model.arch}"):
             raise ValueError(f"init_from {self.init_from!r} needs model {{name: torchvision, arch: <the same>}}")
+        return self
+
+    @model_validator(mode="after")
+    def _minilm_init(self) -> TrainConfig:
+        if self.init_from != MINILM:
+            return self
+        model = self.model.model_dump()
+        model["d_ff"] = model.get("d_ff") or 4 * model.get("d_model", 0)  # None means 4 x d_model
+        wrong = {k: model.get(k) for k, v in MINILM_MODEL.items() if model.get(k) != v}
+        if model["name"] != "transformer" or wrong:
+            need = ", ".join(f"{k}: {v}" for k, v in MINILM_MODEL.items())
+            got = ", ".join(f"{k}: {v}" for k, v in wrong.items()) if model["name"] == "transformer" else model["name"]
+            raise ValueError(f"init_from minilm needs model {{name: transformer, {need}}}; this model has {got}")
         return self
 
 

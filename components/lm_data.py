@@ -94,8 +94,9 @@ def _prepare_lm(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig,
 def _prepare_mlm(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig, task: str) -> dict[str, Any]:
     """Paragraphs (blank-line separated) split seeded into train/val/test; a WordPiece tokenizer trained on the
     train paragraphs (components/tokenization.py, saved beside the splits); each split's token stream packed
-    into [CLS] ... [SEP] windows of block_size and masked once, seeded (static masking: BERT's original
-    recipe; a window keeps its mask every epoch)."""
+    into [CLS] ... [SEP] windows of block_size and masked, seeded (static masking, BERT's original recipe:
+    the training windows are masked `mask_copies` times with different draws, as BERT duplicated its data, so
+    a model trained for many epochs cannot just memorise one mask per window)."""
     from components import tokenization as tk
     from components.mlm import mask_tokens
     from components.prepare import split_indices
@@ -116,6 +117,8 @@ def _prepare_mlm(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig
         chunks = ids[: len(ids) // body * body].reshape(-1, body)  # (N, block - 2)
         if name == "val":
             chunks = chunks[: lm_cfg.val_windows]
+        if name == "train":
+            chunks = np.tile(chunks, (lm_cfg.mask_copies, 1))  # (copies * N, block - 2), masked independently below
         n = len(chunks)
         windows = np.concatenate([np.full((n, 1), tk.CLS_ID), chunks, np.full((n, 1), tk.SEP_ID)], 1)  # (N, block)
         normal = windows >= len(tk.SPECIAL_TOKENS)
@@ -136,7 +139,12 @@ def _prepare_mlm(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig
             "pad_id": tk.PAD_ID,
             "truncation": tk.TRUNCATION,
         },
-        "masking": {"rate": lm_cfg.mask_rate, "rule": "80% [MASK], 10% random token, 10% unchanged", "static": True},
+        "masking": {
+            "rate": lm_cfg.mask_rate,
+            "rule": "80% [MASK], 10% random token, 10% unchanged",
+            "static": True,
+            "copies": lm_cfg.mask_copies,
+        },
         "model_inputs": {"vocab_size": vocab_size, "max_len": lm_cfg.block_size, "pad_id": tk.PAD_ID},
         "input": {"name": "tokens", "dtype": "int64", "shape": [None, None]},
     }

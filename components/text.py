@@ -3,7 +3,8 @@
 Reads `data.csv` (columns `text` and `target`, see components/ingest.py) and writes, beside meta.json:
 - `train/val/test.npz`: `x` int64 token ids [N, max_length] ([CLS] ... [SEP] [PAD]...), `y` class indices,
   `rows` (row numbers in data.csv) and `texts` (the raw strings, for behaviour tests and error analysis);
-- `tokenizer.json` (components/tokenization.py), the one file serving needs to turn text into ids;
+- `tokenizer.json` (components/tokenization.py), the one file serving needs to turn text into ids (trained
+  here, or a pretrained one: `text.tokenizer_from`, `text.tokenizer: minilm`);
 - `word2vec.npy` [vocab_size, dim] when `text.word2vec_dim` > 0: skip-gram vectors with negative sampling
   (the course's static embeddings), trained on the training split's token ids only; a model can start
   its embedding table from them.
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.config import PrepareConfig, TextConfig
+from components.config import MINILM, PrepareConfig, TextConfig
 from components.errors import DataError
 from components.io import atomic_write, sha256_file, write_json
 from components.tokenization import (
@@ -74,6 +75,10 @@ def prepare_text(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> 
     train_texts = [texts[i] for i in parts["train"]]
     if text_cfg.tokenizer_from:  # a pretrained model's vocabulary: its ids must mean the same tokens
         tok = load_tokenizer(text_cfg.tokenizer_from)
+    elif text_cfg.tokenizer == MINILM:  # all-MiniLM-L6-v2's vocabulary, for train.init_from: minilm
+        from components import pretrained_text
+
+        tok = pretrained_text.tokenizer()
     else:
         tok = train_tokenizer(
             train_texts, text_cfg.tokenizer, text_cfg.vocab_size, text_cfg.min_frequency, text_cfg.lowercase
@@ -101,7 +106,7 @@ def prepare_text(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> 
             "file": TOKENIZER_FILE,
             "kind": text_cfg.tokenizer,
             "vocab_size": tok.get_vocab_size(),
-            "lowercase": text_cfg.lowercase,
+            "lowercase": text_cfg.lowercase or text_cfg.tokenizer == MINILM,
             "max_length": text_cfg.max_length,
             "max_chars": text_cfg.max_chars,
             "special_tokens": list(SPECIAL_TOKENS),

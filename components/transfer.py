@@ -1,8 +1,9 @@
 """Transfer learning: start a model's backbone from earlier weights, then fine-tune it or freeze it.
 
 `init_from` names the weights: `models:/<name>@<alias>` (the registry holds ONNX only, so the checkpoint.pt
-that train logged in the registered version's run is used), a checkpoint.pt path, or `torchvision:<arch>`
-(ImageNet weights, from the local torch hub cache only: there is no network to download them).
+that train logged in the registered version's run is used), a checkpoint.pt path, `torchvision:<arch>`
+(ImageNet weights, from the local torch hub cache only: there is no network to download them), or `minilm`
+(all-MiniLM-L6-v2's BERT encoder from an optional package, components/pretrained_text.py).
 Only backbone weights whose names and shapes match are loaded; the head always starts fresh.
 """
 
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from components import tracking
-from components.config import TrainConfig
+from components.config import MINILM, TrainConfig
 from components.errors import DlpipeError
 
 CHECKPOINT_ARTIFACT = "checkpoint"  # train logs checkpoint.pt under this artifact path of its run
@@ -26,8 +27,12 @@ class TransferError(DlpipeError):
     """init_from cannot be used: not found, no matching weights, or weights absent from the torch cache."""
 
 
-def source_weights(init_from: str) -> dict[str, Tensor]:
-    """The state dict `init_from` points at (loaded with weights_only=True)."""
+def source_weights(init_from: str, own: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The state dict `init_from` points at (loaded with weights_only=True), for a model whose own is `own`."""
+    if init_from == MINILM:
+        from components import pretrained_text  # it imports this module
+
+        return pretrained_text.backbone_weights(own)
     if init_from.startswith("models:/"):
         return _checkpoint_weights(registered_checkpoint(init_from))
     if init_from.startswith("torchvision:"):
@@ -35,7 +40,7 @@ def source_weights(init_from: str) -> dict[str, Tensor]:
     path = Path(init_from)
     if not path.is_file():
         raise TransferError(
-            f"train.init_from: {init_from!r} is neither models:/<name>@<alias>, torchvision:<arch>, "
+            f"train.init_from: {init_from!r} is neither models:/<name>@<alias>, torchvision:<arch>, {MINILM}, "
             "nor an existing checkpoint file"
         )
     return _checkpoint_weights(path)
@@ -83,7 +88,7 @@ def apply(model: nn.Module, cfg: TrainConfig) -> tuple[list[dict[str, Any]] | No
     if cfg.init_from is None:
         return None, {}
     own = model.state_dict()
-    source = source_weights(cfg.init_from)
+    source = source_weights(cfg.init_from, own)
     loaded = {k: v for k, v in source.items() if k.startswith("backbone.") and k in own and own[k].shape == v.shape}
     if not loaded.keys() & dict(model.named_parameters()).keys():  # BN step counters alone do not count
         raise TransferError(f"train.init_from {cfg.init_from}: no backbone weights match this model's layers")

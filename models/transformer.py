@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 POSITIONAL = ("learned", "sinusoidal")
+NORMS = ("pre", "post")
 
 
 def sinusoidal_table(max_len: int, dim: int) -> Tensor:
@@ -35,12 +36,21 @@ def sinusoidal_table(max_len: int, dim: int) -> Tensor:
 
 
 class Embeddings(nn.Module):
-    """Token embedding + position embedding (learned, or the fixed sinusoidal table), then dropout.
+    """Token embedding + position embedding (learned, or the fixed sinusoidal table), [LayerNorm,] then dropout.
 
     With the sinusoidal table (values of size ~1) token vectors are scaled by sqrt(C) as in "Attention is all
-    you need", from an init of std C^-0.5: otherwise the positions would drown the tokens."""
+    you need", from an init of std C^-0.5: otherwise the positions would drown the tokens. `norm_eps` adds
+    BERT's LayerNorm over the sum (a post-norm stack has no LayerNorm before its first block)."""
 
-    def __init__(self, vocab_size: int, d_model: int, max_len: int, positional: str, dropout: float) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        max_len: int,
+        positional: str,
+        dropout: float,
+        norm_eps: float | None = None,
+    ) -> None:
         super().__init__()
         if positional not in POSITIONAL:
             raise ValueError(f"positional must be one of {POSITIONAL}, not {positional!r}")
@@ -51,12 +61,13 @@ class Embeddings(nn.Module):
         else:
             self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
         self.scale = 1.0 if positional == "learned" else math.sqrt(d_model)
+        self.norm = nn.Identity() if norm_eps is None else nn.LayerNorm(d_model, eps=norm_eps)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, ids: Tensor, start: int = 0) -> Tensor:  # (B, T) -> (B, T, C)
         pos = torch.arange(start, start + ids.shape[1], device=ids.device)  # (T,) positions start.. (KV cache)
         where = self.position(pos) if hasattr(self, "position") else self.table[pos]  # (T, C)
-        return self.drop(self.token(ids) * self.scale + where)
+        return self.drop(self.norm(self.token(ids) * self.scale + where))
 
 
 @dataclass
@@ -165,17 +176,37 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm block: x + attn(LN(x)) [+ cross_attn(LN(x), memory)] + ffn(LN(x)), each with its residual."""
+    """Pre-norm block: x + attn(LN(x)) [+ cross_attn(LN(x), memory)] + ffn(LN(x)), each with its residual.
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, cross: bool = False) -> None:
+    `norm="post"` is the original Transformer's and BERT's order: x = LN(x + attn(x)), then LN(x + ffn(x))."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float,
+        cross: bool = False,
+        norm: str = "pre",
+        norm_eps: float = 1e-5,
+    ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(d_model)
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, not {norm!r}")
+        self.post = norm == "post"
+        self.norm1 = nn.LayerNorm(d_model, eps=norm_eps)
         self.attn = MultiHeadAttention(d_model, n_heads, dropout)
         if cross:
-            self.norm_cross = nn.LayerNorm(d_model)
+            self.norm_cross = nn.LayerNorm(d_model, eps=norm_eps)
             self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout)
-        self.norm2 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model, eps=norm_eps)
         self.ffn = FeedForward(d_model, d_ff, dropout)
+
+    def _in(self, norm: nn.Module, x: Tensor) -> Tensor:
+        return x if self.post else norm(x)
+
+    def _add(self, norm: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        return norm(x + y) if self.post else x + y
 
     def forward(
         self,
@@ -187,25 +218,38 @@ class Block(nn.Module):
         cache: tuple[LayerCache, LayerCache] | None = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, list[Tensor]]:
-        a, w = self.attn(self.norm1(x), mask=mask, causal=causal, cache=cache and cache[0], need_weights=need_weights)
-        x = x + a
+        h = self._in(self.norm1, x)
+        a, w = self.attn(h, mask=mask, causal=causal, cache=cache and cache[0], need_weights=need_weights)
+        x = self._add(self.norm1, x, a)
         weights = [w] if need_weights else []
         if hasattr(self, "cross_attn"):
-            a, w = self.cross_attn(
-                self.norm_cross(x), memory, memory_mask, cache=cache and cache[1], need_weights=need_weights
-            )
-            x = x + a
+            h = self._in(self.norm_cross, x)
+            a, w = self.cross_attn(h, memory, memory_mask, cache=cache and cache[1], need_weights=need_weights)
+            x = self._add(self.norm_cross, x, a)
             weights += [w] if need_weights else []
-        return x + self.ffn(self.norm2(x)), weights
+        return self._add(self.norm2, x, self.ffn(self._in(self.norm2, x))), weights
 
 
 class Stack(nn.Module):
-    """L blocks then a final LayerNorm (pre-norm stacks need it): the encoder (causal False) or the decoder."""
+    """L blocks then a final LayerNorm (pre-norm stacks need it; post-norm blocks end in one): the encoder
+    (causal False) or the decoder."""
 
-    def __init__(self, n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout: float, cross: bool = False):
+    def __init__(
+        self,
+        n_layers: int,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float,
+        cross: bool = False,
+        norm: str = "pre",
+        norm_eps: float = 1e-5,
+    ):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff, dropout, cross) for _ in range(n_layers))
-        self.norm = nn.LayerNorm(d_model)
+        self.blocks = nn.ModuleList(
+            Block(d_model, n_heads, d_ff, dropout, cross, norm, norm_eps) for _ in range(n_layers)
+        )
+        self.norm = nn.LayerNorm(d_model, eps=norm_eps) if norm == "pre" else nn.Identity()
 
     def forward(
         self,
@@ -318,7 +362,11 @@ class DecoderLM(nn.Module):
 
 class EncoderModel(nn.Module):
     """BERT-like encoder: `head` "mlm" gives per-token vocabulary logits (B, T, V), "cls" class scores (B, K)
-    from the [CLS] position (the first token). Padding (pad_id) is masked out of attention."""
+    from the [CLS] position (the first token), or with `pool="mean"` from the mean of the real tokens (how
+    sentence-transformers pool). Padding (pad_id) is masked out of attention.
+
+    `norm="post"`, `embed_norm=True`, `norm_eps=1e-12` make it BERT's exact architecture, so BERT weights load
+    (components/pretrained_text.py); the default is the pre-norm encoder."""
 
     def __init__(
         self,
@@ -334,13 +382,20 @@ class EncoderModel(nn.Module):
         dropout: float = 0.1,
         positional: str = "learned",
         tie_weights: bool = True,
+        norm: str = "pre",
+        embed_norm: bool = False,
+        norm_eps: float = 1e-5,
+        pool: str = "cls",
     ) -> None:
         super().__init__()
-        self.pad_id, self.head_kind = pad_id, head
+        if pool not in ("cls", "mean"):
+            raise ValueError(f"pool must be 'cls' or 'mean', not {pool!r}")
+        self.pad_id, self.head_kind, self.pool, self.frozen = pad_id, head, pool, False
+        embed_eps = norm_eps if embed_norm else None
         self.backbone = nn.ModuleDict(
             {
-                "embed": Embeddings(vocab_size, d_model, max_len, positional, dropout),
-                "encoder": Stack(n_layers, d_model, n_heads, d_ff or 4 * d_model, dropout),
+                "embed": Embeddings(vocab_size, d_model, max_len, positional, dropout, embed_eps),
+                "encoder": Stack(n_layers, d_model, n_heads, d_ff or 4 * d_model, dropout, False, norm, norm_eps),
             }
         )
         if head == "mlm":
@@ -358,13 +413,30 @@ class EncoderModel(nn.Module):
 
     def forward(self, ids: Tensor) -> Tensor:  # (B, T) -> (B, T, V) for mlm, (B, K) for cls
         h, _ = self.encode(ids)
-        return self.head(h) if self.head_kind == "mlm" else self.head(h[:, 0])
+        if self.head_kind == "mlm":
+            return self.head(h)
+        return self.head(h[:, 0] if self.pool == "cls" else self._mean(h, ids))
+
+    def _mean(self, h: Tensor, ids: Tensor) -> Tensor:  # (B, T, C) -> (B, C): the mean over real (non-pad) tokens
+        real = (ids != self.pad_id).unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+        return (h * real).sum(1) / real.sum(1).clamp(min=1.0)
 
     def sentence_vectors(self, ids: Tensor) -> Tensor:
         """(B, T) -> (B, 2, C): the [CLS] state and the mean over real (non-pad) tokens, per text."""
         h, _ = self.encode(ids)
-        real = (ids != self.pad_id).unsqueeze(-1).to(h.dtype)  # (B, T, 1)
-        return torch.stack([h[:, 0], (h * real).sum(1) / real.sum(1).clamp(min=1.0)], dim=1)
+        return torch.stack([h[:, 0], self._mean(h, ids)], dim=1)
+
+    def freeze_backbone(self) -> None:
+        """`transfer: feature_extractor`: only the head trains; the backbone also stops its dropout."""
+        self.frozen = True
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
+
+    def train(self, mode: bool = True) -> EncoderModel:
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
 
     def attention(self, ids: Tensor) -> list[Tensor]:
         return self.encode(ids, need_weights=True)[1]

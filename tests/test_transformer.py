@@ -231,7 +231,7 @@ def encoder_study_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ingest_text(corpus, "corpus", root / "data/raw")
     ingest("vader_movie", root / "data/raw")
     mlm = root / "artifacts/encoder_mlm"
-    lm = LMConfig(block_size=32, vocab_size=600, val_windows=32)
+    lm = LMConfig(block_size=32, vocab_size=600, val_windows=32, mask_copies=2)
     prepare(root / "data/raw", mlm / "data", PrepareConfig(dataset="corpus", objective="masked_lm", lm=lm), "mlm")
     model = {"name": "transformer", "arch": "encoder", "head": "mlm", "d_model": 32, "n_layers": 2, "n_heads": 2}
     quick = {"epochs": 2, "steps_per_epoch": 8, "batch_size": 16, "gradients": {"track": False}}
@@ -239,6 +239,19 @@ def encoder_study_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = EncoderStudyConfig(pretrained=str(mlm), train_limit=400, train=quick)
     encoder_study(root / "data/raw", root / "artifacts/encoder", root / "metrics/encoder_finetune.json", cfg)
     return root
+
+
+def test_mlm_training_windows_are_masked_once_per_copy(encoder_study_root: Path) -> None:
+    from components.objectives import IGNORE
+    from components.prepare import load_split
+
+    x, y = load_split(encoder_study_root / "artifacts/encoder_mlm/data", "train")
+    x, y = np.asarray(x), np.asarray(y)
+    original = np.where(y != IGNORE, y, x)  # the uncorrupted window: targets where picked, inputs elsewhere
+    first, second = np.split(original, 2)
+    assert len(first) > 100 and (first == second).all()  # the same windows twice ...
+    picked = y != IGNORE
+    assert (np.split(picked, 2)[0] != np.split(picked, 2)[1]).mean() > 0.1  # ... with different masks
 
 
 def test_encoder_study_compares_exports_and_serves(encoder_study_root: Path, tmp_path: Path) -> None:

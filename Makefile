@@ -61,6 +61,10 @@ bench: setup  ## benchmarks: ratios measured side by side in one run
 	$(BIN)/python bench/sequence.py
 	$(BIN)/python bench/kfp_parity.py
 	$(BIN)/python bench/transformer.py
+	$(BIN)/python bench/serving_load.py
+	$(BIN)/python bench/serving_load.py --soak
+	$(BIN)/python bench/fuzz.py
+	$(BIN)/python bench/gateway.py
 
 clean:  ## remove generated outputs (keeps .venv, data/ and the DVC remote)
 	rm -rf artifacts metrics plots mlflow.db mlruns optuna.db local_outputs pipelines/compiled bench/results

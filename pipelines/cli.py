@@ -18,7 +18,7 @@ from components.config import STAGE_MODELS, ConfigError, apply_overrides, load_p
 from components.errors import DlpipeError
 from components.layout import Layout
 from pipelines.kfp_cli import pipeline_app
-from serving.cli import serve
+from serving.cli import serve_app
 
 app = typer.Typer(
     help="dlpipe: classic deep-learning architectures from raw data to an HTTP endpoint.\n\n"
@@ -31,7 +31,7 @@ data_app = typer.Typer(
     help="Raw data: versioned with DVC (data.dvc), built from offline sources.", no_args_is_help=True
 )
 app.add_typer(data_app, name="data")
-app.command()(serve)
+app.add_typer(serve_app, name="serve")
 app.add_typer(pipeline_app, name="pipeline")
 experiment_app = typer.Typer(help="Experiments that reproduce a lesson of the course.", no_args_is_help=True)
 app.add_typer(experiment_app, name="experiment")

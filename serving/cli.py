@@ -1,4 +1,5 @@
-"""`dlpipe serve`: exec `bentoml serve` on the service for a task, with the model source in the env.
+"""`dlpipe serve`: exec `bentoml serve` on the service for a task (or the gateway for `--task all`), with the
+model source in the env; `dlpipe serve build`: a Bento of one task that carries its model.
 
 Imports stay light (no bentoml, no mlflow) so the rest of the CLI starts fast.
 """
@@ -13,41 +14,55 @@ from typing import Annotated
 import typer
 
 from components import tracking
+from serving.families import FAMILIES, GATEWAY, SERVICES, family_of
 
 ROOT = Path(__file__).resolve().parents[1]
-# Task family (the part of the task name before "_") -> BentoML service import path.
-IMAGE = "serving.image:Image"
-SERVICES = {
-    "tabular": "serving.tabular:Tabular",
-    "digits": IMAGE,
-    "mnist": IMAGE,
-    "fashion": IMAGE,
-    "forecast": "serving.forecast:Forecaster",  # POST /forecast
-    "sentiment": "serving.text:TextClassifier",  # POST /classify
-    "decoder": "serving.decoder:Decoder",  # POST /generate, /generate_stream, /attention
-    "encoder": "serving.encoder:Encoder",  # POST /classify, /embed, /attention
-}
+BENTOFILE = Path(__file__).parent / "bentofile.yaml"
+
+serve_app = typer.Typer(help="Serve models over HTTP (BentoML + ONNX Runtime); `build` packs a Bento.")
+
+TaskOption = Annotated[str, typer.Option(help="Task to serve, e.g. tabular, tabular_wine; `all`: the gateway.")]
+ModelDir = Annotated[
+    str | None,
+    typer.Option(help="Serve a local export (artifacts/<task>; with --task all, an artifacts folder) instead."),
+]
+ModelUri = Annotated[str | None, typer.Option(help="Registry URI; default models:/<task>@champion.")]
 
 
+def _service(task: str) -> str:
+    if task == "all":
+        return GATEWAY
+    family = family_of(task)
+    if family is None:
+        known = ", ".join(FAMILIES)
+        message = f"no service for task {task!r}; tasks (and their _variants): {known}"
+        raise typer.BadParameter(message, param_hint="--task")
+    return SERVICES[family]
+
+
+@serve_app.callback(invoke_without_command=True)
 def serve(
-    task: Annotated[str, typer.Option(help="Task to serve, e.g. tabular, tabular_wine.")] = "tabular",
+    ctx: typer.Context = None,  # type: ignore[assignment]  # None when called as a function
+    task: TaskOption = "tabular",
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
-    model_dir: Annotated[
-        str | None, typer.Option(help="Serve a local export (artifacts/<task>) instead of the registry.")
-    ] = None,
-    model_uri: Annotated[str | None, typer.Option(help="Registry URI; default models:/<task>@champion.")] = None,
+    model_dir: ModelDir = None,
+    model_uri: ModelUri = None,
 ) -> None:
     """Serve a task's model over HTTP (POST /predict or the family's endpoints; GET /info; Swagger UI at /).
 
-    Replaces this process with `bentoml serve`. Paths are made absolute and DLPIPE_HOME is fixed first,
-    because BentoML changes into its working directory (the repo root) before importing the service.
+    `--task all` serves every task with a champion or an export from one process ($DLPIPE_TASKS narrows
+    it), each under /<task>/. Replaces this process with `bentoml serve`. Paths are made absolute and
+    DLPIPE_HOME is fixed first, because BentoML changes into its working directory (the repo root) before
+    importing the service.
     """
-    service = SERVICES.get(task.split("_")[0])
-    if service is None:
-        raise typer.BadParameter(f"no service for task {task!r}; families: {', '.join(SERVICES)}", param_hint="--task")
+    if ctx is not None and ctx.invoked_subcommand is not None:
+        return
+    service = _service(task)
     if model_dir and model_uri:
         raise typer.BadParameter("give --model-dir or --model-uri, not both")
+    if task == "all" and model_uri:
+        raise typer.BadParameter("--model-uri names one model; the gateway serves each task's champion")
     env = {k: v for k, v in os.environ.items() if k not in ("DLPIPE_MODEL_DIR", "DLPIPE_MODEL_URI")}
     env |= {"DLPIPE_TASK": task, "DLPIPE_HOME": str(tracking.home())}
     if model_dir:
@@ -56,3 +71,20 @@ def serve(
         env["DLPIPE_MODEL_URI"] = model_uri
     argv = ["-m", "bentoml", "serve", service, "--host", host, "--port", str(port), "--working-dir", str(ROOT)]
     os.execve(sys.executable, [sys.executable, *argv], env)
+
+
+@serve_app.command("build")
+def build(task: TaskOption = "tabular", model_dir: ModelDir = None, model_uri: ModelUri = None) -> None:
+    """Build a Bento of one task that carries its model (offline: requirements pinned, not locked).
+
+    The model (registry champion, --model-uri, or --model-dir) is copied into the BentoML model store and
+    packed into the Bento, which then needs no registry. Prints the Bento's tag; `bentoml containerize TAG`
+    makes an image where docker is available (serving/README.md).
+    """
+    from serving import package
+
+    if task == "all":
+        raise typer.BadParameter("a Bento serves one task; build one per task", param_hint="--task")
+    service = _service(task)
+    path = Path(model_dir).resolve() if model_dir else None
+    typer.echo(package.build_bento(task, service, BENTOFILE, ROOT, model_uri=model_uri, model_dir=path))

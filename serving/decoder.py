@@ -1,4 +1,4 @@
-"""BentoML service for the causal language model (task `decoder`): text generation and attention maps.
+"""The causal language model (task `decoder`): `POST /generate`, `/generate_stream`, `/attention`.
 
 ONNX Runtime only: model.onnx maps ids (1, T) to logits (1, T, V) for any T up to the context length; each new
 token reruns the window (the graph has no KV cache; the PyTorch model's cache gives the same tokens, see
@@ -8,49 +8,19 @@ meta.json's vocabulary: a prompt with others is refused (400) naming them.
 Run: `bentoml serve serving.decoder:Decoder` (or `dlpipe serve --task decoder`).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: BentoML reads the endpoint's annotations, built here at run time.
+from collections.abc import AsyncGenerator, Iterator
+from typing import Annotated, Any
 
-from collections.abc import AsyncGenerator
-from typing import Annotated
-
-import bentoml
 import numpy as np
 from bentoml.exceptions import InvalidArgument
 from pydantic import BaseModel, Field
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from components.generation import Sampling, generate_onnx
-from serving import runtime
+from serving import runtime, service
 
 MAX_PROMPT_CHARS = 2000
 MAX_NEW_TOKENS = 1000
-
-BUNDLE = runtime.bundle_from_env(default_task="decoder")
-META = BUNDLE.meta
-VOCAB: list[str] = META["vocab"]
-INDEX = {c: i for i, c in enumerate(VOCAB)}
-WINDOW = META["model_inputs"]["max_len"]
-MAX_ATTENTION_CHARS = WINDOW  # one window: the weights of a longer text would be of several forward passes
-INFO = {
-    "task": META["task"],
-    "source": BUNDLE.source,
-    "vocabulary": "".join(VOCAB),
-    "context_length": WINDOW,
-    "limits": {
-        "prompt_chars": MAX_PROMPT_CHARS,
-        "max_new_tokens": MAX_NEW_TOKENS,
-        "attention_chars": MAX_ATTENTION_CHARS,
-    },
-}
-
-Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="text to continue")]
-NewTokens = Annotated[int, Field(ge=1, le=MAX_NEW_TOKENS, description="characters to generate")]
-Temperature = Annotated[float, Field(ge=0, le=5, description="0 = greedy")]
-TopK = Annotated[int | None, Field(ge=1, le=len(VOCAB), description="keep the k likeliest tokens")]
-TopP = Annotated[float | None, Field(gt=0, le=1, description="keep the smallest set reaching this probability")]
 
 
 class Generated(BaseModel):
@@ -63,63 +33,90 @@ class Attention(BaseModel):
     weights: list[list[list[list[float]]]] = Field(description="[layer][head][query][key], each row sums to 1")
 
 
-def encode(text: str) -> list[int]:
-    unknown = sorted({c for c in text if c not in INDEX})
-    if unknown:
-        raise InvalidArgument(f"characters outside the model's vocabulary: {''.join(unknown)!r}")
-    return [INDEX[c] for c in text]
+class DecoderTask(service.Task):
+    family = "decoder"
 
+    def __init__(self, bundle: runtime.Bundle) -> None:
+        super().__init__(bundle)
+        self.vocab: list[str] = self.meta["vocab"]
+        self.index = {c: i for i, c in enumerate(self.vocab)}
+        self.window = self.meta["model_inputs"]["max_len"]  # also the attention limit: one forward pass
 
-async def info(_: Request) -> JSONResponse:
-    return JSONResponse(INFO)
+    def details(self) -> dict[str, Any]:
+        limits = {"prompt_chars": MAX_PROMPT_CHARS, "max_new_tokens": MAX_NEW_TOKENS, "attention_chars": self.window}
+        return {"vocabulary": "".join(self.vocab), "context_length": self.window, "limits": limits}
 
+    def load(self) -> None:
+        self.session = runtime.make_session(self.bundle)
+        self.attention_session = runtime.make_session(self.bundle, output="attention")
 
-@bentoml.asgi_app(Starlette(routes=[Route("/info", info, methods=["GET"])]), path="/")
-@bentoml.service(name=f"dlpipe_{META['task']}", workers=1, traffic={"timeout": 120})
-class Decoder:
-    def __init__(self) -> None:
-        self.session = runtime.make_session(BUNDLE)
-        self.attention_session = runtime.make_session(BUNDLE, output="attention")
+    def warm_up(self) -> None:
+        list(self.tokens(self.vocab[0], 1, 0.0, None, None, 0))
+        self.attention(self.vocab[0])
 
-    def _tokens(self, prompt: str, max_new_tokens: int, temperature: float, top_k, top_p, seed: int):
+    def encode(self, text: str) -> list[int]:
+        unknown = sorted({c for c in text if c not in self.index})
+        if unknown:
+            raise InvalidArgument(f"characters outside the model's vocabulary: {''.join(unknown)!r}")
+        return [self.index[c] for c in text]
+
+    def tokens(self, prompt: str, max_new_tokens: int, temperature: float, top_k, top_p, seed: int) -> Iterator[int]:
         how = Sampling(temperature=temperature, top_k=top_k, top_p=top_p)
         step = lambda ids: self.session.run(None, {"ids": ids})[0]  # noqa: E731
-        return generate_onnx(step, encode(prompt), max_new_tokens, how, seed, WINDOW)
+        return generate_onnx(step, self.encode(prompt), max_new_tokens, how, seed, self.window)
 
-    @bentoml.api
-    def generate(
-        self,
-        prompt: Prompt,
-        max_new_tokens: NewTokens = 200,
-        temperature: Temperature = 0.8,
-        top_k: TopK = None,
-        top_p: TopP = None,
-        seed: int = 0,
-    ) -> Generated:
-        """Continue `prompt`; the same seed and settings always give the same text."""
-        ids = list(self._tokens(prompt, max_new_tokens, temperature, top_k, top_p, seed))
-        return Generated(text="".join(VOCAB[i] for i in ids), tokens=len(ids))
-
-    @bentoml.api
-    async def generate_stream(
-        self,
-        prompt: Prompt,
-        max_new_tokens: NewTokens = 200,
-        temperature: Temperature = 0.8,
-        top_k: TopK = None,
-        top_p: TopP = None,
-        seed: int = 0,
-    ) -> AsyncGenerator[str, None]:
-        """The same as /generate, streamed: each character is sent as soon as it is drawn."""
-        for i in self._tokens(prompt, max_new_tokens, temperature, top_k, top_p, seed):
-            yield VOCAB[i]
-
-    @bentoml.api
-    def attention(self, text: Annotated[str, Field(min_length=1, max_length=MAX_ATTENTION_CHARS)]) -> Attention:
-        """Causal self-attention weights of every layer and head for `text` (at most one context window)."""
-        ids = np.asarray([encode(text)], dtype=np.int64)
+    def attention(self, text: str) -> Attention:
+        ids = np.asarray([self.encode(text)], dtype=np.int64)
         weights = self.attention_session.run(None, {"ids": ids})[0][0]  # (L, H, T, T)
         return Attention(tokens=list(text), weights=np.round(weights, 5).tolist())
 
+    def apis(self) -> dict[str, service.Api]:
+        Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="text to continue")]
+        NewTokens = Annotated[int, Field(ge=1, le=MAX_NEW_TOKENS, description="characters to generate")]
+        Temperature = Annotated[float, Field(ge=0, le=5, description="0 = greedy")]
+        TopK = Annotated[int | None, Field(ge=1, le=len(self.vocab), description="keep the k likeliest tokens")]
+        TopP = Annotated[float | None, Field(gt=0, le=1, description="keep the smallest set reaching this probability")]
+        Window = Annotated[str, Field(min_length=1, max_length=self.window)]
 
-Decoder.add_asgi_middleware(runtime.JSONOnly)
+        def generate(
+            _: Any,
+            prompt: Prompt,
+            max_new_tokens: NewTokens = 200,
+            temperature: Temperature = 0.8,
+            top_k: TopK = None,
+            top_p: TopP = None,
+            seed: int = 0,
+        ) -> Generated:
+            """Continue `prompt`; the same seed and settings always give the same text."""
+            ids = list(self.tokens(prompt, max_new_tokens, temperature, top_k, top_p, seed))
+            return Generated(text="".join(self.vocab[i] for i in ids), tokens=len(ids))
+
+        async def generate_stream(
+            _: Any,
+            prompt: Prompt,
+            max_new_tokens: NewTokens = 200,
+            temperature: Temperature = 0.8,
+            top_k: TopK = None,
+            top_p: TopP = None,
+            seed: int = 0,
+        ) -> AsyncGenerator[str, None]:
+            """The same as /generate, streamed: each character is sent as soon as it is drawn."""
+            for i in self.tokens(prompt, max_new_tokens, temperature, top_k, top_p, seed):
+                yield self.vocab[i]
+
+        def attention(_: Any, text: Window) -> Attention:
+            """Causal self-attention weights of every layer and head for `text` (at most one context window)."""
+            return self.attention(text)
+
+        return {
+            "generate": service.Api(generate),
+            "generate_stream": service.Api(generate_stream),
+            "attention": service.Api(attention),
+        }
+
+
+def __getattr__(name: str) -> Any:
+    """`Decoder`, built on first access from the environment's task (so the gateway can import this module)."""
+    if name == "Decoder":
+        return service.single(DecoderTask, "decoder")
+    raise AttributeError(name)

@@ -1,24 +1,24 @@
-"""What every served task shares: load a model bundle (registry or local export), open an ONNX Runtime
-session on explicitly chosen providers, and turn meta.json into request validation and response shaping.
+"""What every served task shares: load a model bundle (registry alias or version, a local export, or the
+BentoML model store inside a Bento), open an ONNX Runtime session on explicitly chosen providers with threads
+that fit the machine, the per-task serving settings, and turn meta.json into request validation and response
+shaping.
 
-Nothing here imports BentoML, so the helpers are testable without a server.
+Nothing here imports BentoML at module level, so the helpers are testable without a server.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
-from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, create_model, model_validator
 
 from components import images
 from components.io import read_json
@@ -28,16 +28,22 @@ log = logging.getLogger(__name__)
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_IMAGES = 256  # per JSON request
+BUNDLE_FILE = "bundle.json"  # source, version and metrics of a bundle saved to the BentoML model store
+PACKED = Path(__file__).with_name("packed.json")  # in a Bento's code only: its task and model store tag
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2 CPU quota: "<quota> <period>" or "max <period>"
 
 
 @dataclass(frozen=True)
 class Bundle:
-    """A servable model: the ONNX bytes (no temp files left behind), its meta.json, and where it came from."""
+    """A servable model: the ONNX bytes (no temp files left behind), its meta.json, where it came from, the
+    registry version and the metrics it was registered with (empty when unknown)."""
 
     onnx: bytes
     meta: dict[str, Any]
     source: str
     files: dict[str, bytes] | None = None  # token models' attention/embeddings.onnx; text tasks' tokenizer.json
+    version: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def _extra_files(folder: Path) -> dict[str, bytes]:
@@ -47,24 +53,92 @@ def _extra_files(folder: Path) -> dict[str, bytes]:
     return {name: paths[0].read_bytes() for name, paths in found.items() if paths}
 
 
-def load_bundle(task: str, model_uri: str | None = None, model_dir: str | Path | None = None) -> Bundle:
-    """Load `model_dir` (an artifacts/<task> folder) or `model_uri` (default `models:/<task>@champion`)."""
-    if model_uri and model_dir:
-        raise ValueError("give a model URI or a model folder, not both")
+def load_bundle(
+    task: str, model_uri: str | None = None, model_dir: str | Path | None = None, bento_model: str | None = None
+) -> Bundle:
+    """Load `model_dir` (an artifacts/<task> folder), `bento_model` (a BentoML model store tag, what a built
+    Bento carries) or `model_uri` (`models:/<task>@<alias>` or `models:/<task>/<version>`; default
+    `models:/<task>@champion`)."""
+    if sum(x is not None for x in (model_uri, model_dir, bento_model)) > 1:
+        raise ValueError("give one of a model URI, a model folder or a BentoML model tag")
     if model_dir:
-        folder = Path(model_dir)
-        meta = read_json(folder / "data" / "meta.json")
-        bundle = Bundle((folder / "model.onnx").read_bytes(), meta, str(folder), _extra_files(folder))
+        bundle = _local_bundle(Path(model_dir), task)
+    elif bento_model:
+        bundle = _store_bundle(bento_model)
     else:
-        from components.register import fetch_model
-
-        uri = model_uri or f"models:/{task}@champion"
-        with tempfile.TemporaryDirectory(prefix="dlpipe-serve-") as tmp:
-            path, meta = fetch_model(uri, Path(tmp))
-            bundle = Bundle(path.read_bytes(), meta, uri, _extra_files(Path(tmp)))
+        bundle = _registry_bundle(model_uri or f"models:/{task}@champion")
     if bundle.meta.get("task") != task:
         raise ValueError(f"{bundle.source} holds task {bundle.meta.get('task')!r}, not {task!r}")
     return bundle
+
+
+def _local_bundle(folder: Path, task: str) -> Bundle:
+    """An export folder; its metrics are evaluate's `metrics/<task>.json` two levels up (the repo layout), its
+    version the one register wrote to registration.json, when those exist."""
+    meta = read_json(folder / "data" / "meta.json")
+    metrics_file = folder.parent.parent / "metrics" / f"{task}.json"
+    registration = folder / "registration.json"
+    version = read_json(registration).get("version") if registration.is_file() else None
+    metrics = read_json(metrics_file) if metrics_file.is_file() else {}
+    return Bundle((folder / "model.onnx").read_bytes(), meta, str(folder), _extra_files(folder), version, metrics)
+
+
+def _registry_bundle(uri: str) -> Bundle:
+    from components.register import fetch_model
+
+    name, version, metrics = registered_version(uri)
+    with tempfile.TemporaryDirectory(prefix="dlpipe-serve-") as tmp:  # that version, even if the alias moves now
+        path, meta = fetch_model(f"models:/{name}/{version}", Path(tmp))
+        onnx, files = path.read_bytes(), _extra_files(Path(tmp))
+    return Bundle(onnx, meta, uri, files, version, metrics)
+
+
+def registered_version(uri: str) -> tuple[str, str, dict[str, float]]:
+    """The model name and version a `models:/name@alias` or `models:/name/N` URI points at now, and the test
+    metrics its run logged at evaluation (evaluate logs them as `test_<metric>`)."""
+    from components import tracking
+
+    client = tracking.configure().MlflowClient()
+    name, _, rest = uri.removeprefix("models:/").partition("/")
+    if "@" in name:
+        name, alias = name.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    else:
+        mv = client.get_model_version(name, rest)
+    run_metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+    return name, str(mv.version), {k.removeprefix("test_"): v for k, v in run_metrics.items() if k.startswith("test_")}
+
+
+def _store_bundle(tag: str) -> Bundle:
+    import bentoml
+
+    folder = Path(bentoml.models.get(tag).path)
+    saved = read_json(folder / BUNDLE_FILE)
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.name in saved["files"]}
+    return Bundle(
+        (folder / "model.onnx").read_bytes(),
+        read_json(folder / "meta.json"),
+        saved["source"],
+        files,
+        saved["version"],
+        saved["metrics"],
+    )
+
+
+def save_to_store(bundle: Bundle, name: str) -> str:
+    """Copy a bundle into the BentoML model store (what `bentoml build` packs into a Bento); return its tag."""
+    import bentoml
+
+    labels = {"task": bundle.meta["task"], "version": bundle.version or "local"}
+    with bentoml.models.create(name, labels=labels, metadata={"source": bundle.source}) as model:
+        folder = Path(model.path)
+        (folder / "model.onnx").write_bytes(bundle.onnx)
+        (folder / "meta.json").write_text(json.dumps(bundle.meta))
+        for file_name, data in (bundle.files or {}).items():
+            (folder / file_name).write_bytes(data)
+        saved = {"source": bundle.source, "version": bundle.version, "metrics": bundle.metrics}
+        (folder / BUNDLE_FILE).write_text(json.dumps(saved | {"files": sorted(bundle.files or {})}))
+    return str(model.tag)
 
 
 def bundle_tokenizer(bundle: Bundle) -> Any:
@@ -81,9 +155,61 @@ def bundle_tokenizer(bundle: Bundle) -> Any:
 
 
 def bundle_from_env(default_task: str = "tabular") -> Bundle:
-    """The bundle picked by DLPIPE_TASK and DLPIPE_MODEL_URI / DLPIPE_MODEL_DIR (what `dlpipe serve` sets)."""
-    task = os.environ.get("DLPIPE_TASK") or default_task
-    return load_bundle(task, os.environ.get("DLPIPE_MODEL_URI"), os.environ.get("DLPIPE_MODEL_DIR"))
+    """The bundle picked by DLPIPE_TASK and DLPIPE_MODEL_URI / DLPIPE_MODEL_DIR (what `dlpipe serve` sets),
+    else the model a Bento was built with (serving/packed.json, written by `dlpipe serve build`)."""
+    env = os.environ.get
+    packed = read_json(PACKED) if PACKED.is_file() else {}
+    task = env("DLPIPE_TASK") or packed.get("task") or default_task
+    if env("DLPIPE_MODEL_URI") or env("DLPIPE_MODEL_DIR") or not packed:
+        return load_bundle(task, env("DLPIPE_MODEL_URI"), env("DLPIPE_MODEL_DIR"))
+    return load_bundle(task, bento_model=packed["model"])
+
+
+def available_cores() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a container's `--cpus`)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = CPU_MAX.read_text().split()
+    except (OSError, ValueError):
+        return cores
+    return cores if quota == "max" else max(1, min(cores, int(quota) // int(period)))
+
+
+def ort_threads() -> int:
+    """ONNX Runtime intra-op threads: $DLPIPE_ORT_THREADS, else half the usable cores (at most 4). The other
+    half serves HTTP and JSON, which costs more than these small models; more threads than that only add
+    synchronisation to batches this size."""
+    return int(os.environ.get("DLPIPE_ORT_THREADS") or min(4, max(1, available_cores() // 2)))
+
+
+class Settings(BaseModel):
+    """How one task is served: its adaptive batching window and its per-request timeout."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    max_batch_size: PositiveInt = 256
+    max_latency_ms: PositiveInt = 1000
+    timeout_s: float = Field(30.0, gt=0)
+
+
+# Per family; $DLPIPE_SERVING (JSON, keyed by family or task, e.g. '{"fashion": {"max_latency_ms": 50}}') overrides.
+SETTINGS: dict[str, Settings] = {
+    "tabular": Settings(max_batch_size=1000, max_latency_ms=1000),
+    "image": Settings(max_batch_size=MAX_IMAGES, max_latency_ms=1000),
+    "forecast": Settings(max_batch_size=256, max_latency_ms=1000),
+    "text": Settings(max_batch_size=256, max_latency_ms=1000),
+    "decoder": Settings(timeout_s=120.0),  # 1000 generated tokens rerun the window 1000 times
+    "encoder": Settings(),
+}
+
+
+def settings(task: str, family: str) -> Settings:
+    """The family's settings with $DLPIPE_SERVING's family entry, then its task entry, applied on top
+    (and $DLPIPE_TIMEOUT_S, one timeout for every task, last)."""
+    overrides = TypeAdapter(dict[str, dict[str, Any]]).validate_json(os.environ.get("DLPIPE_SERVING") or "{}")
+    merged = SETTINGS[family].model_dump() | overrides.get(family, {}) | overrides.get(task, {})
+    if os.environ.get("DLPIPE_TIMEOUT_S"):
+        merged["timeout_s"] = float(os.environ["DLPIPE_TIMEOUT_S"])
+    return Settings.model_validate(merged)
 
 
 def choose_providers() -> list[str]:
@@ -102,14 +228,13 @@ def choose_providers() -> list[str]:
 def make_session(bundle: Bundle, threads: int | None = None, output: str | None = None) -> Any:
     """An InferenceSession whose input/output names are checked against meta.json at start-up.
 
-    `threads` defaults to $DLPIPE_ORT_THREADS or 1: small models gain nothing from more, and the HTTP
-    server needs the remaining cores. `output` opens the bundle's graph of that name instead of model.onnx
+    `threads` defaults to `ort_threads()`. `output` opens the bundle's graph of that name instead of model.onnx
     (attention, embeddings).
     """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or int(os.environ.get("DLPIPE_ORT_THREADS", "1"))
+    opts.intra_op_num_threads = threads or ort_threads()
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     providers = choose_providers()
@@ -269,19 +394,3 @@ def top_k(output: np.ndarray, meta: dict[str, Any], k: int) -> list[list[TopClas
         [TopClass(label=classes[j], index=int(j), probability=float(row[j])) for j in best]
         for row, best in zip(output, order, strict=True)
     ]
-
-
-class JSONOnly:
-    """BentoML parses a body of any unknown Content-Type as JSON; answer 415 instead of guessing."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            ctype = Headers(scope=scope).get("content-type", "").split(";")[0].strip().lower()
-            if ctype != "application/json":
-                body = {"error": f"Content-Type must be application/json, not {ctype or 'missing'!r}"}
-                await JSONResponse(body, status_code=415)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

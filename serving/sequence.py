@@ -1,5 +1,5 @@
 """What the sequence services share, without BentoML: request models built from meta.json, the model input
-built from valid requests, and an ASGI guard that answers 415 / 400 for non-JSON or non-UTF-8 bodies.
+built from valid requests (serving/guard.py answers 415 / 400 for non-JSON or non-UTF-8 bodies).
 
 Forecast (`POST /forecast`): each item is `{"history": [v1, ..., vn]}`, raw values oldest first. The model
 reads the last `window` values (meta.json `series.window`, its minimum history); a longer history is
@@ -19,9 +19,6 @@ from typing import Annotated, Any
 
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_HISTORY = 10_000  # values per series
@@ -85,7 +82,7 @@ def text_type(meta: dict[str, Any]) -> Any:
             raise ValueError(f"text of {len(text)} characters is over the limit of {max_chars}")
         return text
 
-    return Annotated[str, Field(strict=True), AfterValidator(check)]
+    return Annotated[str, Field(strict=True, examples=["a wonderful, moving film"]), AfterValidator(check)]
 
 
 def classify_output(probabilities: np.ndarray, lengths: np.ndarray, truncated: np.ndarray, meta: dict[str, Any]):
@@ -101,47 +98,3 @@ def classify_output(probabilities: np.ndarray, lengths: np.ndarray, truncated: n
         )
         for row, k, n, cut in zip(probabilities, best, lengths, truncated, strict=True)
     ]
-
-
-class Utf8Json:
-    """POST bodies must be JSON (415 otherwise; BentoML would guess) and valid UTF-8 (400 naming the byte;
-    BentoML would answer with a decoder traceback). The checked body is replayed to the app."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        ctype = Headers(scope=scope).get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            body = {"error": f"Content-Type must be application/json, not {ctype or 'missing'!r}"}
-            await JSONResponse(body, status_code=415)(scope, receive, send)
-            return
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, _replay([message], receive), send)
-                return
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError as err:
-            error = f"request body is not valid UTF-8: byte 0x{body[err.start]:02x} at offset {err.start}"
-            await JSONResponse({"error": error}, status_code=400)(scope, receive, send)
-            return
-        await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
-
-
-def _replay(messages: list[Message], then: Receive) -> Receive:
-    """Hand out the already-read messages, then the real channel's (which tells of a disconnect)."""
-    queue = list(messages)
-
-    async def replayed() -> Message:
-        return queue.pop(0) if queue else await then()
-
-    return replayed

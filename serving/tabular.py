@@ -1,61 +1,58 @@
-"""BentoML service for tabular tasks (named raw features in, class probabilities or a value out).
+"""Tabular tasks: `POST /predict`, named raw features in, class probabilities or a value out.
 
-The bundle is loaded at import because the request schema is built from its meta.json: DLPIPE_TASK
-(default "tabular") and DLPIPE_MODEL_URI (default `models:/<task>@champion`) or DLPIPE_MODEL_DIR (an
-artifacts/<task> folder). Run: `bentoml serve serving.tabular:Tabular` (or `dlpipe serve`).
+The request schema is built from the bundle's meta.json (real feature names, training means as examples);
+each request is validated on its own before BentoML joins it to an adaptive batch, so the model only ever
+sees clean rows. Run: `bentoml serve serving.tabular:Tabular` (DLPIPE_TASK, default "tabular"; or
+`dlpipe serve --task tabular_wine`).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: BentoML reads the endpoint's annotations, built here at run time.
+from typing import Annotated, Any
 
-from typing import Annotated
-
-import bentoml
 from pydantic import Field
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from serving import runtime
-from serving.runtime import JSONOnly
+from serving import guard, runtime, service
 
 MAX_ROWS = 1000  # per request; bigger jobs belong in batch scoring, not in one HTTP body
 
-BUNDLE = runtime.bundle_from_env()
-META = BUNDLE.meta
-Record = runtime.record_model(META)
-Prediction = runtime.prediction_model(META)
-Records = Annotated[list[Record], Field(min_length=1, max_length=MAX_ROWS)]
-INFO = {
-    "task": META["task"],
-    "source": BUNDLE.source,
-    "objective": META["objective"],
-    "classes": META["classes"],
-    "feature_names": META["feature_names"],
-    "max_rows": MAX_ROWS,
-}
+
+class TabularTask(service.Task):
+    family = "tabular"
+
+    def __init__(self, bundle: runtime.Bundle) -> None:
+        super().__init__(bundle)
+        self.record = runtime.record_model(self.meta)
+
+    def details(self) -> dict[str, Any]:
+        keys = ("objective", "classes", "feature_names")
+        return {k: self.meta[k] for k in keys} | {"max_rows": MAX_ROWS}
+
+    def load(self) -> None:
+        self.session = runtime.make_session(self.bundle)
+
+    def warm_up(self) -> None:
+        mean = self.meta["scaler"]["mean"]
+        self.score([self.record.model_validate(dict(zip(self.meta["feature_names"], mean, strict=True)))])
+
+    def score(self, records: list[Any]) -> list[Any]:
+        x = self.record.matrix(records)
+        output = self.session.run([self.meta["output"]["name"]], {self.meta["input"]["name"]: x})[0]
+        return runtime.decode(output, self.meta)
+
+    def apis(self) -> dict[str, service.Api]:
+        Records = Annotated[list[self.record], Field(min_length=1, max_length=MAX_ROWS)]
+        Prediction = runtime.prediction_model(self.meta)
+
+        def predict(_: Any, records: Records) -> list[Prediction]:
+            """Score records of raw feature values (the service applies the saved scaling)."""
+            guard.observe_batch(self.name, "predict", len(records))
+            return self.score(records)
+
+        return {"predict": service.Api(predict, batchable=True)}
 
 
-async def info(_: Request) -> JSONResponse:
-    return JSONResponse(INFO)
-
-
-@bentoml.asgi_app(Starlette(routes=[Route("/info", info, methods=["GET"])]), path="/")
-@bentoml.service(name=f"dlpipe_{META['task']}", workers=1, traffic={"timeout": 30})
-class Tabular:
-    """ONNX Runtime on providers chosen explicitly; the saved scaling applied here, not by clients."""
-
-    def __init__(self) -> None:
-        self.session = runtime.make_session(BUNDLE)
-        self.input_name, self.output_name = META["input"]["name"], META["output"]["name"]
-
-    @bentoml.api(batchable=True, max_batch_size=MAX_ROWS, max_latency_ms=1000)
-    def predict(self, records: Records) -> list[Prediction]:
-        """Score records of raw feature values. Each request is validated on its own before it joins an
-        adaptive batch, so the model only ever sees clean rows."""
-        x = Record.matrix(records)
-        output = self.session.run([self.output_name], {self.input_name: x})[0]
-        return runtime.decode(output, META)
-
-
-Tabular.add_asgi_middleware(JSONOnly)
+def __getattr__(name: str) -> Any:
+    """`Tabular`, built on first access from the environment's task (so the gateway can import this module)."""
+    if name == "Tabular":
+        return service.single(TabularTask, "tabular")
+    raise AttributeError(name)

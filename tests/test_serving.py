@@ -86,7 +86,7 @@ def test_local_bundle_session_and_task_check(tabular_artifacts: Path) -> None:
     assert bundle.source == str(tabular_artifacts) and bundle.meta["task"] == "tabular"
     session = runtime.make_session(bundle)
     assert session.get_providers()[0] == runtime.choose_providers()[0]
-    assert session.get_session_options().intra_op_num_threads == 1
+    assert session.get_session_options().intra_op_num_threads == runtime.ort_threads()
     with pytest.raises(ValueError, match="holds task 'tabular', not 'tabular_wine'"):
         runtime.load_bundle("tabular_wine", model_dir=tabular_artifacts)
 
@@ -103,6 +103,10 @@ def test_cli_execs_bentoml_with_absolute_paths(monkeypatch: pytest.MonkeyPatch) 
     assert Path(env["DLPIPE_MODEL_DIR"]).is_absolute()
     with pytest.raises(cli.typer.BadParameter, match="no service"):
         cli.serve(task="cnn")
+    with pytest.raises(cli.typer.BadParameter, match="no service"):
+        cli.serve(task="encoder_mlm")  # pretraining only; the fine-tuned `encoder` is what is served
+    cli.serve(task="all")
+    assert calls[-1][1][4] == "serving.gateway:Gateway" and calls[-1][2]["DLPIPE_TASK"] == "all"
 
 
 # --- a real server -------------------------------------------------------------------------------------
@@ -115,11 +119,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def bentoml_server(service: str, task: str, tmp: Path, ready_s: float = 90) -> Iterator[str]:
-    """A real `bentoml serve` of `service` on `models:/<task>@champion` on a free loopback port, until exit."""
-    env = {k: v for k, v in os.environ.items() if k != "DLPIPE_MODEL_DIR"}
-    env |= {"DLPIPE_TASK": task, "DLPIPE_MODEL_URI": f"models:/{task}@champion"}
-    env |= {"BENTOML_HOME": str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+def bentoml_process(
+    service: str, tmp: Path, env: dict[str, str], ready_s: float = 90
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A real `bentoml serve` of `service` (a service path or a Bento tag) on a free loopback port, with
+    `env` added to this process's environment; the process and its URL, until exit."""
+    env = {k: v for k, v in os.environ.items() if k != "DLPIPE_MODEL_DIR"} | env
+    env |= {"BENTOML_HOME": env.get("BENTOML_HOME") or str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     port = str(_free_port())
     url = f"http://127.0.0.1:{port}"
     log = (tmp / "server.log").open("w")
@@ -136,15 +142,24 @@ def bentoml_server(service: str, task: str, tmp: Path, ready_s: float = 90) -> I
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        yield url
+        yield proc, url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the group holds bentoml's worker processes too
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # the group holds bentoml's worker processes too
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def bentoml_server(service: str, task: str, tmp: Path, ready_s: float = 90) -> Iterator[str]:
+    """A real `bentoml serve` of `service` on `models:/<task>@champion` on a free loopback port, until exit."""
+    env = {"DLPIPE_TASK": task, "DLPIPE_MODEL_URI": f"models:/{task}@champion"}
+    with bentoml_process(service, tmp, env, ready_s) as (_, url):
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,169 @@
+"""How every dlpipe service is made, for one task or for many: a family module describes one task's endpoints
+as a `Task` (its typed API functions over its model bundle); `build` turns a list of tasks into one BentoML
+service. A task's own service is `build([task])` with its routes at the root (`POST /predict`); the gateway
+is `build(tasks, prefixed=True)`, each task's routes under `/<task>/`, so both serve exactly the same
+request and response schemas, batching settings, timeouts, /info and guard.
+
+Every service gets: adaptive batching from the task's settings (serving/runtime.py `SETTINGS`), a warm-up
+call of each model before the service reports ready, `GET /info` (or `/<task>/info` and `GET /tasks`),
+the playground page at `/playground/`, the guard (serving/guard.py), BentoML's access log replaced by the
+guard's JSON one, and a bind on 127.0.0.1 unless `--host` (or $BENTOML_HOST) says otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import bentoml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from serving import guard, runtime
+
+PLAYGROUND = Path(__file__).parent / "playground"
+
+
+@dataclass
+class Api:
+    """One endpoint of a task: `func(service, **typed request fields) -> typed answer`; `batchable` endpoints
+    take and return lists that BentoML joins across requests; `body` is the Content-Type it takes."""
+
+    func: Callable[..., Any]
+    batchable: bool = False
+    body: str = "application/json"
+
+
+class Task:
+    """One served task: its bundle, settings and endpoints. Subclasses (one per family) open their sessions in
+    `load` (in the serving process, not at import) and make one real call in `warm_up`."""
+
+    family: ClassVar[str]
+
+    def __init__(self, bundle: runtime.Bundle) -> None:
+        self.bundle, self.meta, self.name = bundle, bundle.meta, bundle.meta["task"]
+        self.settings = runtime.settings(self.name, self.family)
+        self.ready = False
+
+    def apis(self) -> dict[str, Api]:
+        raise NotImplementedError
+
+    def details(self) -> dict[str, Any]:
+        """The family's own /info fields (classes, limits, preprocessing)."""
+        return {}
+
+    def load(self) -> None:
+        """Open the ONNX Runtime sessions this process serves from."""
+
+    def warm_up(self) -> None:
+        """One real model call, so the first client does not pay for ONNX Runtime's lazy set-up."""
+
+    def dependencies(self) -> dict[str, Any]:
+        """Services this task's endpoints call (attribute name -> service), e.g. a separately batched model."""
+        return {}
+
+    def start(self) -> None:
+        self.load()
+        self.warm_up()
+        self.ready = True
+
+    def batching(self) -> dict[str, int]:
+        return {"max_batch_size": self.settings.max_batch_size, "max_latency_ms": self.settings.max_latency_ms}
+
+    def info(self, schemas: dict[str, Any]) -> dict[str, Any]:
+        base = {"task": self.name, "family": self.family, "source": self.bundle.source}
+        base |= {"version": self.bundle.version, "metrics": self.bundle.metrics, "input_schema": schemas}
+        return base | self.details()
+
+
+def build(tasks: list[Task], name: str | None = None, prefixed: bool = False) -> Any:
+    """One BentoML service serving `tasks`: routes `/<endpoint>` (one task) or `/<task>/<endpoint>`."""
+    if not tasks or (len(tasks) > 1 and not prefixed):
+        raise ValueError("one task at the root, or any number of tasks under their prefixes")
+    namespace: dict[str, Any] = {}
+    routes: dict[str, guard.Route] = {}
+    endpoints: dict[str, dict[str, str]] = {}  # task -> route -> API attribute
+    for task in tasks:
+        namespace |= {attr: bentoml.depends(on) for attr, on in task.dependencies().items()}
+        base = f"/{task.name}" if prefixed else ""
+        for api_name, api in task.apis().items():
+            attr = f"{task.name}_{api_name}" if prefixed else api_name
+            api.func.__name__ = api.func.__qualname__ = attr  # BentoML names the API after its function
+            batching = {"batchable": True, **task.batching()} if api.batchable else {}
+            namespace[attr] = bentoml.api(route=f"{base}/{api_name}", **batching)(api.func)
+            routes[f"{base}/{api_name}"] = guard.Route(task.name, api.body)
+            endpoints.setdefault(task.name, {})[f"{base}/{api_name}"] = attr
+        routes[f"{base}/info"] = guard.Route(task.name, body=None)
+
+    def __init__(self: Any) -> None:
+        for task in tasks:
+            task.start()
+
+    def __is_ready__(self: Any) -> bool:
+        return all(task.ready for task in tasks)
+
+    namespace |= {"__init__": __init__, "__is_ready__": __is_ready__}
+    cls = type(name or f"dlpipe_{tasks[0].name}", (), namespace)
+    timeouts = {task.name: task.settings.timeout_s for task in tasks}
+    svc = bentoml.service(
+        name=name or f"dlpipe_{tasks[0].name}",
+        workers=1,
+        traffic={"timeout": max(timeouts.values()) + 10},  # a backstop: the guard answers 504 first, per task
+        logging={"access": {"enabled": False}},  # the guard writes the access log, as JSON with the request id
+        http={"host": "127.0.0.1"},
+    )(cls)
+
+    @functools.cache
+    def schemas(task_name: str) -> dict[str, Any]:
+        apis = endpoints[task_name]
+        return {route: svc.apis[attr].input_spec.model_json_schema() for route, attr in apis.items()}
+
+    def info_of(task: Task) -> dict[str, Any]:
+        return task.info(schemas(task.name))
+
+    def info_route(task: Task) -> Route:
+        async def info(_: Request) -> JSONResponse:
+            return JSONResponse(info_of(task))
+
+        return Route(f"/{task.name}/info" if prefixed else "/info", info, methods=["GET"])
+
+    async def listing(_: Request) -> JSONResponse:
+        return JSONResponse([{"task": t.name, "family": t.family, "info": info_of(t)} for t in tasks])
+
+    pages: list[Any] = [info_route(task) for task in tasks]
+    pages += [Route("/tasks", listing, methods=["GET"])] if prefixed else []
+    pages += [Mount("/playground", StaticFiles(directory=PLAYGROUND, html=True))] if PLAYGROUND.is_dir() else []
+    svc.mount_asgi_app(Starlette(routes=pages), path="/")
+    svc.add_asgi_middleware(guard.Guard, routes=routes, timeouts=timeouts)
+    return svc
+
+
+def model_service(task: Task, infer: Callable[..., Any], load: Callable[[], None]) -> Any:
+    """A service of its own for a task's model (BentoML batches calls from other services only at an
+    HTTP boundary): `infer(self, batch)` becomes its batchable `infer` API; `load()` runs at its start."""
+
+    def __init__(self: Any) -> None:
+        load()
+
+    infer.__name__ = infer.__qualname__ = "infer"
+    namespace: dict[str, Any] = {"__init__": __init__}
+    namespace["infer"] = bentoml.api(batchable=True, batch_dim=0, **task.batching())(infer)
+    # BentoML's client of this service replaces its HTTP session every `max_requests` calls by closing the old
+    # one under the calls still in flight on it: 500s ("Cannot write to closing transport") at concurrency 32.
+    # The session is a local socket to one process; it never needs recycling.
+    recycle = {"max_requests": 2**31 - 1, "max_age": 1e9}
+    config = {"name": f"dlpipe_{task.name}_model", "workers": 1, "runner_connection": recycle}
+    return bentoml.service(**config)(type(f"{task.name}_model", (), namespace))
+
+
+@functools.cache
+def single(task_class: type[Task], default_task: str) -> Any:
+    """The service of one task picked by the environment (DLPIPE_TASK, the model source): what
+    `bentoml serve serving.<family>:<Service>` imports."""
+    return build([task_class(runtime.bundle_from_env(default_task))])

@@ -1,0 +1,124 @@
+"""The playground page (serving/playground/) in headless Chromium against real `bentoml serve` processes: a
+stroke drawn on the canvas and an uploaded digit get top-k classes, the tabular form gets a probability, and
+what the page shows is what the HTTP API answers for the same input."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.test_serving import bentoml_server
+
+CHROMIUM, DRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER), reason="needs Chromium and chromedriver on PATH (`make browser` installs Debian's)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def digits_url(digits_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with bentoml_server("serving.image:Image", "digits", tmp_path_factory.mktemp("play-digits")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def tabular_url(tabular_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with bentoml_server("serving.tabular:Tabular", "tabular", tmp_path_factory.mktemp("play-tabular")) as url:
+        yield url
+
+
+def open_card(browser, url: str, task: str):
+    """Load the page from the service and wait until it has discovered `task`; its card."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{url}/playground/")
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'section[data-task="{task}"]'))
+    assert browser.find_element(By.ID, "status").text == f"Serving 1 model: {task}"
+    return browser.find_element(By.CSS_SELECTOR, f'section[data-task="{task}"]')
+
+
+def shown(browser, card) -> list[tuple[str, float]]:
+    """Wait for the card's answer: its (label, percent) rows; fail with the error it shows instead."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    result = card.find_element(By.CSS_SELECTOR, ".result")
+    WebDriverWait(browser, 30).until(lambda _: result.get_attribute("class") in ("result ok", "result error"))
+    assert result.get_attribute("class") == "result ok", result.text
+    rows = result.find_elements(By.CSS_SELECTOR, ".bar")
+    return [
+        (r.find_element(By.CLASS_NAME, "label").text, float(r.find_element(By.CLASS_NAME, "probability").text[:-1]))
+        for r in rows
+    ]
+
+
+def percents(probabilities: dict[str, float]) -> list[tuple[str, float]]:
+    """What the page should show for an API answer: most probable first, in percent (to 0.1)."""
+    ranked = sorted(probabilities.items(), key=lambda kv: -kv[1])
+    return [(label, pytest.approx(100 * p, abs=0.051)) for label, p in ranked]
+
+
+def test_drawn_stroke_and_uploaded_digit_get_top_k(browser, digits_url: str, digits_artifacts: Path, tmp_path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    classes = [str(d) for d in range(10)]
+    card = open_card(browser, digits_url, "digits")
+    canvas = card.find_element(By.CSS_SELECTOR, "canvas.draw")
+    stroke = ActionChains(browser).move_to_element_with_offset(canvas, -10, -90).click_and_hold()
+    stroke.move_by_offset(10, 60).move_by_offset(0, 60).move_by_offset(0, 60).release().perform()
+    top = shown(browser, card)
+    assert len(top) == 3 and all(label in classes for label, _ in top)
+    assert [p for _, p in top] == sorted((p for _, p in top), reverse=True) and 0 < top[0][1] <= 100
+
+    with np.load(digits_artifacts / "data" / "test.npz") as data:
+        pixels = data["x"][0, 0]
+    png = tmp_path / "digit.png"
+    Image.fromarray(pixels, "L").resize((64, 64)).save(png)
+    card.find_element(By.CSS_SELECTOR, "button.clear").click()  # empties the answer
+    card.find_element(By.CSS_SELECTOR, "input.upload").send_keys(str(png))
+    top_upload = shown(browser, card)
+    answer = httpx.post(f"{digits_url}/predict_image", files={"file": png.read_bytes()}, timeout=20).json()
+    assert top_upload == percents({a["label"]: a["probability"] for a in answer})
+
+
+def test_tabular_form_gets_a_probability_and_errors_read_plainly(browser, tabular_url: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    card = open_card(browser, tabular_url, "tabular")
+    inputs = card.find_elements(By.CSS_SELECTOR, "form.features input")
+    assert len(inputs) == 30
+    WebDriverWait(browser, 10).until(lambda _: all(i.get_attribute("value") for i in inputs))  # the means
+    record = {i.get_attribute("name"): float(i.get_attribute("value")) for i in inputs}
+    card.find_element(By.CSS_SELECTOR, "button.predict").click()
+    rows = shown(browser, card)
+    [answer] = httpx.post(f"{tabular_url}/predict", json={"records": [record]}, timeout=20).json()
+    assert rows == percents(answer["probabilities"])
+
+    inputs[0].clear()
+    card.find_element(By.CSS_SELECTOR, "button.predict").click()
+    result = card.find_element(By.CSS_SELECTOR, ".result")
+    WebDriverWait(browser, 20).until(lambda _: result.get_attribute("class") == "result error")
+    assert result.text == "HTTP 400: records.0.mean radius: Field required"

@@ -16,7 +16,7 @@ from serving import runtime, service
 MAX_TEXTS = 64  # per request
 MAX_CHARS = 5000  # per text; tokens beyond max_length are cut anyway
 
-Text = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_CHARS, examples=["a gripping, beautifully acted film"])]
 Texts = Annotated[list[Text], Field(min_length=1, max_length=MAX_TEXTS)]
 
 

@@ -82,7 +82,7 @@ def text_type(meta: dict[str, Any]) -> Any:
             raise ValueError(f"text of {len(text)} characters is over the limit of {max_chars}")
         return text
 
-    return Annotated[str, Field(strict=True), AfterValidator(check)]
+    return Annotated[str, Field(strict=True, examples=["a wonderful, moving film"]), AfterValidator(check)]
 
 
 def classify_output(probabilities: np.ndarray, lengths: np.ndarray, truncated: np.ndarray, meta: dict[str, Any]):

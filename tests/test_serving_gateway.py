@@ -54,6 +54,17 @@ def test_ort_threads_fit_the_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert runtime.ort_threads() == 3
 
 
+def test_bundle_from_alias_pinned_version_or_export(tabular_artifacts: Path) -> None:
+    registration = json.loads((tabular_artifacts / "registration.json").read_text())
+    champion = runtime.load_bundle("tabular")
+    assert (champion.source, champion.version) == ("models:/tabular@champion", registration["champion_version"])
+    assert champion.metrics["roc_auc"] == pytest.approx(registration["score"])
+    pinned = runtime.load_bundle("tabular", model_uri=f"models:/tabular/{registration['version']}")
+    assert pinned.version == registration["version"] and pinned.source.endswith(f"/{registration['version']}")
+    local = runtime.load_bundle("tabular", model_dir=tabular_artifacts)
+    assert local.version == registration["version"] and local.metrics["roc_auc"] == registration["score"]
+
+
 # --- the gateway ---------------------------------------------------------------------------------------------
 
 

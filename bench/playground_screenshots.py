@@ -102,6 +102,9 @@ def main() -> None:
                 browser.execute_script("arguments[0].scrollIntoView()", card)
                 use(browser, card, task, args.artifacts / task, Path(tmp))
                 out = DOCS / f"playground-{task}.png"
+                browser.execute_script(
+                    "arguments[0].scrollIntoView()", card
+                )  # it grew: a screenshot stops at the window
                 card.screenshot(str(out))
                 answer = card.find_element(By.CSS_SELECTOR, ".result").text.replace("\n", " ")
                 print(f"{task}: {out.relative_to(servers.ROOT)} ({answer[:80]!r})")

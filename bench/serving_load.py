@@ -166,25 +166,32 @@ def main() -> None:
 
 
 def soak(tasks: list[str], artifacts: Path, log_dir: Path, env: dict[str, str], total=20_000, concurrency=64) -> None:
-    print(f"soak: {total:,} requests at concurrency {concurrency} per task; RSS of the server's process tree")
-    print("task        requests  errors   req/s  p99 ms  RSS MB before   after  growth")
+    """`total` requests in four equal parts (RSS read after each, to tell a leak from a plateau)."""
+    print(f"soak: {total:,} requests at concurrency {concurrency} per task; RSS of the server's process tree (MB)")
+    print("task        requests  errors   req/s  p99 ms  RSS before -> after each quarter       growth")
     for task in tasks:
         model_dir = servers.export_of(task, artifacts)
         if model_dir is None:
             print(f"{task:<10} skipped: no {artifacts}/{task}/model.onnx (`make run`)")
             continue
         payloads = bodies(model_dir)
+        parts, rss = [], []
         with servers.bentoml(task, model_dir, log_dir, env) as server:
             load(server, payloads, concurrency, total=1000)  # warm-up: first-use allocations are not growth
-            before = server.rss_mb()
-            r = load(server, payloads, concurrency, total=total)
-            after = server.rss_mb()
-        growth = after / before - 1
-        verdict = "ok" if r.errors.total() == 0 and growth < 0.10 else "FAILED"
+            rss.append(server.rss_mb())
+            for _ in range(4):
+                parts.append(load(server, payloads, concurrency, total=total // 4))
+                rss.append(server.rss_mb())
+        errors = sum((p.errors for p in parts), Counter())
+        ok = sum(p.ok for p in parts)
+        rps = ok / sum(p.wall_s for p in parts)
+        p99 = float(np.percentile([ms for p in parts for ms in p.latencies_ms], 99))
+        growth = rss[-1] / rss[0] - 1
+        verdict = "ok" if errors.total() == 0 and growth < 0.10 else "FAILED"
+        trail = " -> ".join(f"{m:.0f}" for m in rss)
         print(
-            f"{task:<10} {r.ok + r.errors.total():>9,} {r.errors.total():>7} {r.rps:>7.0f} {r.pct(99):>7.1f} "
-            f"{before:>14.0f} "
-            f"{after:>7.0f} {100 * growth:>6.1f}%  {verdict}" + (f"  errors: {dict(r.errors)}" if r.errors else "")
+            f"{task:<10} {ok + errors.total():>9,} {errors.total():>7} {rps:>7.0f} {p99:>7.1f}  {trail:<34} "
+            f"{100 * growth:>5.1f}%  {verdict}" + (f"  errors: {dict(errors)}" if errors else "")
         )
 
 

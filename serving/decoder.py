@@ -23,6 +23,15 @@ MAX_PROMPT_CHARS = 2000
 MAX_NEW_TOKENS = 1000
 
 
+def _oas30(schema: dict[str, Any]) -> None:
+    """/docs.json is OpenAPI 3.0, where an exclusive bound is a flag beside `minimum`; pydantic writes the 3.1
+    form (`exclusiveMinimum: 0`), which schema validators (and schemathesis) reject."""
+    for part in [schema, *schema.get("anyOf", [])]:
+        bound = part.get("exclusiveMinimum")
+        if isinstance(bound, int | float) and not isinstance(bound, bool):
+            part["minimum"], part["exclusiveMinimum"] = bound, True
+
+
 class Generated(BaseModel):
     text: str = Field(description="the generated continuation (the prompt not included)")
     tokens: int
@@ -75,7 +84,10 @@ class DecoderTask(service.Task):
         NewTokens = Annotated[int, Field(ge=1, le=MAX_NEW_TOKENS, description="characters to generate")]
         Temperature = Annotated[float, Field(ge=0, le=5, description="0 = greedy")]
         TopK = Annotated[int | None, Field(ge=1, le=len(self.vocab), description="keep the k likeliest tokens")]
-        TopP = Annotated[float | None, Field(gt=0, le=1, description="keep the smallest set reaching this probability")]
+        TopP = Annotated[
+            float | None,
+            Field(gt=0, le=1, description="keep the smallest set reaching this probability", json_schema_extra=_oas30),
+        ]
         Window = Annotated[str, Field(min_length=1, max_length=self.window)]
 
         def generate(

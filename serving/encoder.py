@@ -44,9 +44,9 @@ class EncoderTask(service.Task):
         return {"classes": self.meta["classes"], "tokenizer": tokenizer, "limits": limits}
 
     def load(self) -> None:
-        self.classifier = runtime.make_session(self.bundle)
-        self.embedder = runtime.make_session(self.bundle, output="embeddings")
-        self.attention_maps = runtime.make_session(self.bundle, output="attention")
+        self.classifier = runtime.make_session(self.bundle, self.threads)
+        self.embedder = runtime.make_session(self.bundle, self.threads, output="embeddings")
+        self.attention_maps = runtime.make_session(self.bundle, self.threads, output="attention")
 
     def warm_up(self) -> None:
         ids, _ = self.ids_of(["a warm-up sentence"])

@@ -25,7 +25,7 @@ class ForecastTask(service.Task):
         return {"horizon": self.meta["horizon"], **rules, "max_series": sequence.MAX_ITEMS}
 
     def load(self) -> None:
-        self.session = runtime.make_session(self.bundle)
+        self.session = runtime.make_session(self.bundle, self.threads)
 
     def warm_up(self) -> None:
         self.forecast([self.series(history=[self.meta["scaler"]["mean"][0]] * self.meta["series"]["window"])])

@@ -28,7 +28,7 @@ class TabularTask(service.Task):
         return {k: self.meta[k] for k in keys} | {"max_rows": MAX_ROWS}
 
     def load(self) -> None:
-        self.session = runtime.make_session(self.bundle)
+        self.session = runtime.make_session(self.bundle, self.threads)
 
     def warm_up(self) -> None:
         mean = self.meta["scaler"]["mean"]

@@ -28,7 +28,7 @@ class TextTask(service.Task):
         return {"classes": self.meta["classes"], **limits, "max_texts": sequence.MAX_ITEMS}
 
     def load(self) -> None:
-        self.session = runtime.make_session(self.bundle)
+        self.session = runtime.make_session(self.bundle, self.threads)
 
     def warm_up(self) -> None:
         self.classify(["a warm-up sentence"])

@@ -72,13 +72,18 @@ def test_decode_per_objective() -> None:
     assert runtime.prediction_model(regression) is runtime.RegressionPrediction
 
 
-def test_providers_cuda_only_when_torch_sees_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_providers_cuda_only_when_a_gpu_is_there_and_torch_sees_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import torch
 
+    monkeypatch.setattr(runtime, "NVIDIA_DEVICES", tmp_path / "nvidia[0-9]*")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # onnxruntime-gpu lists CUDA
+    assert runtime.choose_providers() == ["CPUExecutionProvider"]  # no device node: torch is not asked
+    (tmp_path / "nvidia0").touch()
+    assert runtime.choose_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert runtime.choose_providers() == ["CPUExecutionProvider"]
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # onnxruntime-gpu lists CUDA
-    assert runtime.choose_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def test_local_bundle_session_and_task_check(tabular_artifacts: Path) -> None:

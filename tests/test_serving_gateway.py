@@ -41,18 +41,64 @@ def test_settings_per_family_with_overrides(monkeypatch: pytest.MonkeyPatch) -> 
         runtime.settings("tabular", "tabular")
 
 
-def test_ort_threads_fit_the_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_ort_threads_and_workers_fit_the_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     affinity = len(os.sched_getaffinity(0))
     monkeypatch.setattr(runtime, "CPU_MAX", tmp_path / "cpu.max")
     for quota, cores in (("max 100000", affinity), ("50000 100000", 1), ("10000000 100000", affinity)):
         runtime.CPU_MAX.write_text(quota)
         assert runtime.available_cores() == cores, quota
     monkeypatch.delenv("DLPIPE_ORT_THREADS", raising=False)
-    for cores, threads in ((1, 1), (2, 1), (6, 3), (32, 4)):
+    monkeypatch.delenv("DLPIPE_SERVING", raising=False)
+    for cores, threads, threads_of_4 in ((1, 1, 1), (2, 1, 1), (6, 3, 1), (32, 4, 4)):
         monkeypatch.setattr(runtime, "available_cores", lambda n=cores: n)
-        assert runtime.ort_threads() == threads
+        assert (runtime.ort_threads(), runtime.ort_threads(workers=4)) == (threads, threads_of_4)
+    monkeypatch.setattr(runtime, "available_cores", lambda: 6)
+    workers = {family: runtime.settings(family, family).worker_count() for family in runtime.SETTINGS}
+    assert workers == {"tabular": 6, "image": 3, "forecast": 6, "text": 6, "decoder": 1, "encoder": 1}
+    monkeypatch.setenv("DLPIPE_SERVING", '{"tabular_wine": {"workers": 2}}')
+    assert runtime.settings("tabular_wine", "tabular").worker_count() == 2
     monkeypatch.setenv("DLPIPE_ORT_THREADS", "3")
     assert runtime.ort_threads() == 3
+
+
+def test_bentoml_timeout_middleware_cancels_its_timer_and_still_times_out() -> None:
+    """BentoML 1.4's TimeoutMiddleware left each request's timer alive for the whole timeout (60,000 live
+    timers at 1,500 req/s): the soak test's memory growth and long garbage-collection pauses."""
+    import asyncio
+
+    from bentoml._internal.server.http import traffic
+
+    from serving import guard
+
+    guard.patch_bentoml_timeout()
+    assert traffic.TimeoutMiddleware is guard.CancellingTimeoutMiddleware
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/slow":
+            await asyncio.sleep(5)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def call(middleware: Any, path: str) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await middleware({"type": "http", "path": path}, None, send)
+        return sent
+
+    async def main() -> None:
+        middleware = traffic.TimeoutMiddleware(app, timeout=60)
+        for _ in range(200):
+            assert (await call(middleware, "/fast"))[0]["status"] == 200
+        loop = asyncio.get_running_loop()
+        assert not [h for h in loop._scheduled if not h.cancelled()]  # no timer left waiting
+        started = time.monotonic()
+        answer = await call(traffic.TimeoutMiddleware(app, timeout=0.2), "/slow")
+        assert answer[0]["status"] == 504 and time.monotonic() - started < 2
+
+    asyncio.run(main())
 
 
 def test_bundle_from_alias_pinned_version_or_export(tabular_artifacts: Path) -> None:

@@ -12,6 +12,7 @@ FAMILIES = {  # task (or the part of its name before "_") -> family
     "sentiment": "text",  # POST /classify
     "decoder": "decoder",  # POST /generate, /generate_stream, /attention
     "encoder": "encoder",  # POST /classify, /embed, /attention
+    "seq2seq": "seq2seq",  # POST /translate
 }
 SERVICES = {  # family -> the per-task service's import path (`bentoml serve <path>`)
     "tabular": "serving.tabular:Tabular",
@@ -20,6 +21,7 @@ SERVICES = {  # family -> the per-task service's import path (`bentoml serve <pa
     "text": "serving.text:TextClassifier",
     "decoder": "serving.decoder:Decoder",
     "encoder": "serving.encoder:Encoder",
+    "seq2seq": "serving.seq2seq:Translator",
 }
 TASK_CLASSES = {  # family -> its serving.service.Task subclass, what the gateway builds from
     "tabular": "serving.tabular:TabularTask",
@@ -28,6 +30,7 @@ TASK_CLASSES = {  # family -> its serving.service.Task subclass, what the gatewa
     "text": "serving.text:TextTask",
     "decoder": "serving.decoder:DecoderTask",
     "encoder": "serving.encoder:EncoderTask",
+    "seq2seq": "serving.seq2seq:Seq2SeqTask",
 }
 GATEWAY = "serving.gateway:Gateway"
 

@@ -208,6 +208,7 @@ SETTINGS: dict[str, Settings] = {
     "text": Settings(max_batch_size=256, max_latency_ms=1000),
     "decoder": Settings(timeout_s=120.0, workers=1),  # 1000 generated tokens rerun the window 1000 times
     "encoder": Settings(workers=1),
+    "seq2seq": Settings(max_batch_size=256, max_latency_ms=1000),
 }
 
 

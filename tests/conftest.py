@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,6 +73,27 @@ def run_task(
             stage_config(PARAMS, "register", task),
         )
     return art
+
+
+CHROMIUM, DRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER), reason="needs Chromium and chromedriver on PATH (`make browser` installs Debian's)"
+)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    """Headless Chromium driven by selenium (the playground tests)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    yield driver
+    driver.quit()
 
 
 @pytest.fixture(scope="session")

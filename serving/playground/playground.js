@@ -7,10 +7,10 @@ const ROOT = location.pathname.replace(/playground\/[^/]*$/, "");
 // Which widget a task gets: by the family the gateway reports, else by the task's name (as serving/cli.py).
 const KINDS = {
   tabular: "tabular", image: "image", digits: "image", mnist: "image", fashion: "image",
-  forecast: "forecast", text: "text", sentiment: "text", encoder: "text", decoder: "decoder",
+  forecast: "forecast", text: "text", sentiment: "text", encoder: "text", decoder: "decoder", seq2seq: "seq2seq",
 };
 const WIDGETS = { image: imageWidget, tabular: tabularWidget, text: textWidget, decoder: decoderWidget,
-  forecast: forecastWidget, unknown: () => {} };
+  forecast: forecastWidget, seq2seq: seq2seqWidget, unknown: () => {} };
 
 // --- HTTP --------------------------------------------------------------------------------------------------
 
@@ -303,6 +303,15 @@ function decoderWidget(section, task, result) {
     prompt.textContent = value(".prompt");
     out.replaceChildren(prompt, answer.text);
     result.textContent = `${answer.tokens} characters generated`;
+  }));
+}
+
+function seq2seqWidget(section, task, result) {
+  const number = section.querySelector(".number");
+  section.querySelector(".translate").addEventListener("click", () => show(result, async () => {
+    const [answer] = await api(task.base + "translate", { texts: [number.value] });
+    result.innerHTML = `<p class="value"><b class="translation"></b></p>`;
+    result.querySelector(".translation").textContent = answer.text || "(nothing: the model ended at once)";
   }));
 }
 

@@ -89,6 +89,7 @@ class DecoderTask(service.Task):
             Field(gt=0, le=1, description="keep the smallest set reaching this probability", json_schema_extra=_oas30),
         ]
         Window = Annotated[str, Field(min_length=1, max_length=self.window)]
+        Seed = Annotated[int, Field(ge=0, le=2**63 - 1, description="random generator seed (numpy's: non-negative)")]
 
         def generate(
             _: Any,
@@ -97,7 +98,7 @@ class DecoderTask(service.Task):
             temperature: Temperature = 0.8,
             top_k: TopK = None,
             top_p: TopP = None,
-            seed: int = 0,
+            seed: Seed = 0,
         ) -> Generated:
             """Continue `prompt`; the same seed and settings always give the same text."""
             ids = list(self.tokens(prompt, max_new_tokens, temperature, top_k, top_p, seed))
@@ -110,7 +111,7 @@ class DecoderTask(service.Task):
             temperature: Temperature = 0.8,
             top_k: TopK = None,
             top_p: TopP = None,
-            seed: int = 0,
+            seed: Seed = 0,
         ) -> AsyncGenerator[str, None]:
             """The same as /generate, streamed: each character is sent as soon as it is drawn."""
             for i in self.tokens(prompt, max_new_tokens, temperature, top_k, top_p, seed):

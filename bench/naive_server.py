@@ -11,12 +11,12 @@ import argparse  # no `from __future__ import annotations`: FastAPI must see the
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import uvicorn
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from components.images import ImageError
 from components.objectives import OutputHead
 from components.train import load_trained
 from serving import runtime
@@ -42,18 +42,18 @@ def build_app(model_dir: Path) -> FastAPI:
             return [p.model_dump() for p in runtime.decode(forward(Record.matrix(body.records)), meta)]
 
     else:
+        Image = runtime.image_item_model(meta)  # the same per-image checks and preprocessing
 
-        class Pixels(BaseModel):
-            pixels: list
-            top_k: int = Field(3, ge=1, le=len(meta["classes"]))
+        class Images(BaseModel):
+            images: list[Image] = Field(min_length=1, max_length=runtime.MAX_IMAGES)  # type: ignore[valid-type]
 
         @app.post("/predict")
-        def predict(body: Pixels) -> list[list[dict[str, Any]]]:
-            try:
-                x = runtime.image_from_array(body.pixels, meta)
-            except (ImageError, ValueError) as err:
-                raise HTTPException(400, str(err)) from None
-            return [[c.model_dump() for c in row] for row in runtime.top_k(forward(x), meta, body.top_k)]
+        def predict(body: Images) -> list[list[dict[str, Any]]]:
+            output = forward(np.concatenate([image.x for image in body.images]))
+            return [
+                [c.model_dump() for c in runtime.top_k(row[None], meta, image.top_k)[0]]
+                for row, image in zip(output, body.images, strict=True)
+            ]
 
     @app.get("/readyz")
     def ready() -> str:

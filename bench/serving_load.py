@@ -65,7 +65,7 @@ def bodies(model_dir: Path, n: int = 256) -> list[bytes]:
         raw = x * np.asarray(meta["scaler"]["scale"]) + np.asarray(meta["scaler"]["mean"])
         names = meta["feature_names"]
         return [json.dumps({"records": [dict(zip(names, r.tolist(), strict=True))]}).encode() for r in raw]
-    return [json.dumps({"pixels": img.tolist(), "top_k": 3}).encode() for img in x]
+    return [json.dumps({"images": [{"pixels": img.tolist(), "top_k": 3}]}).encode() for img in x]
 
 
 async def _load(url: str, payloads: list[bytes], concurrency: int, seconds: float | None, total: int | None):

@@ -1,10 +1,12 @@
-"""Image tasks (digits, mnist, fashion): a PNG/JPEG upload (`POST /predict_image`) or a JSON pixel array
+"""Image tasks (digits, mnist, fashion): a PNG/JPEG upload (`POST /predict_image`) or JSON pixel arrays
 (`POST /predict`) in, top-k classes out.
 
-Two services in one `bentoml serve`: the HTTP one decodes and validates each request on its own, applying
-exactly meta.json's preprocessing (serving/runtime.py), so a bad upload gets a 4xx and never reaches a batch;
-the task's model service (`dlpipe_<task>_model`) runs ONNX Runtime with adaptive batching over all requests'
-images. Run: `bentoml serve serving.image:Image` (DLPIPE_TASK, default "digits"; or `dlpipe serve --task fashion`).
+JSON images are checked and preprocessed one by one (serving/runtime.py `ImageItem`: exactly meta.json's
+preprocessing) and then join an adaptive batch in the HTTP worker's own ONNX Runtime session, as tabular rows
+do. Uploads are decoded and checked in the HTTP worker and batched by the task's model service
+(`dlpipe_<task>_model`, BentoML's composition of two services): a bad upload or image gets a 4xx and never
+reaches a batch. Run: `bentoml serve serving.image:Image` (DLPIPE_TASK, default "digits"; or
+`dlpipe serve --task fashion`).
 
 Size rule: an image of another size is resized to meta.json's `resize` (bilinear, aspect ratio not kept);
 colour is converted to grayscale for 1-channel models; a grayscale image sent to an RGB model, an
@@ -35,16 +37,17 @@ class ImageTask(service.Task):
     def __init__(self, bundle: runtime.Bundle) -> None:
         super().__init__(bundle)
         self.model_attr = f"{self.name}_model"
+        self.item = runtime.image_item_model(self.meta)
 
     def details(self) -> dict[str, Any]:
         keys = ("classes", "input", "preprocessing")
         return {k: self.meta[k] for k in keys} | {"max_images": runtime.MAX_IMAGES}
 
-    def load_model(self) -> None:
-        """In the model service's process only: the session, and one warm-up call."""
-        self.session = runtime.make_session(self.bundle)
-        shape = [1, *(self.meta["input"]["shape"][1:])]
-        self.infer(np.zeros(shape, np.float32))
+    def load(self) -> None:
+        self.session = runtime.make_session(self.bundle, self.threads)
+
+    def warm_up(self) -> None:
+        self.infer(np.zeros([1, *(self.meta["input"]["shape"][1:])], np.float32))
 
     def infer(self, pixels: np.ndarray) -> np.ndarray:
         names = self.meta["output"]["name"], self.meta["input"]["name"]
@@ -55,11 +58,12 @@ class ImageTask(service.Task):
             guard.observe_batch(self.name, "infer", len(pixels))
             return self.infer(pixels)
 
-        return {self.model_attr: service.model_service(self, infer, self.load_model)}
+        return {self.model_attr: service.model_service(self, infer, self.start)}
 
     def apis(self) -> dict[str, service.Api]:
         meta, model_attr = self.meta, self.model_attr
         TopK = Annotated[int, Field(ge=1, le=len(meta["classes"]), description="how many classes to return")]
+        Images = Annotated[list[self.item], Field(min_length=1, max_length=runtime.MAX_IMAGES)]
 
         async def predict_image(svc: Any, file: Path, top_k: TopK = 3) -> list[runtime.TopClass]:
             """Classify one uploaded PNG/JPEG (`curl -F file=@shirt.png`): top-k classes, most probable first."""
@@ -69,17 +73,16 @@ class ImageTask(service.Task):
                 raise _refuse(err) from None
             return runtime.top_k(await getattr(svc, model_attr).to_async.infer(x), meta, top_k)[0]
 
-        async def predict(svc: Any, pixels: list, top_k: TopK = 3) -> list[list[runtime.TopClass]]:
-            """Classify pixel values 0..255 shaped [H, W], [C, H, W] or [N, C, H, W]: top-k per image."""
-            try:
-                x = runtime.image_from_array(pixels, meta)
-            except (ImageError, ValueError, TypeError) as err:
-                raise _refuse(err if isinstance(err, ImageError) else ImageError(f"pixels: {err}")) from None
-            return runtime.top_k(await getattr(svc, model_attr).to_async.infer(x), meta, top_k)
+        def predict(_: Any, images: Images) -> list[list[runtime.TopClass]]:
+            """Classify images sent as pixel values 0..255 (`{"images": [{"pixels": [[...], ...], "top_k": 3}]}`):
+            top-k classes per image, most probable first."""
+            guard.observe_batch(self.name, "predict", len(images))
+            output = self.infer(np.concatenate([image.x for image in images]))
+            return [runtime.top_k(row[None], meta, image.top_k)[0] for row, image in zip(output, images, strict=True)]
 
         return {
             "predict_image": service.Api(predict_image, body="multipart/form-data"),
-            "predict": service.Api(predict),
+            "predict": service.Api(predict, batchable=True),
         }
 
 

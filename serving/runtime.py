@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    PrivateAttr,
+    TypeAdapter,
+    create_model,
+    model_validator,
+)
 
 from components import images
 from components.io import read_json
@@ -27,7 +36,7 @@ log = logging.getLogger(__name__)
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-MAX_IMAGES = 256  # per JSON request
+MAX_IMAGES = 256  # per JSON request (items)
 BUNDLE_FILE = "bundle.json"  # source, version and metrics of a bundle saved to the BentoML model store
 PACKED = Path(__file__).with_name("packed.json")  # in a Bento's code only: its task and model store tag
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2 CPU quota: "<quota> <period>" or "max <period>"
@@ -190,20 +199,18 @@ class Settings(BaseModel):
     max_batch_size: PositiveInt = 256
     max_latency_ms: PositiveInt = 1000
     timeout_s: float = Field(30.0, gt=0)
-    workers: PositiveInt | None = None  # HTTP worker processes of the task's own service; None: see below
-    cores_per_worker: PositiveInt = 1  # with workers None: one worker per this many usable cores
+    workers: PositiveInt | None = None  # HTTP worker processes of the task's own service; None: one per core
 
     def worker_count(self) -> int:
         """Python serves one request at a time per process: a light model's service needs a process per core
         to use the machine (measured on 2 cores: tabular 1,500 -> 2,200 req/s with a second worker)."""
-        return self.workers or max(1, available_cores() // self.cores_per_worker)
+        return self.workers or available_cores()
 
 
 # Per family; $DLPIPE_SERVING (JSON, keyed by family or task, e.g. '{"fashion": {"max_latency_ms": 50}}') overrides.
 SETTINGS: dict[str, Settings] = {
     "tabular": Settings(max_batch_size=1000, max_latency_ms=1000),
-    # the HTTP workers decode images; the model service (one process) takes the other half of the cores
-    "image": Settings(max_batch_size=MAX_IMAGES, max_latency_ms=1000, cores_per_worker=2),
+    "image": Settings(max_batch_size=MAX_IMAGES, max_latency_ms=1000),
     "forecast": Settings(max_batch_size=256, max_latency_ms=1000),
     "text": Settings(max_batch_size=256, max_latency_ms=1000),
     "decoder": Settings(timeout_s=120.0, workers=1),  # 1000 generated tokens rerun the window 1000 times
@@ -395,6 +402,49 @@ def image_from_array(array: Any, meta: dict[str, Any]) -> np.ndarray:
         mode = "L" if channels == 1 else "RGB"
         pixels = np.stack([_resize(p, mode, size) for p in pixels])
     return images.normalise(pixels, pre)
+
+
+class ImageItem(BaseModel):
+    """One image of a JSON request; `image_item_model` derives a task's subclass from meta.json. Checked and
+    preprocessed on its own (as uploads are), before BentoML joins it to a batch: a bad image gets a 400
+    naming the problem and never fails its batch neighbours."""
+
+    model_config = ConfigDict(extra="forbid")
+    meta: ClassVar[dict[str, Any]]
+    pixels: list = Field(description="pixel values 0..255 shaped [H, W] (one channel) or [C, H, W]")
+    top_k: PositiveInt = Field(3, description="how many classes to return")
+    _x: np.ndarray = PrivateAttr()
+
+    @property
+    def x(self) -> np.ndarray:
+        """The model input [1, C, H, W], preprocessed as in training."""
+        return self._x
+
+    @model_validator(mode="after")
+    def _preprocess(self) -> ImageItem:
+        try:
+            x = image_from_array(self.pixels, self.meta)
+        except images.ImageError as err:
+            raise ValueError(str(err)) from None
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"pixels: {err}") from None
+        if len(x) != 1:
+            raise ValueError("pixels: one image per item, shaped [H, W] or [C, H, W]; send more images as more items")
+        self._x = x
+        return self
+
+
+def image_item_model(meta: dict[str, Any]) -> type[ImageItem]:
+    """The task's ImageItem: its meta.json (preprocessing, classes), top_k up to the number of classes, and an
+    all-black image as the example."""
+    height, width = meta["preprocessing"]["resize"]
+    plane = [[0] * width for _ in range(height)]
+    example = plane if meta["preprocessing"]["channels"] == 1 else [plane] * meta["preprocessing"]["channels"]
+    pixels = Field(description=ImageItem.model_fields["pixels"].description, examples=[example])
+    top_k = Field(3, ge=1, le=len(meta["classes"]), description="how many classes to return")
+    model = create_model(f"{_camel(meta['task'])}Image", __base__=ImageItem, pixels=(list, pixels), top_k=(int, top_k))
+    model.meta = meta
+    return model
 
 
 def _resize(pixels: np.ndarray, mode: str, size: list[int]) -> np.ndarray:

@@ -54,7 +54,7 @@ def test_ort_threads_and_workers_fit_the_cores(monkeypatch: pytest.MonkeyPatch, 
         assert (runtime.ort_threads(), runtime.ort_threads(workers=4)) == (threads, threads_of_4)
     monkeypatch.setattr(runtime, "available_cores", lambda: 6)
     workers = {family: runtime.settings(family, family).worker_count() for family in runtime.SETTINGS}
-    assert workers == {"tabular": 6, "image": 3, "forecast": 6, "text": 6, "decoder": 1, "encoder": 1}
+    assert workers == {"tabular": 6, "image": 6, "forecast": 6, "text": 6, "decoder": 1, "encoder": 1, "seq2seq": 6}
     monkeypatch.setenv("DLPIPE_SERVING", '{"tabular_wine": {"workers": 2}}')
     assert runtime.settings("tabular_wine", "tabular").worker_count() == 2
     monkeypatch.setenv("DLPIPE_ORT_THREADS", "3")
@@ -148,7 +148,9 @@ def test_gateway_serves_two_tasks_behind_the_token(gateway, record, digits_artif
         files = {"file": ("d.png", _png(digits_artifacts))}
         digits = http.post("/digits/predict_image", files=files, data={"top_k": "2"}, headers=AUTH)
         assert digits.status_code == 200 and len(digits.json()) == 2, digits.text
-        assert http.post("/digits/predict", json={"pixels": [[0] * 8] * 8}, headers=AUTH).status_code == 200
+        assert (
+            http.post("/digits/predict", json={"images": [{"pixels": [[0] * 8] * 8}]}, headers=AUTH).status_code == 200
+        )
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             refused = http.post("/tabular/predict", json={"records": [record]}, headers=headers)
             assert refused.status_code == 401 and "bearer token" in refused.json()["error"]
@@ -229,7 +231,7 @@ def test_request_id_metrics_and_json_logs(gateway, record) -> None:
         assert mine.headers["x-request-id"] == "abc-42"
         fresh = http.get("/tabular/info", headers={"X-Request-ID": "not ok!"}).headers["x-request-id"]
         assert len(fresh) == 32 and fresh != "abc-42"
-        http.post("/digits/predict", json={"pixels": [[[[0] * 8] * 8]] * 2}, headers=AUTH)
+        http.post("/digits/predict", json={"images": [{"pixels": [[0] * 8] * 8}] * 2}, headers=AUTH)
         assert http.post("/tabular/predict", json={"records": [record]}).status_code == 401
         text = http.get("/metrics").text
     families = text_string_to_metric_families(text)
@@ -238,7 +240,7 @@ def test_request_id_metrics_and_json_logs(gateway, record) -> None:
     assert samples[("dlpipe_requests_total", "/tabular/predict", "401", "tabular")] >= 1
     assert samples[("dlpipe_request_duration_seconds_count", "/tabular/predict", "tabular")] >= 1
     assert samples[("dlpipe_batch_size_count", "predict", "tabular")] >= 1
-    assert samples[("dlpipe_batch_size_count", "digits", "infer")] >= 1
+    assert samples[("dlpipe_batch_size_count", "digits", "predict")] >= 1
     deadline = time.monotonic() + 10
     while not (lines := [line for line in log.read_text().splitlines() if '"abc-42"' in line]):
         assert time.monotonic() < deadline, "no access-log line with the request id"

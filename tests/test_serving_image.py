@@ -75,7 +75,7 @@ def test_upload_and_json_match_onnxruntime(server: str, digits_artifacts: Path, 
             assert len(top) == 3 and top[0]["index"] == int(expected[i].argmax())
             assert top[0]["label"] == meta["classes"][top[0]["index"]]
             assert top[0]["probability"] == pytest.approx(float(expected[i].max()), abs=1e-5)
-        answer = http.post("/predict", json={"pixels": raw[:20].tolist(), "top_k": 1}).json()
+        answer = http.post("/predict", json={"images": [{"pixels": p.tolist(), "top_k": 1} for p in raw[:20]]}).json()
         assert [a[0]["index"] for a in answer] == expected.argmax(1).tolist()
         rgb_big = np.repeat(np.asarray(Image.fromarray(raw[0, 0]).resize((40, 40)))[..., None], 3, axis=2)
         response = http.post("/predict_image", files={"file": ("big.png", _png(rgb_big, "RGB"), "image/png")})
@@ -93,7 +93,7 @@ def test_concurrent_uploads_are_batched(server: str, digits) -> None:
 
         with ThreadPoolExecutor(8) as pool:
             single = list(pool.map(one, range(40)))
-        together = http.post("/predict", json={"pixels": raw[:40].tolist(), "top_k": 1}).json()
+        together = http.post("/predict", json={"images": [{"pixels": p.tolist(), "top_k": 1} for p in raw[:40]]}).json()
         assert single == [a[0]["index"] for a in together]
         assert 'bentoml_service_adaptive_batch_size_count{method_name="infer"' in http.get("/metrics").text
 
@@ -113,11 +113,12 @@ def _bomb() -> bytes:
         ("ragged JSON", 400, "pixels"),
         ("pixel out of range", 400, "0 to 255"),
         ("top_k too big", 400, "top_k"),
+        ("a batch in one item", 400, "one image per item"),
     ],
 )
 def test_bad_input_gets_4xx_naming_the_problem(case: str, status: int, needle: str, server: str, digits) -> None:
     _, raw, _ = digits
-    good = _png(raw[0, 0])
+    good, good_item = _png(raw[0, 0]), {"pixels": raw[1, 0].tolist()}  # a bad image's neighbour in its request
     gif = io.BytesIO()
     Image.fromarray(raw[0, 0]).save(gif, "GIF")
     upload = {
@@ -131,11 +132,12 @@ def test_bad_input_gets_4xx_naming_the_problem(case: str, status: int, needle: s
         "ragged JSON": {"pixels": [[1, 2], [3]]},
         "pixel out of range": {"pixels": (raw[0, 0].astype(int) + 300).tolist()},
         "top_k too big": {"pixels": raw[0, 0].tolist(), "top_k": 11},
+        "a batch in one item": {"pixels": raw[:2].tolist()},
     }
     if case in upload:
         response = httpx.post(f"{server}/predict_image", files={"file": ("x", upload[case])}, timeout=30)
     else:
-        response = httpx.post(f"{server}/predict", json=as_json[case], timeout=30)
+        response = httpx.post(f"{server}/predict", json={"images": [good_item, as_json[case]]}, timeout=30)
     assert response.status_code == status, response.text[:300]
     assert needle in response.text, response.text[:300]
     assert httpx.post(f"{server}/predict_image", files={"file": ("d.png", good)}, timeout=10).status_code == 200

@@ -197,7 +197,7 @@ function imageWidget(section, task, result) {
     const gray = small.getContext("2d").getImageData(0, 0, width, height).data;
     const plane = Array.from({ length: height }, (_, y) => Array.from({ length: width }, (_, x) => gray[4 * (y * width + x)]));
     const pixels = pre.channels === 1 ? plane : [plane, plane, plane];
-    show(result, async () => answer((await api(task.base + "predict", { pixels, top_k: topK }))[0]));
+    show(result, async () => answer((await api(task.base + "predict", { images: [{ pixels, top_k: topK }] }))[0]));
   }
 
   section.querySelector(".upload").addEventListener("change", (e) => {

@@ -112,6 +112,10 @@ def main() -> None:
             print(f"{task:<18} {report.cases:>6} {report.count(200):>6} {report.count(400):>6} {report.count(500):>5}")
             for error in report.server_errors[:5]:
                 print(f"    {error}")
+            if report.server_errors:  # what the server logged before its last 500 (BentoML logs 400s too)
+                log = (Path(tmp) / f"{task}.log").read_text()
+                end = log.rfind('"status": 500')
+                print("    server log before the last 500:\n" + log[log.rfind("Traceback", 0, end) : end][:4000])
             for problem in report.unfuzzable:
                 print(f"    not fuzzed, invalid OpenAPI: {problem}")
             failed |= bool(report.server_errors or report.unfuzzable)

@@ -18,6 +18,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 
+import aiohttp
 import numpy as np
 from bentoml.exceptions import BentoMLException
 from pydantic import Field
@@ -71,7 +72,12 @@ class ImageTask(service.Task):
                 x = runtime.image_from_upload(file.read_bytes(), meta)
             except ImageError as err:
                 raise _refuse(err) from None
-            return runtime.top_k(await getattr(svc, model_attr).to_async.infer(x), meta, top_k)[0]
+            model = getattr(svc, model_attr).to_async
+            try:
+                output = await model.infer(x)
+            except aiohttp.ClientConnectionError:  # a pooled keep-alive connection the model service just closed
+                output = await model.infer(x)  # inference is idempotent: once more, on a fresh connection
+            return runtime.top_k(output, meta, top_k)[0]
 
         def predict(_: Any, images: Images) -> list[list[runtime.TopClass]]:
             """Classify images sent as pixel values 0..255 (`{"images": [{"pixels": [[...], ...], "top_k": 3}]}`):

@@ -24,7 +24,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,33 +108,19 @@ class Guard:
     async def _guarded(self, route: Route, scope: Scope, headers: Headers, receive: Receive, send: Send) -> None:
         """Refuse what the route must not see; run it with the checked body, or answer 504 when it has not
         started answering within the task's timeout (the work is cancelled, the client is not kept waiting)."""
-        first_send = asyncio.get_running_loop().create_future()
 
-        async def marking_send(message: Message) -> None:
-            if not first_send.done():
-                first_send.set_result(None)
-            await send(message)
-
-        async def run() -> None:
+        async def run(send: Send) -> None:
             try:
                 body = await self._checked_body(route, headers, receive)
             except Refusal as no:
-                await JSONResponse({"error": no.error}, no.status, no.headers)(scope, receive, marking_send)
+                await JSONResponse({"error": no.error}, no.status, no.headers)(scope, receive, send)
                 return
-            await self.app(scope, _replay(body, receive), marking_send)
+            await self.app(scope, _replay(body, receive), send)
 
-        work = asyncio.ensure_future(run())
         timeout = self.timeouts[route.task]
-        try:
-            done, _ = await asyncio.wait({first_send, work}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:  # the server dropped the request (client gone): drop its work too
-            work.cancel()
-            raise
-        if not done and work.cancel():
+        if not await answered_within(run, send, timeout):
             error = f"no answer within {timeout:g} s (the {route.task} task's timeout)"
             await JSONResponse({"error": error}, status_code=504)(scope, receive, send)
-            return
-        await work
 
     async def _checked_body(self, route: Route, headers: Headers, receive: Receive) -> bytes:
         if self.token is not None:
@@ -169,7 +155,8 @@ class CancellingTimeoutMiddleware:
     """BentoML's TimeoutMiddleware (its `traffic.timeout`, answered with a 504) with its timer cancelled when
     the request finishes. BentoML 1.4's leaves every request's timer, future and context alive for the full
     timeout: at 1,500 req/s and a 40 s timeout, 60,000 of them, which is the soak test's memory growth and
-    what made garbage collections pause the server for 190 ms. `patch_bentoml_timeout` puts it in place."""
+    what made garbage collections pause the server for 190 ms. `patch_bentoml_timeout` puts it in place; the
+    guard's per-task 504 waits the same way (`answered_within`)."""
 
     def __init__(self, app: ASGIApp, timeout: float) -> None:
         self.app, self.timeout = app, timeout
@@ -178,28 +165,31 @@ class CancellingTimeoutMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
-        started = loop.create_future()
-        timer = loop.call_later(self.timeout, lambda: started.done() or started.set_exception(TimeoutError))
-
-        async def starting_send(message: Message) -> None:
-            if not started.done():
-                started.set_result(None)
-            await send(message)
-
-        work = asyncio.ensure_future(self.app(scope, receive, starting_send))
-        try:
-            await asyncio.wait({started, work}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:  # the server dropped the request: drop its work too
-            work.cancel()
-            raise
-        finally:
-            timer.cancel()
-        if started.done() and started.exception() is not None and work.cancel():
+        if not await answered_within(lambda answer: self.app(scope, receive, answer), send, self.timeout):
             error = f"Not able to process the request in {self.timeout} seconds"
             await JSONResponse({"error": error}, status_code=504)(scope, receive, send)
-            return
-        await work
+
+
+async def answered_within(run: Callable[[Send], Awaitable[None]], send: Send, timeout: float) -> bool:
+    """Run `run(send)` until it ends; False, with the work cancelled, when it has not started answering within
+    `timeout` seconds (the caller answers 504). asyncio.wait cancels its own timer either way."""
+    first_send = asyncio.get_running_loop().create_future()
+
+    async def marking_send(message: Message) -> None:
+        if not first_send.done():
+            first_send.set_result(None)
+        await send(message)
+
+    work = asyncio.ensure_future(run(marking_send))
+    try:
+        done, _ = await asyncio.wait({first_send, work}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the server dropped the request (client gone): drop its work too
+        work.cancel()
+        raise
+    if not done and work.cancel():
+        return False
+    await work
+    return True
 
 
 def patch_bentoml_timeout() -> None:

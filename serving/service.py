@@ -129,7 +129,7 @@ def build(tasks: list[Task], name: str | None = None, prefixed: bool = False) ->
         http={"host": "127.0.0.1"},
         tracing=runtime.tracing(),
     )(cls)
-    _fixed(svc)
+    _media_types_once(svc)
 
     @functools.cache
     def schemas(task_name: str) -> dict[str, Any]:
@@ -173,10 +173,11 @@ def model_service(task: Task, infer: Callable[..., Any], load: Callable[[], None
     recycle = {"max_requests": 2**31 - 1, "max_age": 1e9}
     config = {"name": f"dlpipe_{task.name}_model", "workers": 1, "runner_connection": recycle}
     config |= {"logging": {"access": {"enabled": False}}}  # internal calls: the entry service logs each request
-    return _fixed(bentoml.service(**config, tracing=runtime.tracing())(type(f"{task.name}_model", (), namespace)))
+    svc = bentoml.service(**config, tracing=runtime.tracing())(type(f"{task.name}_model", (), namespace))
+    return _media_types_once(svc)
 
 
-def _fixed(svc: Any) -> Any:
+def _media_types_once(svc: Any) -> Any:
     """`svc` with each API's response media type worked out once: BentoML otherwise derives it from the
     output's JSON schema on every response (a quarter of a small model's request CPU)."""
     for api in svc.apis.values():

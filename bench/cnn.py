@@ -24,13 +24,13 @@ REPEATS = 300
 
 
 def run_task(task: str, root: Path) -> dict[str, float]:
-    from components.augment import augment
+    from components.data.augment import augment
     from components.config import load_params, stage_config
-    from components.evaluate import evaluate
-    from components.export import export
-    from components.ingest import ingest
-    from components.prepare import prepare
-    from components.train import train
+    from components.evaluate.step import evaluate
+    from components.release.export import export
+    from components.data.ingest import ingest
+    from components.data.prepare import prepare
+    from components.train.step import train
 
     params = load_params(ROOT / "params.yaml")
     started = time.perf_counter()
@@ -48,9 +48,9 @@ def run_task(task: str, root: Path) -> dict[str, float]:
 def latency(art: Path) -> dict[str, float]:
     import torch
 
-    from components.objectives import OutputHead
-    from components.prepare import load_split
-    from components.train import load_trained
+    from components.train.objectives import OutputHead
+    from components.data.prepare import load_split
+    from components.train.step import load_trained
     from serving import runtime
 
     torch.set_num_threads(1)

@@ -17,8 +17,8 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from components.objectives import OutputHead
-from components.train import load_trained
+from components.train.objectives import OutputHead
+from components.train.step import load_trained
 from serving import runtime
 
 

@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))
 
 def run_task(task: str, root: Path) -> dict:
     from components.config import TrainConfig, load_params, stage_config, validate
-    from components.evaluate import evaluate
-    from components.export import export
-    from components.ingest import ingest
-    from components.prepare import prepare
-    from components.train import train
+    from components.evaluate.step import evaluate
+    from components.release.export import export
+    from components.data.ingest import ingest
+    from components.data.prepare import prepare
+    from components.train.step import train
 
     params = load_params(ROOT / "params.yaml")
     prep = stage_config(params, "prepare", task)
@@ -62,9 +62,9 @@ def latency(art: Path, threads: int, calls: int = 300) -> dict:
     import onnxruntime as ort
     import torch
 
-    from components.objectives import OutputHead
-    from components.prepare import load_split
-    from components.train import load_trained
+    from components.train.objectives import OutputHead
+    from components.data.prepare import load_split
+    from components.train.step import load_trained
 
     model, meta = load_trained(art)
     head = OutputHead(model, meta).eval()

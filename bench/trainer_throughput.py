@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from components.config import PrepareConfig, TrainConfig
-from components.ingest import ingest
-from components.prepare import load_split, prepare
-from components.trainer import fit, make_optimizer, seed_everything
+from components.data.ingest import ingest
+from components.data.prepare import load_split, prepare
+from components.train.loop import fit, make_optimizer, seed_everything
 from models import build_model
 
 EPOCHS, REPEATS = 60, 7

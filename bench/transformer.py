@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from components.config import LMConfig, PrepareConfig, TrainConfig, validate
-from components.evaluate import evaluate
-from components.ingest import ingest
-from components.prepare import prepare
-from components.train import train
+from components.evaluate.step import evaluate
+from components.data.ingest import ingest
+from components.data.prepare import prepare
+from components.train.step import train
 
 GOAL, ANCHOR = 1.70, 1.88
 TRAIN = {

@@ -14,11 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from components.augment import augment
+from components.data.augment import augment
 from components.config import load_params, stage_config
-from components.ingest import ingest
-from components.prepare import prepare
-from components.tune import tune
+from components.data.ingest import ingest
+from components.data.prepare import prepare
+from components.tune.study import tune
 
 
 def main() -> None:

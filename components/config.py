@@ -22,11 +22,11 @@ from pydantic import (
     model_validator,
 )
 
-from components.errors import DlpipeError
+from components.core.errors import DlpipeError
 
 PARAMS_FILE = Path("params.yaml")
 STAGES = ("prepare", "augment", "tune", "train", "export", "register")
-MINILM = "minilm"  # init_from / text.tokenizer: all-MiniLM-L6-v2 (components/pretrained_text.py)
+MINILM = "minilm"  # init_from / text.tokenizer: all-MiniLM-L6-v2 (components/data/text/minilm.py)
 MINILM_MAX_LEN = 512  # its position table
 # The model block that is all-MiniLM-L6-v2's BERT encoder (its config.json), so its weights load one to one.
 MINILM_MODEL = {
@@ -68,7 +68,7 @@ class LMConfig(_Strict):
 class TextConfig(_Strict):
     """prepare.<task>.text: a text dataset (data.csv with `text` and `target`) tokenised for sequence models.
 
-    The tokenizer (components/tokenization.py) is trained on the training split only and saved as
+    The tokenizer (components/data/text/tokenization.py) is trained on the training split only and saved as
     tokenizer.json beside the splits; serving reads it from there."""
 
     column: str = Field("text", description="the text column of data.csv")

@@ -36,7 +36,7 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
 
 def input_kwargs(meta: dict[str, Any], model: str) -> dict[str, Any]:
     """Constructor arguments of registry model `model` for meta.json's input: the sizes in `model_inputs`
-    (components/lm_data.py's token tasks); token ids [None, None] with a `tokenizer` block (components/text.py);
+    (components/data/text/lm.py's token tasks); token ids [None, None] with a `tokenizer` block (components/data/text/prepare.py);
     or the input shape [None, F], [None, C, H, W], value sequence [None, None, F]."""
     if meta.get("model_inputs"):
         return meta["model_inputs"]

@@ -1,7 +1,7 @@
 """torchvision architectures (ResNet-18, MobileNetV3-small) as a backbone with a new classifier head.
 
 Their ImageNet weights come from the local torch hub cache only (`init_from: torchvision:<arch>`, see
-components/transfer.py); a 1-channel input is repeated to the 3 channels the backbone expects.
+components/train/transfer.py); a 1-channel input is repeated to the 3 channels the backbone expects.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Three models share the parts below:
 - `DecoderLM` (GPT-like): causal self-attention, tied LM head, generation with a key/value cache.
 - `EncoderModel` (BERT-like): bidirectional self-attention with a padding mask; a masked-LM head (tied to the
   token embedding) or a [CLS] classification head. Its body is `backbone`, so fine-tuning starts from a
-  pretrained checkpoint through `train.init_from` (components/transfer.py).
+  pretrained checkpoint through `train.init_from` (components/train/transfer.py).
 - `Seq2Seq`: an encoder, and a decoder whose blocks add cross-attention over the encoder's output.
 
 Shapes (nanoGPT style): B batch, T target / query length, S source / key length, C = d_model, H heads,
@@ -366,7 +366,7 @@ class EncoderModel(nn.Module):
     sentence-transformers pool). Padding (pad_id) is masked out of attention.
 
     `norm="post"`, `embed_norm=True`, `norm_eps=1e-12` make it BERT's exact architecture, so BERT weights load
-    (components/pretrained_text.py); the default is the pre-norm encoder."""
+    (components/data/text/minilm.py); the default is the pre-norm encoder."""
 
     def __init__(
         self,

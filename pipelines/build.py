@@ -18,7 +18,7 @@ from typing import Any
 
 from kfp import dsl, kubernetes
 
-from components import kfp_components as c
+from components import kubeflow as c
 from components.config import STAGES, ConfigError, KubeflowConfig, Resources, kubeflow_config, stage_config, tasks
 
 NO_OVERRIDES: list = []  # a shared default, never mutated

@@ -1,7 +1,7 @@
 """`dlpipe`: one CLI in front of every step. DVC stages and `make` call these commands.
 
 Each step command reads its stage's block of params.yaml for the task, applies `--set` overrides,
-and calls the step's plain function with the task's standard paths (components/layout.py).
+and calls the step's plain function with the task's standard paths (components/core/layout.py).
 Heavy libraries are imported inside the commands so `--help` answers at once.
 """
 
@@ -15,8 +15,8 @@ import typer
 from pydantic import BaseModel
 
 from components.config import STAGE_MODELS, ConfigError, apply_overrides, load_params, validate
-from components.errors import DlpipeError
-from components.layout import Layout
+from components.core.errors import DlpipeError
+from components.core.layout import Layout
 from pipelines.kfp_cli import pipeline_app
 from serving.cli import serve_app
 
@@ -90,7 +90,7 @@ def _print(data: Any) -> None:
 @data_app.command("pull")
 def data_pull() -> None:
     """Materialise data/raw as data.dvc records it: from the DVC remote, else rebuilt and verified."""
-    from components.datastore import pull
+    from components.data.datastore import pull
 
     how = "pulled from the DVC remote" if pull() == "remote" else "rebuilt from the sources, verified, pushed"
     typer.echo(f"data/raw matches data.dvc ({how})")
@@ -99,7 +99,7 @@ def data_pull() -> None:
 @data_app.command("snapshot")
 def data_snapshot() -> None:
     """Rebuild data/raw from the built-in sources, record it in data.dvc and push it (commit data.dvc after)."""
-    from components.datastore import snapshot
+    from components.data.datastore import snapshot
 
     typer.echo(f"data.dvc now records {snapshot()}")
 
@@ -107,7 +107,7 @@ def data_snapshot() -> None:
 @data_app.command("list")
 def data_list() -> None:
     """List the built-in datasets."""
-    from components.ingest import DATASETS
+    from components.data.ingest import DATASETS
 
     typer.echo("\n".join(sorted(DATASETS)))
 
@@ -130,7 +130,7 @@ def data_ingest(
     value_column: str = "value",
 ) -> None:
     """Write one dataset into data/raw/<name>/ (then `dlpipe data snapshot` to version it)."""
-    from components.ingest import ingest, ingest_csv, ingest_images, ingest_series_csv, ingest_text, ingest_text_csv
+    from components.data.ingest import ingest, ingest_csv, ingest_images, ingest_series_csv, ingest_text, ingest_text_csv
 
     if text_file:
         out = ingest_text(text_file, name)
@@ -146,7 +146,7 @@ def data_ingest(
 @app.command(epilog=_describe("prepare"))
 def prepare(task: Task, params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
     """Split (seeded, stratified) and scale the task's dataset; write splits and meta.json."""
-    from components.prepare import prepare as run
+    from components.data.prepare import prepare as run
 
     cfg = _config("prepare", task, params, set_)
     paths = Layout(task)
@@ -157,7 +157,7 @@ def prepare(task: Task, params: ParamsFile = Path("params.yaml"), set_: Override
 @app.command(epilog=_describe("augment"))
 def augment(task: Task, params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
     """Write the task's augmentation policy (augment.json) and a preview grid of augmented samples."""
-    from components.augment import augment as run
+    from components.data.augment import augment as run
 
     cfg = _config("augment", task, params, set_)
     paths = Layout(task)
@@ -184,11 +184,11 @@ def train(
     """Train the task's model with the generic loop; checkpoint, history and an MLflow run.
 
     --config/--data/--out/--augment are how a pipeline step launches `torchrun ... dlpipe train` on its own
-    folders (components/launch.py)."""
+    folders (components/train/launch.py)."""
     import yaml
 
-    from components.train import train as run
-    from components.tune import tuned_config
+    from components.train.step import train as run
+    from components.tune.study import tuned_config
 
     paths = Layout(task)
     if config is not None:
@@ -215,7 +215,7 @@ def tune(
     Storage: SQLite (optuna.db) unless $OPTUNA_STORAGE or tune.storage names PostgreSQL or journal:<file>.
     Watch it live with `optuna-dashboard sqlite:///optuna.db`.
     """
-    from components.tune import tune as run
+    from components.tune.study import tune as run
 
     raw = _raw("tune", task, params, set_)
     if workers is not None:
@@ -230,7 +230,7 @@ def tune(
 @app.command()
 def evaluate(task: Task) -> None:
     """Score the trained model on the test split: metrics/<task>.json and plots/<task>/."""
-    from components.evaluate import evaluate as run
+    from components.evaluate.step import evaluate as run
 
     paths = Layout(task)
     _print(run(paths.data, paths.model, paths.metrics, paths.plots))
@@ -239,7 +239,7 @@ def evaluate(task: Task) -> None:
 @app.command(epilog=_describe("export"))
 def export(task: Task, params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
     """Export to ONNX (dynamic batch), check it, and verify parity against PyTorch."""
-    from components.export import export as run
+    from components.release.export import export as run
 
     cfg = _config("export", task, params, set_)
     paths = Layout(task)
@@ -250,7 +250,7 @@ def export(task: Task, params: ParamsFile = Path("params.yaml"), set_: Overrides
 @app.command(epilog=_describe("register"))
 def register(task: Task, params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
     """Register the ONNX model in MLflow; move alias `champion` only if it beats the current one."""
-    from components.register import register as run
+    from components.release.register import register as run
 
     cfg = _config("register", task, params, set_)
     paths = Layout(task)
@@ -284,8 +284,8 @@ def vanishing_gradients(
     params: ParamsFile = Path("params.yaml"), set_: Overrides = None, task: str = "tabular"
 ) -> None:
     """Deep sigmoid FFN vs ReLU, batch norm, residual: per-layer gradient norms and accuracy."""
-    from components.experiments import VanishingConfig
-    from components.experiments import vanishing_gradients as run
+    from components.experiments.vanishing import VanishingConfig
+    from components.experiments.vanishing import vanishing_gradients as run
 
     raw = apply_overrides(load_params(params).get("experiments", {}).get("vanishing_gradients") or {}, set_ or [])
     cfg = validate(VanishingConfig, raw, "experiments.vanishing_gradients")
@@ -303,8 +303,8 @@ def vanishing_gradients(
 @experiment_app.command("vanishing-gradients-rnn")
 def vanishing_gradients_rnn(params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
     """Plain RNN vs LSTM vs GRU on a long-memory task: gradient w.r.t. early time steps, and accuracy."""
-    from components.experiments import VanishingRNNConfig
-    from components.experiments import vanishing_gradients_rnn as run
+    from components.experiments.vanishing import VanishingRNNConfig
+    from components.experiments.vanishing import vanishing_gradients_rnn as run
 
     raw = apply_overrides(load_params(params).get("experiments", {}).get("vanishing_gradients_rnn") or {}, set_ or [])
     cfg = validate(VanishingRNNConfig, raw, "experiments.vanishing_gradients_rnn")
@@ -322,7 +322,7 @@ def vanishing_gradients_rnn(params: ParamsFile = Path("params.yaml"), set_: Over
 @experiment_app.command("transfer-fashion")
 def transfer_fashion(params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
     """MNIST-pretrained CNN on a small Fashion-MNIST slice: fine-tune vs feature extractor vs scratch."""
-    from components.transfer_study import TransferStudyConfig, transfer_study
+    from components.experiments.transfer import TransferStudyConfig, transfer_study
 
     raw = apply_overrides(load_params(params).get("experiments", {}).get("transfer_fashion") or {}, set_ or [])
     cfg = validate(TransferStudyConfig, raw, "experiments.transfer_fashion")
@@ -337,7 +337,7 @@ def transfer_fashion(params: ParamsFile = Path("params.yaml"), set_: Overrides =
 @experiment_app.command("encoder-finetune")
 def encoder_finetune(params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
     """MLM-pretrained encoder vs the same encoder from scratch, fine-tuned on VADER's movie snippets."""
-    from components.encoder_study import EncoderStudyConfig, encoder_study
+    from components.experiments.encoder import EncoderStudyConfig, encoder_study
 
     raw = apply_overrides(load_params(params).get("experiments", {}).get("encoder_finetune") or {}, set_ or [])
     cfg = validate(EncoderStudyConfig, raw, "experiments.encoder_finetune")

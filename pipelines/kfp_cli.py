@@ -116,8 +116,8 @@ def run(
         _fail("`run` only runs locally: pass --local, or use `dlpipe pipeline submit --host URL` for a cluster")
     import kfp.local
 
-    from components import tracking
-    from components.io import read_json
+    from components.core import tracking
+    from components.core.io import read_json
 
     pipeline = _pipeline(task, params, set_)
     arguments = _arguments(task, set_, only, params)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from components import tracking
+from components.core import tracking
 from serving.families import FAMILIES, GATEWAY, SERVICES, family_of
 
 ROOT = Path(__file__).resolve().parents[1]

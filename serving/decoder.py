@@ -2,7 +2,7 @@
 
 ONNX Runtime only: model.onnx maps ids (1, T) to logits (1, T, V) for any T up to the context length; each new
 token reruns the window (the graph has no KV cache; the PyTorch model's cache gives the same tokens, see
-tests/test_transformer.py). Sampling is components/generation.py's, seeded per request, so a fixed seed gives
+tests/test_transformer.py). Sampling is components/core/sampling.py's, seeded per request, so a fixed seed gives
 the same text. attention.onnx returns every layer's and head's weights. The characters the model knows are
 meta.json's vocabulary: a prompt with others is refused (400) naming them.
 Run: `bentoml serve serving.decoder:Decoder` (or `dlpipe serve --task decoder`).
@@ -16,7 +16,7 @@ import numpy as np
 from bentoml.exceptions import InvalidArgument
 from pydantic import BaseModel, Field
 
-from components.generation import Sampling, generate_onnx
+from components.core.sampling import Sampling, generate_onnx
 from serving import runtime, service
 
 MAX_PROMPT_CHARS = 2000

@@ -1,6 +1,6 @@
 """The fine-tuned transformer encoder (task `encoder`): `POST /classify`, `/embed`, `/attention`, all from ONNX
 graphs (model.onnx, embeddings.onnx, attention.onnx) and the bundle's tokenizer.json, so texts become exactly
-the ids they became in training (components/tokenization.py: [CLS] ... [SEP], the first max_length - 2
+the ids they became in training (components/data/text/tokenization.py: [CLS] ... [SEP], the first max_length - 2
 tokens kept). Run: `bentoml serve serving.encoder:Encoder` (or `dlpipe serve --task encoder`).
 """
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from components.tokenization import encode
+from components.data.text.tokenization import encode
 from serving import runtime, service
 
 MAX_TEXTS = 64  # per request

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def champions() -> set[str]:
     """Registered models that have a `champion` alias and a family to serve them."""
-    from components import tracking
+    from components.core import tracking
 
     client = tracking.configure().MlflowClient()
     return {m.name for m in client.search_registered_models() if "champion" in m.aliases and family_of(m.name)}

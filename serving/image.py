@@ -23,7 +23,7 @@ import numpy as np
 from bentoml.exceptions import BentoMLException
 from pydantic import Field
 
-from components.images import ImageError
+from components.data.images import ImageError
 from serving import guard, runtime, service
 
 

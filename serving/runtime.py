@@ -29,8 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from components import images
-from components.io import read_json
+from components.data import images
+from components.core.io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Bundle:
 
 
 def _extra_files(folder: Path) -> dict[str, bytes]:
-    from components.register import EXTRA_GRAPHS
+    from components.release.register import EXTRA_GRAPHS
 
     found = {name: sorted(Path(folder).rglob(name)) for name in (*EXTRA_GRAPHS, "tokenizer.json")}
     return {name: paths[0].read_bytes() for name, paths in found.items() if paths}
@@ -94,7 +94,7 @@ def _local_bundle(folder: Path, task: str) -> Bundle:
 
 
 def _registry_bundle(uri: str) -> Bundle:
-    from components.register import fetch_model
+    from components.release.register import fetch_model
 
     name, version, metrics = registered_version(uri)
     with tempfile.TemporaryDirectory(prefix="dlpipe-serve-") as tmp:  # that version, even if the alias moves now
@@ -106,7 +106,7 @@ def _registry_bundle(uri: str) -> Bundle:
 def registered_version(uri: str) -> tuple[str, str, dict[str, float]]:
     """The model name and version a `models:/name@alias` or `models:/name/N` URI points at now, and the test
     metrics its run logged at evaluation (evaluate logs them as `test_<metric>`)."""
-    from components import tracking
+    from components.core import tracking
 
     client = tracking.configure().MlflowClient()
     name, _, rest = uri.removeprefix("models:/").partition("/")

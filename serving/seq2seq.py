@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import AfterValidator, BaseModel, Field
 
-from components.lm_data import SPECIALS
+from components.data.text.lm import SPECIALS
 from serving import guard, runtime, sequence, service
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from components.tokenization import encode
+from components.data.text.tokenization import encode
 from serving import guard, runtime, sequence, service
 
 

@@ -37,15 +37,15 @@ def run_task(
 
     `train_overrides` replace fields of train.<task> (e.g. fewer epochs for a fast test), `prepare_overrides`
     fields of prepare.<task> (e.g. a train_limit)."""
-    from components.augment import augment
+    from components.data.augment import augment
     from components.config import PrepareConfig, TrainConfig, validate
-    from components.evaluate import evaluate
-    from components.export import export
-    from components.ingest import ingest
-    from components.prepare import prepare
-    from components.register import register as register_step
-    from components.train import train
-    from components.tune import tune, tuned_config
+    from components.evaluate.step import evaluate
+    from components.release.export import export
+    from components.data.ingest import ingest
+    from components.data.prepare import prepare
+    from components.release.register import register as register_step
+    from components.train.step import train
+    from components.tune.study import tune, tuned_config
 
     prep = stage_config(PARAMS, "prepare", task)
     if prepare_overrides:

@@ -46,7 +46,7 @@ def test_tabular_steps_track_to_a_real_mlflow_server(tmp_path: Path, monkeypatch
     import mlflow
     from mlflow import MlflowClient
 
-    from components import tracking
+    from components.core import tracking
 
     port, store = _free_port(), tmp_path / "server-artifacts"
     mlflow_exe = str(Path(sys.executable).with_name("mlflow"))
@@ -197,7 +197,7 @@ def _trainjob_schema() -> dict:
 
 def test_trainjob_manifest_matches_the_trainjob_schema() -> None:
     from components.config import DistributedConfig
-    from components.trainjob import job_name, manifest
+    from components.train.trainjob import job_name, manifest
     from tests.jsonschema_subset import errors
 
     spec = DistributedConfig(nodes=4, gpus_per_node=8)
@@ -249,12 +249,12 @@ def test_trainjob_step_falls_back_to_torchrun_here(tmp_path: Path) -> None:
     TrainJob's world size (2 nodes x 1 CPU process): DDP over gloo, rank 0 tracks and writes."""
     from mlflow import MlflowClient
 
-    from components.augment import augment
+    from components.data.augment import augment
     from components.config import DistributedConfig, TrainConfig, stage_config
-    from components.ingest import ingest
-    from components.io import read_json
-    from components.prepare import prepare
-    from components.trainjob import in_cluster, train_job
+    from components.data.ingest import ingest
+    from components.core.io import read_json
+    from components.data.prepare import prepare
+    from components.train.trainjob import in_cluster, train_job
 
     assert not in_cluster()
     prep = stage_config(PARAMS, "prepare", "tabular_wine")

@@ -11,17 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from components import ingest as ingest_module
-from components.augment import augment, build_transform
+from components.data import ingest as ingest_module
+from components.data.augment import augment, build_transform
 from components.config import AugmentConfig, ConfigError, PrepareConfig, TrainConfig, validate
-from components.errors import DataError
-from components.export import run_onnx
-from components.images import read_idx
-from components.ingest import ingest, ingest_images
-from components.objectives import OutputHead
-from components.prepare import load_meta, load_split, prepare
-from components.train import load_trained, train
-from components.transfer import TransferError
+from components.core.errors import DataError
+from components.release.export import run_onnx
+from components.data.images import read_idx
+from components.data.ingest import ingest, ingest_images
+from components.train.objectives import OutputHead
+from components.data.prepare import load_meta, load_split, prepare
+from components.train.step import load_trained, train
+from components.train.transfer import TransferError
 from models import build_model, summarize
 from tests.conftest import PARAMS
 

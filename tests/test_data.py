@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from components.config import PrepareConfig
-from components.errors import DataError
-from components.ingest import DATASETS, ingest, ingest_csv
-from components.io import sha256_dir
-from components.prepare import SPLITS, load_meta, load_split, prepare
+from components.core.errors import DataError
+from components.data.ingest import DATASETS, ingest, ingest_csv
+from components.core.io import sha256_dir
+from components.data.prepare import SPLITS, load_meta, load_split, prepare
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))

@@ -233,7 +233,7 @@ def test_failed_step_marks_the_mlflow_run_failed(tmp_path: Path, monkeypatch: py
 def test_mark_pipeline_failed_marks_only_that_pipeline_runs_top_level_runs(tmp_path: Path) -> None:
     import mlflow
 
-    from components import tracking
+    from components.core import tracking
 
     tag = {tracking.PIPELINE_RUN_TAG: "run-a"}
     with (

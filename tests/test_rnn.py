@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from components.config import RNNConfig, TrainConfig
-from components.export import _export, fix_output_shapes
+from components.release.export import _export, fix_output_shapes
 from models import build_model, summarize
 from models.rnn import CELLS, reverse_within_length
 
@@ -107,7 +107,7 @@ def test_onnx_dynamic_batch_and_length_parity_without_warnings(cell: str, tmp_pa
 
 
 def test_vanishing_gradients_through_time_experiment(tmp_path: Path) -> None:
-    from components.experiments import VanishingRNNConfig, vanishing_gradients_rnn
+    from components.experiments.vanishing import VanishingRNNConfig, vanishing_gradients_rnn
 
     cfg = VanishingRNNConfig(length=12, hidden=4, n_train=64, n_val=32, epochs=1)
     results = vanishing_gradients_rnn(tmp_path / "m.json", tmp_path / "p.png", cfg)

@@ -15,8 +15,8 @@ import yaml
 from typer.testing import CliRunner
 
 from components.config import PrepareConfig
-from components.errors import DataError
-from components.series import seasonal_naive
+from components.core.errors import DataError
+from components.data.series import seasonal_naive
 from serving import cli, runtime
 from tests.test_serving import bentoml_server
 
@@ -35,8 +35,8 @@ def _series_csv(folder: Path, values: np.ndarray, start: str = "2000-01-01", fre
 
 
 def test_series_split_is_chronological_and_scaled_on_the_train_span(tmp_path: Path) -> None:
-    from components.prepare import load_split, prepare
-    from components.series import read_series, window_ends
+    from components.data.prepare import load_split, prepare
+    from components.data.series import read_series, window_ends
 
     values = np.arange(300, dtype=float)
     values[[10, 11, 200]] = np.nan  # gaps to fill
@@ -115,8 +115,8 @@ def text_server(sentiment_artifacts: Path, tmp_path_factory: pytest.TempPathFact
 
 
 def test_forecast_endpoint(forecast_server: str, forecast_artifacts: Path) -> None:
-    from components.export import run_onnx
-    from components.series import read_series
+    from components.release.export import run_onnx
+    from components.data.series import read_series
 
     meta = runtime.load_bundle("forecast", model_dir=forecast_artifacts).meta
     window = meta["series"]["window"]
@@ -147,8 +147,8 @@ def test_forecast_endpoint(forecast_server: str, forecast_artifacts: Path) -> No
 
 
 def test_classify_endpoint(text_server: str, sentiment_artifacts: Path) -> None:
-    from components.export import run_onnx
-    from components.tokenization import encode, load_tokenizer
+    from components.release.export import run_onnx
+    from components.data.text.tokenization import encode, load_tokenizer
 
     meta = runtime.load_bundle("sentiment", model_dir=sentiment_artifacts).meta
     texts = ["a wonderful, moving film", "dull and pointless", "not good"]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.images import ImageError
+from components.data.images import ImageError
 from serving import cli, runtime
 from tests.test_serving import bentoml_server
 
@@ -35,7 +35,7 @@ def digits(digits_artifacts: Path) -> tuple[dict, np.ndarray, np.ndarray]:
 
 
 def test_preprocessing_matches_training(digits_artifacts: Path, digits) -> None:
-    from components.prepare import load_split
+    from components.data.prepare import load_split
 
     meta, raw, _ = digits
     x, _ = load_split(digits_artifacts / "data", "test")
@@ -63,7 +63,7 @@ def server(digits_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_upload_and_json_match_onnxruntime(server: str, digits_artifacts: Path, digits) -> None:
-    from components.export import run_onnx
+    from components.release.export import run_onnx
 
     meta, raw, y = digits
     expected = run_onnx(digits_artifacts / "model.onnx", {"image": runtime.image_from_array(raw[:20], meta)})[0]

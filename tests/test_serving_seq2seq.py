@@ -21,10 +21,10 @@ from tests.test_serving import bentoml_process
 @pytest.fixture(scope="module")
 def seq2seq_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Numbers -> words, a small model trained briefly (the translations need not be right to be compared)."""
-    from components.export import export
-    from components.ingest import ingest
-    from components.prepare import prepare
-    from components.train import train
+    from components.release.export import export
+    from components.data.ingest import ingest
+    from components.data.prepare import prepare
+    from components.train.step import train
 
     root = tmp_path_factory.mktemp("seq2seq")
     art = root / "artifacts/seq2seq"
@@ -38,7 +38,7 @@ def seq2seq_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_onnx_greedy_batch_matches_the_pytorch_cached_translation(seq2seq_artifacts: Path) -> None:
-    from components.train import load_trained
+    from components.train.step import load_trained
     from serving import runtime
     from serving.seq2seq import Seq2SeqTask
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from components.config import PrepareConfig
-from components.errors import DataError
-from components.ingest import ingest, ingest_series_csv, ingest_text_csv
-from components.tokenization import (
+from components.core.errors import DataError
+from components.data.ingest import ingest, ingest_series_csv, ingest_text_csv
+from components.data.text.tokenization import (
     CLS_ID,
     KINDS,
     PAD_ID,
@@ -108,8 +108,8 @@ def test_user_series_csv(tmp_path: Path) -> None:
 
 
 def test_prepare_text_trains_the_tokenizer_on_train_only(tmp_path: Path) -> None:
-    from components.prepare import load_split, prepare
-    from components.text import load_texts
+    from components.data.prepare import load_split, prepare
+    from components.data.text.prepare import load_texts
 
     raw = tmp_path / "raw" / "toy"
     words = [f"w{i}x" for i in range(10, 50)]
@@ -137,8 +137,8 @@ def test_training_starts_from_frozen_word2vec_vectors(tmp_path: Path) -> None:
     import torch
 
     from components.config import TrainConfig
-    from components.prepare import prepare
-    from components.train import load_trained, train
+    from components.data.prepare import prepare
+    from components.train.step import load_trained, train
 
     raw = tmp_path / "raw" / "toy"
     raw.mkdir(parents=True)

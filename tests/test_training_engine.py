@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from components import objectives
+from components.train import objectives
 from components.config import ConfigError, TrainConfig, validate
-from components.trainer import TrainingError, fit, make_optimizer, seed_everything
+from components.train.loop import TrainingError, fit, make_optimizer, seed_everything
 from models import build_model
 from tests.test_trainer import toy
 

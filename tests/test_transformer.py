@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from components.config import LMConfig, PrepareConfig, TrainConfig, stage_config, validate
-from components.export import run_onnx
-from components.generation import Sampling, generate_onnx, generate_torch, pick
-from components.ingest import shared_datasets
-from components.numbers import to_words
+from components.release.export import run_onnx
+from components.core.sampling import Sampling, generate_onnx, generate_torch, pick
+from components.data.ingest import shared_datasets
+from components.data.numbers import to_words
 from models.transformer import DecoderLM, EncoderModel, KVCache, Seq2Seq, sinusoidal_table
 from tests.conftest import PARAMS
 from tests.test_serving import bentoml_server
@@ -100,12 +100,12 @@ def decoder_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The decoder task on the first 200k characters of tiny Shakespeare, briefly trained, evaluated, exported."""
     if not SHAKESPEARE.is_file():
         pytest.skip(f"tiny Shakespeare not found at {SHAKESPEARE} (set DLPIPE_SHARED_DATASETS)")
-    from components.evaluate import evaluate
-    from components.export import export
-    from components.ingest import ingest_text
-    from components.prepare import prepare
-    from components.register import register
-    from components.train import train
+    from components.evaluate.step import evaluate
+    from components.release.export import export
+    from components.data.ingest import ingest_text
+    from components.data.prepare import prepare
+    from components.release.register import register
+    from components.train.step import train
 
     root = tmp_path_factory.mktemp("decoder")
     corpus = root / "corpus.txt"
@@ -141,7 +141,7 @@ def test_decoder_learns_characters(decoder_artifacts: Path) -> None:
 
 
 def test_decoder_onnx_any_batch_and_length_and_same_generation(decoder_artifacts: Path) -> None:
-    from components.train import load_trained
+    from components.train.step import load_trained
 
     info = json.loads((decoder_artifacts / "export.json").read_text())
     assert info["parity_max_abs_diff"] <= 1e-4 and info["inputs"][0]["shape"] == ["batch", "sequence"]
@@ -197,8 +197,8 @@ def test_generate_endpoint_is_seeded_streams_and_names_its_limits(decoder_server
 
 
 def test_masking_rule_is_15_percent_80_10_10() -> None:
-    from components.mlm import mask_tokens
-    from components.objectives import IGNORE
+    from components.data.text.mlm import mask_tokens
+    from components.train.objectives import IGNORE
 
     rng = np.random.default_rng(0)
     ids = rng.integers(5, 1000, (400, 64))
@@ -221,10 +221,10 @@ def encoder_study_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny masked-LM pretraining on 150k characters, then encoder_study on 400 VADER snippets (registered)."""
     if not SHAKESPEARE.is_file() or not VADER.is_dir():
         pytest.skip(f"tiny Shakespeare or VADER snippets not found under {shared_datasets()}")
-    from components.encoder_study import EncoderStudyConfig, encoder_study
-    from components.ingest import ingest, ingest_text
-    from components.prepare import prepare
-    from components.train import train
+    from components.experiments.encoder import EncoderStudyConfig, encoder_study
+    from components.data.ingest import ingest, ingest_text
+    from components.data.prepare import prepare
+    from components.train.step import train
 
     root = tmp_path_factory.mktemp("encoder")
     corpus = root / "corpus.txt"
@@ -243,8 +243,8 @@ def encoder_study_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_mlm_training_windows_are_masked_once_per_copy(encoder_study_root: Path) -> None:
-    from components.objectives import IGNORE
-    from components.prepare import load_split
+    from components.train.objectives import IGNORE
+    from components.data.prepare import load_split
 
     x, y = load_split(encoder_study_root / "artifacts/encoder_mlm/data", "train")
     x, y = np.asarray(x), np.asarray(y)

@@ -1,0 +1,131 @@
+"""MLflow set-up: embedded SQLite by default, any server through MLFLOW_TRACKING_URI.
+
+One MLflow run per task per pipeline execution: train opens it and records its id in run.json;
+evaluate, export and register reopen that same run, under DVC and Kubeflow alike.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from contextlib import contextmanager, suppress
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from components.core.io import read_json, write_json
+
+PIPELINE_RUN_TAG = "dlpipe.pipeline_run"  # the Kubeflow run that produced an MLflow run (env DLPIPE_PIPELINE_RUN)
+PACKAGES = ("torch", "mlflow", "onnx", "onnxruntime-gpu", "kfp", "dvc", "optuna", "bentoml", "scikit-learn")
+
+
+def home() -> Path:
+    """Where the embedded engines keep their files: $DLPIPE_HOME, else the working directory."""
+    return Path(os.environ.get("DLPIPE_HOME", ".")).resolve()
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def for_pipeline_step(mlflow_tracking_uri: str, pipeline_run: str = "") -> None:
+    """A Kubeflow step's tracking: the run's MLflow URI (empty = the pod's $MLFLOW_TRACKING_URI, e.g. from a
+    Secret) and the pipeline run's id, tagged on every MLflow run so the exit handler can find them."""
+    if mlflow_tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+    if pipeline_run:
+        os.environ["DLPIPE_PIPELINE_RUN"] = pipeline_run
+
+
+def _is_local(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def configure() -> Any:
+    """Point MLflow at the tracking URI; return the mlflow module."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)  # the registry follows it unless MLFLOW_REGISTRY_URI says otherwise
+    # Over HTTP every logging call is a round trip: queue them (flushed when the run ends).
+    mlflow.config.enable_async_logging(not _is_local(uri))
+    return mlflow
+
+
+def experiment_id(task: str) -> str:
+    """Get or create experiment `dlpipe-<task>`; a local store keeps artifacts in $DLPIPE_HOME/mlruns."""
+    mlflow = configure()
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"dlpipe-{task}"
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = (home() / "mlruns").as_uri() if _is_local(tracking_uri()) else None
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def provenance() -> dict[str, str]:
+    """Tags that say what produced a run: git commit and the versions of the engines."""
+    tags = {"git_commit": _git_commit()}
+    if os.environ.get("DLPIPE_PIPELINE_RUN"):
+        tags[PIPELINE_RUN_TAG] = os.environ["DLPIPE_PIPELINE_RUN"]
+    for pkg in PACKAGES:
+        with suppress(PackageNotFoundError):
+            tags[f"version.{pkg}"] = version(pkg)
+    return tags
+
+
+def _git_commit() -> str:
+    if os.environ.get("DLPIPE_GIT_COMMIT"):
+        return os.environ["DLPIPE_GIT_COMMIT"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def start_task_run(
+    task: str, out_dir: Path, run_name: str, system_metrics: bool = False, parent_run_id: str | None = None
+) -> Any:
+    """Start the task's MLflow run and record its id in `out_dir/run.json` for the later steps.
+
+    `system_metrics` samples CPU, memory (and GPU, when present) in the background during the run."""
+    mlflow = configure()
+    run = mlflow.start_run(
+        experiment_id=experiment_id(task),
+        run_name=run_name,
+        tags=provenance(),
+        log_system_metrics=system_metrics,
+        parent_run_id=parent_run_id,
+        nested=parent_run_id is not None and mlflow.active_run() is not None,  # the study's run, in-process
+    )
+    write_json(Path(out_dir) / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id})
+    return run
+
+
+@contextmanager
+def resume_task_run(model_dir: Path):
+    """Reopen the run that train started (its id is in `model_dir/run.json`)."""
+    mlflow = configure()
+    run_id = read_json(Path(model_dir) / "run.json")["run_id"]
+    with mlflow.start_run(run_id=run_id) as run:
+        yield run
+
+
+def mark_pipeline_failed(task: str, pipeline_run: str, message: str) -> list[str]:
+    """Mark the task's MLflow runs of one pipeline run FAILED (a pod killed for memory leaves its run RUNNING,
+    and a run that finished before a later step failed looks successful). With no run yet (an early step
+    failed), record one FAILED run so the failure shows in MLflow. Returns the run ids marked."""
+    mlflow = configure()
+    client = mlflow.MlflowClient()
+    exp = experiment_id(task)
+    found = client.search_runs([exp], filter_string=f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run}'")
+    ids = [run.info.run_id for run in found if "mlflow.parentRunId" not in run.data.tags]  # not tuning trials
+    if not ids:
+        run = client.create_run(exp, run_name=f"{task}-pipeline", tags={**provenance(), PIPELINE_RUN_TAG: pipeline_run})
+        ids = [run.info.run_id]
+    for run_id in ids:
+        client.set_tag(run_id, "dlpipe.pipeline_error", message[:5000])
+        client.set_terminated(run_id, status="FAILED")
+    return ids

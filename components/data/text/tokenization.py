@@ -1,0 +1,185 @@
+"""Tokenizers for the text tasks, trained on the training split with Hugging Face `tokenizers`.
+
+Shared by every text model (RNN, transformer) and by serving, so text becomes the same ids everywhere:
+
+    tok = train_tokenizer(train_texts, kind="wordpiece", vocab_size=8000)   # or "bpe", "char"
+    save_tokenizer(tok, data_dir)                 # -> data_dir/tokenizer.json (prepare does this)
+    tok = load_tokenizer(data_dir)                # train / evaluate / export / serving
+    enc = encode(tok, ["a fine film", "dull"], max_length=64)
+    enc.ids        # int64 [N, L]: [CLS] tokens... [SEP] [PAD]...  (L = max_length, or the longest with pad="longest")
+    enc.mask       # int64 [N, L]: 1 on real tokens (specials included), 0 on padding
+    enc.lengths    # int64 [N]:   real tokens per row
+    enc.truncated  # bool  [N]:   the text had more tokens than fit
+
+Special tokens have fixed ids in every kind of tokenizer: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
+
+Kinds:
+- `wordpiece`: BERT-style (Unicode normalisation, optional lower-casing and accent stripping, split on
+  whitespace and punctuation, `##` continuation pieces). Unknown characters become [UNK].
+- `bpe`: byte-level BPE (GPT-2 style): every string is representable, there is never an [UNK].
+- `char`: one token per character (spaces included) for character-level models; characters seen fewer
+  than `min_frequency` times in training become [UNK].
+
+Truncation rule (TRUNCATION below): with special tokens, a text keeps its first `max_length - 2` tokens,
+wrapped as [CLS] ... [SEP]; without them, its first `max_length` tokens. The end is dropped, never the
+start. Padding is on the right with [PAD].
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from components.core.io import atomic_write
+
+# The Rust thread pool would warn (and disable itself) after every fork: DataLoader workers, servers.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+PAD, UNK, CLS, SEP, MASK = SPECIAL_TOKENS
+PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
+KINDS = ("wordpiece", "bpe", "char")
+TOKENIZER_FILE = "tokenizer.json"
+TRUNCATION = (
+    "texts longer than max_length tokens keep their first max_length - 2 tokens between [CLS] and [SEP] "
+    "(the end is dropped); shorter ones are padded on the right with [PAD]"
+)
+Kind = Literal["wordpiece", "bpe", "char"]
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    kind: Kind = "wordpiece",
+    vocab_size: int = 8000,
+    min_frequency: int = 2,
+    lowercase: bool = True,
+) -> Tokenizer:
+    """Train a tokenizer of `kind` on `texts` (the training split only: no look at validation or test).
+
+    `vocab_size` counts the special tokens; a small corpus may yield fewer. The result adds [CLS] / [SEP]
+    when encoding with special tokens, and has no padding or truncation of its own (see `encode`).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"tokenizer kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if vocab_size <= len(SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
+    specials = list(SPECIAL_TOKENS)
+    if kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token=UNK, max_input_chars_per_word=100))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase, clean_text=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials)
+    elif kind == "bpe":
+        tok = Tokenizer(models.BPE())
+        tok.normalizer = _normalizer(lowercase)
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
+    else:
+        tok = Tokenizer(models.WordLevel(unk_token=UNK))
+        tok.normalizer = _normalizer(lowercase)
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+        tok.decoder = decoders.Fuse()
+        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials)
+    tok.train_from_iterator((t for t in texts if t), trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{CLS} $A {SEP}",
+        pair=f"{CLS} $A {SEP} $B:1 {SEP}:1",
+        special_tokens=[(CLS, CLS_ID), (SEP, SEP_ID)],
+    )
+    _check_special_ids(tok)
+    return tok
+
+
+def _normalizer(lowercase: bool) -> normalizers.Normalizer:
+    steps = [normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
+    return normalizers.Sequence(steps + ([normalizers.Lowercase()] if lowercase else []))
+
+
+def _check_special_ids(tok: Tokenizer) -> None:
+    ids = [tok.token_to_id(t) for t in SPECIAL_TOKENS]
+    if ids != list(range(len(SPECIAL_TOKENS))):
+        raise ValueError(f"special tokens got ids {dict(zip(SPECIAL_TOKENS, ids, strict=True))}, expected 0..4")
+
+
+def save_tokenizer(tok: Tokenizer, folder: Path | str) -> Path:
+    """Write `folder/tokenizer.json` atomically (the format `Tokenizer.from_file` and transformers read)."""
+    path = Path(folder) / TOKENIZER_FILE
+    return atomic_write(path, lambda tmp: tok.save(str(tmp)))
+
+
+def load_tokenizer(path: Path | str) -> Tokenizer:
+    """Load `path` (a tokenizer.json, or a folder holding one) with padding and truncation turned off:
+    `encode` owns both, so a file saved by another tool cannot change the rule silently."""
+    path = Path(path)
+    file = path / TOKENIZER_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} not found: run the prepare step first (it trains the tokenizer)")
+    tok = Tokenizer.from_file(str(file))
+    tok.no_padding()
+    tok.no_truncation()
+    _check_special_ids(tok)
+    return tok
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A batch of encoded texts, padded on the right; see the module docstring."""
+
+    ids: np.ndarray  # int64 [N, L]
+    mask: np.ndarray  # int64 [N, L], 1 = real token
+    lengths: np.ndarray  # int64 [N]
+    truncated: np.ndarray  # bool [N]
+
+
+def encode(
+    tok: Tokenizer,
+    texts: Sequence[str],
+    max_length: int,
+    *,
+    add_special_tokens: bool = True,
+    pad: Literal["max_length", "longest"] = "max_length",
+) -> Encoded:
+    """Encode `texts` into ids [N, L] with the module's truncation rule and right padding.
+
+    `pad="max_length"` gives L = max_length (fixed-shape arrays for a prepared split); `"longest"` pads
+    only to the longest row of this batch (serving, bucketed batches). An empty text encodes to
+    [CLS] [SEP] (or nothing without special tokens).
+    """
+    extra = 2 if add_special_tokens else 0
+    if max_length <= extra:
+        raise ValueError(f"max_length must be more than {extra}, got {max_length}")
+    keep = max_length - extra
+    pieces = [e.ids for e in tok.encode_batch(list(texts), add_special_tokens=False)]
+    truncated = np.array([len(p) > keep for p in pieces], dtype=bool)
+    rows = [([CLS_ID, *p[:keep], SEP_ID] if add_special_tokens else p[:keep]) for p in pieces]
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    width = max_length if pad == "max_length" else max(1, int(lengths.max(initial=0)))
+    ids = np.full((len(rows), width), PAD_ID, dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+    mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
+    return Encoded(ids=ids, mask=mask, lengths=lengths, truncated=truncated)
+
+
+def token_counts(tok: Tokenizer, texts: Sequence[str]) -> np.ndarray:
+    """Tokens per text without special tokens (to choose max_length from a length percentile)."""
+    return np.array([len(e.ids) for e in tok.encode_batch(list(texts), add_special_tokens=False)], dtype=np.int64)
+
+
+def decode(tok: Tokenizer, ids: Sequence[int] | np.ndarray) -> str:
+    """Ids back to text, special tokens and padding skipped."""
+    return tok.decode([int(i) for i in ids], skip_special_tokens=True)

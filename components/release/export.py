@@ -1,0 +1,248 @@
+"""Export step: ONNX with a dynamic batch axis (and a dynamic sequence axis for sequence inputs), full
+checker pass, parity vs PyTorch on the test split.
+
+Sequence models (meta.json input shape with a free axis after the batch: token ids [None, None], source/target
+pairs [None, 2, None], value sequences [None, None, F]) are exported from a short example whose length differs
+from every length the parity check then runs (the test split's length and a shorter cut), so a length frozen
+into the graph cannot pass unnoticed; token ids' length is bounded by the model's position table. The exporter
+records the example's sequence length in the output shape metadata of LSTM/GRU graphs; ONNX Runtime would then
+warn on every call with another length, so model.onnx's output dims are rewritten to meta.json's shape with
+named dynamic axes. Token models also get graphs for attention maps and sentence vectors (GRAPHS).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from components.config import ExportConfig
+from components.core.errors import DlpipeError
+from components.core.io import atomic_write, sha256_file, write_json
+from components.train.objectives import OutputHead
+from components.data.prepare import load_split
+from components.train.step import load_trained
+from components.train.loop import predict
+
+GRAPHS = "graphs"  # token models' extra graphs (attention maps, sentence vectors) + index.json: a DVC output
+EXAMPLE_STEPS = 7  # the traced example's sequence length: no split uses it
+PARITY_ROWS = 256  # per-position outputs (N, T, V) of a whole split would not fit in memory
+
+
+class ParityError(DlpipeError):
+    """The ONNX model disagrees with PyTorch beyond the tolerance."""
+
+
+def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) -> dict[str, Any]:
+    """Write `out_dir/model.onnx` and `out_dir/export.json`; fail when parity exceeds the tolerance."""
+    model, meta = load_trained(model_dir)
+    head = OutputHead(model, meta).eval()
+    x_test, _ = load_split(data_dir, "test")
+    if len(meta["output"]["shape"]) > 2:
+        x_test = x_test[:PARITY_ROWS]
+    in_name, out_name = meta["input"]["name"], meta["output"]["name"]
+    axis = sequence_axis(meta)
+    tokens = meta["input"].get("dtype") == "int64"
+    max_len = _max_len(meta) if tokens and axis is not None else None
+    example = torch.as_tensor(x_test[:2])
+    checks = [x_test]
+    if axis is not None:  # other lengths than the example's: the full test length and a cut of it
+        example = example.narrow(axis, 0, min(EXAMPLE_STEPS, example.shape[axis]))
+        checks.append(_cut(x_test, axis, max(EXAMPLE_STEPS + 3, x_test.shape[axis] // 2), tokens))
+    export_graph = {"example": example, "opset": cfg.opset, "in_name": in_name, "axis": axis, "max_len": max_len}
+
+    out_dir = Path(out_dir)
+    onnx_path = out_dir / "model.onnx"
+    # A forecast comes out in the series' units (CO2 ~ 370 ppm, where float32's resolution is 3e-5): compare
+    # in the units the network computes in (scaled by the training span's std), as for every other task.
+    unit = float(meta["target_scaler"]["scale"]) if "series" in meta else 1.0
+    proto, max_diff = _export_checked(
+        head, checks, onnx_path, out_name, out_shape=meta["output"]["shape"], unit=unit, **export_graph
+    )
+    info = {
+        "opset": cfg.opset,
+        "inputs": [_io_spec(v) for v in proto.graph.input],
+        "outputs": [_io_spec(v) for v in proto.graph.output],
+        "parity_max_abs_diff": max_diff,
+        **({"parity_units": "scaled (raw difference / target scale)"} if "series" in meta else {}),
+        "parity_rows": len(x_test),
+        **(
+            {"example_length": EXAMPLE_STEPS, "parity_lengths": [int(c.shape[axis]) for c in checks]}
+            if axis is not None
+            else {}
+        ),
+        "tolerance": cfg.tolerance,
+        "sha256": sha256_file(onnx_path),
+    }
+    # Token models also get graphs for attention maps and sentence vectors; model.onnx keeps SDPA's fast path.
+    extras = {"attention": "attention", "embeddings": "sentence_vectors"} if tokens else {}
+    for output, method in extras.items():
+        if not hasattr(model, method):
+            continue
+        path = out_dir / GRAPHS / f"{output}.onnx"
+        proto, diff = _export_checked(Method(model, method), [c[:4] for c in checks], path, output, **export_graph)
+        info[output] = {"outputs": [_io_spec(v) for v in proto.graph.output], "parity_max_abs_diff": diff}
+        max_diff = max(max_diff, diff)
+    write_json(out_dir / GRAPHS / "index.json", {"graphs": [f"{k}.onnx" for k in extras if k in info]})
+    if not max_diff <= cfg.tolerance:
+        onnx_path.unlink()
+        raise ParityError(f"ONNX vs PyTorch max abs difference {max_diff:.3g} exceeds {cfg.tolerance:g}")
+    write_json(out_dir / "export.json", info)
+    return info
+
+
+def sequence_axis(meta: dict[str, Any]) -> int | None:
+    """The free sequence axis of meta.json's input shape (the last None after the batch axis), if any."""
+    free = [i for i, size in enumerate(meta["input"]["shape"]) if i and size is None]
+    return free[-1] if free else None
+
+
+def _max_len(meta: dict[str, Any]) -> int:
+    """The longest token sequence the model takes (its position table, or the tokenizer's max_length)."""
+    return (meta.get("model_inputs") or {}).get("max_len") or meta["tokenizer"]["max_length"]
+
+
+def _cut(x: np.ndarray, axis: int, length: int, tokens: bool) -> np.ndarray:
+    """A shorter version of the inputs: token ids keep their start (re-closed with [SEP] where cut), value
+    windows keep their most recent steps."""
+    if not tokens:
+        return np.ascontiguousarray(x.take(range(x.shape[axis] - length, x.shape[axis]), axis=axis))
+    from components.data.text.tokenization import PAD_ID, SEP_ID
+
+    out = x.take(range(length), axis=axis)
+    last = np.moveaxis(out, axis, -1)[..., -1]  # a view into `out`
+    last[last != PAD_ID] = SEP_ID
+    return out
+
+
+class Method(torch.nn.Module):
+    """One method of a model as a graph: `attention` gives every attention module's weights stacked (B, M, H,
+    T, S), M modules in the model's order; `sentence_vectors` the [CLS] and mean-pooled states (B, 2, C)."""
+
+    def __init__(self, model: torch.nn.Module, method: str) -> None:
+        super().__init__()
+        self.model, self.method = model, method
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out = getattr(self.model, self.method)(ids)
+        return torch.stack(out, dim=1) if isinstance(out, list) else out
+
+
+def _export_checked(
+    module: torch.nn.Module,
+    checks: list[np.ndarray],
+    path: Path,
+    out_name: str,
+    *,
+    example: torch.Tensor,
+    opset: int,
+    in_name: str,
+    axis: int | None,
+    max_len: int | None,
+    out_shape: list[int | None] | None = None,
+    unit: float = 1.0,
+) -> tuple[onnx.ModelProto, float]:
+    """Export from `example`, (with `out_shape`: rewrite the output dims,) run the full checker, and return the
+    largest |ONNX - PyTorch| / `unit` over the `checks` inputs."""
+    module.eval()
+    atomic_write(path, lambda tmp: _export(module, example, tmp, opset, in_name, out_name, axis, max_len))
+    proto = onnx.load(path)
+    if out_shape is not None:
+        fix_output_shapes(proto, out_shape)
+        atomic_write(path, lambda tmp: onnx.save(proto, str(tmp)))
+    onnx.checker.check_model(proto, full_check=True)
+    max_diff = 0.0
+    for feed in checks:
+        with torch.no_grad():
+            expected = predict(module, torch.as_tensor(feed), chunk=PARITY_ROWS).numpy()
+        got = run_onnx(path, {in_name: feed})[0]
+        max_diff = max(max_diff, float(np.max(np.abs(got - expected)) / unit))
+    return proto, max_diff
+
+
+def fix_output_shapes(proto: onnx.ModelProto, shape: list[int | None]) -> None:
+    """Rewrite each graph output's dims as meta.json's output `shape`, None -> a named dynamic axis."""
+    names = ["batch", "sequence"]
+    for value in proto.graph.output:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) != len(shape):
+            continue
+        for i, (dim, size) in enumerate(zip(dims, shape, strict=True)):
+            dim.Clear()
+            if size is None:
+                dim.dim_param = names[i] if i < len(names) else f"dim{i}"
+            else:
+                dim.dim_value = int(size)
+
+
+def _export(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    opset: int,
+    in_name: str,
+    out_name: str,
+    axis: int | None = None,
+    max_len: int | None = None,
+) -> None:
+    """`axis`: the free sequence axis (at most `max_len` long), or None for a batch axis only."""
+    if axis is not None and any(isinstance(m, torch.nn.RNN) for m in module.modules()):
+        # The dynamo exporter unrolls a plain RNN over the example's steps (LSTM and GRU become ONNX ops),
+        # freezing the sequence length; the TorchScript exporter maps it to ONNX's RNN op.
+        return _export_legacy(module, example, path, opset, in_name, out_name, axis)
+    axes = {0: torch.export.Dim("batch", min=1)}
+    if axis is not None:
+        axes[axis] = torch.export.Dim("sequence", min=1, max=max_len)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[in_name],
+            output_names=[out_name],
+            dynamic_shapes=(axes,),
+            external_data=False,
+            verbose=False,
+        )
+    program.save(str(path), external_data=False)
+
+
+def _export_legacy(
+    module: torch.nn.Module, example: torch.Tensor, path: Path, opset: int, in_name: str, out_name: str, axis: int
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[in_name],
+            output_names=[out_name],
+            dynamic_axes={in_name: {0: "batch", axis: "sequence"}, out_name: {0: "batch"}},
+        )
+
+
+def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def _io_spec(value: onnx.ValueInfoProto) -> dict[str, Any]:
+    dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+    return {
+        "name": value.name,
+        "shape": dims,
+        "elem_type": onnx.TensorProto.DataType.Name(value.type.tensor_type.elem_type),
+    }

@@ -1,0 +1,137 @@
+"""The train step as a Kubeflow Trainer TrainJob: N nodes x G GPUs of the project's own `torchrun dlpipe train`
+(torch-distributed runtime, which sets torchrun's PET_* rendezvous variables), waited for, outputs copied back.
+
+Inputs and outputs travel through a ReadWriteMany PVC mounted at /workspace by the pipeline step and by every
+TrainJob pod. Outside a cluster ($KUBERNETES_SERVICE_HOST unset) the same step runs torchrun on this machine
+with the same world size (components/train/launch.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from components.config import DistributedConfig, TrainConfig
+from components.core.errors import DlpipeError
+from components.core.io import read_json
+from components.train.launch import torchrun_train, train_command, write_config
+
+GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
+WORKSPACE = Path("/workspace")
+NODE = "node"  # the replicated job and container that the torch-distributed runtime names `node`
+SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+SECRET_ENV = {  # the pipeline's Secrets, passed to the TrainJob's pods by reference, never by value
+    "MLFLOW_TRACKING_URI": ("mlflow_secret", "uri"),
+    "MLFLOW_TRACKING_USERNAME": ("mlflow_secret", "username"),
+    "MLFLOW_TRACKING_PASSWORD": ("mlflow_secret", "password"),
+}
+
+
+def in_cluster() -> bool:
+    return "KUBERNETES_SERVICE_HOST" in os.environ
+
+
+def job_name(task: str, pipeline_run: str) -> str:
+    """A DNS-1035 name, new on every attempt (a retried step must not collide with its failed TrainJob)."""
+    stem = re.sub(r"[^a-z0-9-]", "-", f"dlpipe-{task}-{pipeline_run}".lower())[:50].rstrip("-")
+    return f"{stem}-{secrets.token_hex(3)}"
+
+
+def manifest(
+    name: str,
+    namespace: str,
+    image: str,
+    task: str,
+    workdir: Path,
+    spec: DistributedConfig,
+    env: dict[str, str],
+    secret_names: dict[str, str],
+) -> dict[str, Any]:
+    """The TrainJob: `spec.nodes` pods, each `torchrun --no-python dlpipe train` with gpus_per_node processes."""
+    env_list: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+    for var, (secret_field, key) in SECRET_ENV.items():
+        if var not in env:
+            ref = {"name": secret_names[secret_field], "key": key, "optional": True}
+            env_list.append({"name": var, "valueFrom": {"secretKeyRef": ref}})
+    command = [
+        "torchrun",
+        "--no-python",
+        *train_command(task, workdir / "data", workdir / "model", workdir / "augment"),
+    ]
+    trainer: dict[str, Any] = {
+        "image": image,
+        "command": command,
+        "env": env_list,
+        "numNodes": spec.nodes,
+        "numProcPerNode": max(spec.gpus_per_node, 1),
+    }
+    if spec.gpus_per_node:
+        trainer["resourcesPerNode"] = {"limits": {"nvidia.com/gpu": spec.gpus_per_node}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TrainJob",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "dlpipe"}},
+        "spec": {
+            "runtimeRef": {"name": spec.runtime, "apiGroup": GROUP, "kind": "ClusterTrainingRuntime"},
+            "trainer": trainer,
+            "podSpecOverrides": [
+                {
+                    "targetJobs": [{"name": NODE}],
+                    "volumes": [{"name": "workspace", "persistentVolumeClaim": {"claimName": spec.workspace_pvc}}],
+                    "containers": [
+                        {"name": NODE, "volumeMounts": [{"name": "workspace", "mountPath": str(WORKSPACE)}]}
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def train_job(
+    data: Path,
+    out: Path,
+    cfg: TrainConfig,
+    task: str,
+    augment: Path,
+    spec: DistributedConfig,
+    image: str,
+    name: str,
+    secret_names: dict[str, str],
+) -> dict[str, Any]:
+    """Train `task` over spec.nodes x spec.gpus_per_node processes; return rank 0's train.json summary."""
+    if not in_cluster():
+        return torchrun_train(data, out, cfg, task, augment, nproc_per_node=spec.nodes * max(spec.gpus_per_node, 1))
+    workdir = WORKSPACE / name
+    shutil.copytree(data, workdir / "data", dirs_exist_ok=True)
+    shutil.copytree(augment, workdir / "augment", dirs_exist_ok=True)
+    write_config(cfg, workdir / "model")
+    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "DLPIPE_PIPELINE_RUN") if os.environ.get(k)}
+    body = manifest(name, SA_NAMESPACE.read_text().strip(), image, task, workdir, spec, env, secret_names)
+    _run(body, spec.timeout_s)
+    shutil.copytree(workdir / "model", out, dirs_exist_ok=True)
+    return read_json(Path(out) / "train.json")
+
+
+def _run(body: dict[str, Any], timeout_s: int) -> None:
+    """Create the TrainJob and wait for its Complete or Failed condition."""
+    from kubernetes import client, config
+
+    config.load_incluster_config()
+    api = client.CustomObjectsApi()
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name).get("status") or {}
+        done = {c["type"]: c for c in status.get("conditions", []) if c.get("status") == "True"}
+        if "Complete" in done:
+            return
+        if "Failed" in done:
+            raise DlpipeError(f"TrainJob {namespace}/{name} failed: {done['Failed'].get('message', 'no message')}")
+        time.sleep(15)
+    raise DlpipeError(f"TrainJob {namespace}/{name} did not finish within {timeout_s} s")

@@ -1,0 +1,104 @@
+"""Transfer learning: start a model's backbone from earlier weights, then fine-tune it or freeze it.
+
+`init_from` names the weights: `models:/<name>@<alias>` (the registry holds ONNX only, so the checkpoint.pt
+that train logged in the registered version's run is used), a checkpoint.pt path, `torchvision:<arch>`
+(ImageNet weights, from the local torch hub cache only: there is no network to download them), or `minilm`
+(all-MiniLM-L6-v2's BERT encoder from an optional package, components/data/text/minilm.py).
+Only backbone weights whose names and shapes match are loaded; the head always starts fresh.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from components.core import tracking
+from components.config import MINILM, TrainConfig
+from components.core.errors import DlpipeError
+
+CHECKPOINT_ARTIFACT = "checkpoint"  # train logs checkpoint.pt under this artifact path of its run
+
+
+class TransferError(DlpipeError):
+    """init_from cannot be used: not found, no matching weights, or weights absent from the torch cache."""
+
+
+def source_weights(init_from: str, own: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The state dict `init_from` points at (loaded with weights_only=True), for a model whose own is `own`."""
+    if init_from == MINILM:
+        from components.data.text import minilm as pretrained_text  # it imports this module
+
+        return pretrained_text.backbone_weights(own)
+    if init_from.startswith("models:/"):
+        return _checkpoint_weights(registered_checkpoint(init_from))
+    if init_from.startswith("torchvision:"):
+        return {f"backbone.{k}": v for k, v in _torchvision_weights(init_from.split(":", 1)[1]).items()}
+    path = Path(init_from)
+    if not path.is_file():
+        raise TransferError(
+            f"train.init_from: {init_from!r} is neither models:/<name>@<alias>, torchvision:<arch>, {MINILM}, "
+            "nor an existing checkpoint file"
+        )
+    return _checkpoint_weights(path)
+
+
+def _checkpoint_weights(path: Path) -> dict[str, Tensor]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return ckpt.get("best_model", ckpt)
+
+
+def registered_checkpoint(uri: str) -> Path:
+    from mlflow.exceptions import MlflowException
+
+    mlflow = tracking.configure()
+    name, _, alias = uri.removeprefix("models:/").partition("@")
+    client = mlflow.MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, alias) if alias else client.get_latest_versions(name)[-1]
+        local = mlflow.artifacts.download_artifacts(
+            run_id=version.run_id, artifact_path=f"{CHECKPOINT_ARTIFACT}/checkpoint.pt", dst_path=tempfile.mkdtemp()
+        )
+    except (MlflowException, IndexError, OSError) as err:
+        raise TransferError(f"train.init_from: cannot get the checkpoint of {uri}: {err}") from None
+    return Path(local)
+
+
+def _torchvision_weights(arch: str) -> dict[str, Tensor]:
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not path.is_file():
+        raise TransferError(
+            f"train.init_from torchvision:{arch}: pretrained weights are not in the local torch cache ({path}). "
+            f'On a machine with a network run `python -c "import torchvision; torchvision.models.{arch}'
+            f"(weights='DEFAULT')\"` and copy {path.name} into {path.parent} (or set TORCH_HOME)."
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def apply(model: nn.Module, cfg: TrainConfig) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
+    """Load `cfg.init_from` into the model's backbone; freeze it or give it a lower lr.
+
+    Returns the optimizer's parameter groups (None = all parameters alike) and a summary to log."""
+    if cfg.init_from is None:
+        return None, {}
+    own = model.state_dict()
+    source = source_weights(cfg.init_from, own)
+    loaded = {k: v for k, v in source.items() if k.startswith("backbone.") and k in own and own[k].shape == v.shape}
+    if not loaded.keys() & dict(model.named_parameters()).keys():  # BN step counters alone do not count
+        raise TransferError(f"train.init_from {cfg.init_from}: no backbone weights match this model's layers")
+    model.load_state_dict(loaded, strict=False)
+    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.")]
+    head = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    info = {"init_from": cfg.init_from, "transfer": cfg.transfer, "tensors_loaded": len(loaded)}
+    if cfg.transfer == "feature_extractor":
+        model.freeze_backbone()
+        return [{"params": head}], info
+    if cfg.backbone_lr_scale < 1:
+        return [{"params": backbone, "lr": cfg.lr * cfg.backbone_lr_scale}, {"params": head}], info
+    return None, info

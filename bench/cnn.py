@@ -24,12 +24,12 @@ REPEATS = 300
 
 
 def run_task(task: str, root: Path) -> dict[str, float]:
-    from components.data.augment import augment
     from components.config import load_params, stage_config
-    from components.evaluate.step import evaluate
-    from components.release.export import export
+    from components.data.augment import augment
     from components.data.ingest import ingest
     from components.data.prepare import prepare
+    from components.evaluate.step import evaluate
+    from components.release.export import export
     from components.train.step import train
 
     params = load_params(ROOT / "params.yaml")
@@ -48,15 +48,15 @@ def run_task(task: str, root: Path) -> dict[str, float]:
 def latency(art: Path) -> dict[str, float]:
     import torch
 
+    from components.data.splits import load_split
+    from components.train.checkpoint import load_trained
     from components.train.objectives import OutputHead
-    from components.data.prepare import load_split
-    from components.train.step import load_trained
     from serving import runtime
 
     torch.set_num_threads(1)
     model, meta = load_trained(art)
     head = OutputHead(model, meta).eval()
-    session = runtime.make_session(runtime.load_bundle(meta["task"], model_dir=art), threads=1)
+    session = runtime.make_session(runtime.load_bundle(meta.task, model_dir=art), threads=1)
     x, _ = load_split(art / "data", "test")
     feeds = [x[i : i + 1] for i in range(REPEATS)]
     torch_s, ort_s = [], []

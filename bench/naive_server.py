@@ -17,21 +17,21 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
+from components.train.checkpoint import load_trained
 from components.train.objectives import OutputHead
-from components.train.step import load_trained
 from serving import runtime
 
 
 def build_app(model_dir: Path) -> FastAPI:
     model, meta = load_trained(model_dir)
     head = OutputHead(model, meta).eval()
-    app = FastAPI(title=f"naive {meta['task']}")
+    app = FastAPI(title=f"naive {meta.task}")
 
     def forward(x: Any) -> Any:
         with torch.inference_mode():
             return head(torch.from_numpy(x)).numpy()
 
-    if "feature_names" in meta:
+    if meta.kind == "tabular":
         Record = runtime.record_model(meta)
 
         class Records(BaseModel):

@@ -10,7 +10,6 @@ a series forecast.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -63,11 +62,13 @@ def use(browser, card, task: str, model_dir: Path, tmp: Path) -> None:
         find("textarea.prompt").send_keys("ROMEO:\n")
         find("button.generate").click()
     elif task == "forecast":
-        meta = json.loads((model_dir / "data" / "meta.json").read_text())
+        from components.core.contract import load_meta
+
+        meta = load_meta(model_dir / "data")
         with np.load(model_dir / "data" / "test.npz") as data:  # two consecutive windows: two years of weeks
-            window = meta["series"]["window"]
+            window = meta.series["window"]
             x = np.concatenate([data["x"][0, :, 0], data["x"][window, :, 0]])
-        raw = x * meta["target_scaler"]["scale"] + meta["target_scaler"]["mean"]
+        raw = x * meta.target_scaler["scale"] + meta.target_scaler["mean"]
         find("textarea.series").clear()
         find("textarea.series").send_keys(", ".join(f"{v:.2f}" for v in raw))
         find("button.forecast").click()

@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 def run_task(task: str, root: Path) -> dict:
     from components.config import TrainConfig, load_params, stage_config, validate
-    from components.evaluate.step import evaluate
-    from components.release.export import export
     from components.data.ingest import ingest
     from components.data.prepare import prepare
+    from components.evaluate.step import evaluate
+    from components.release.export import export
     from components.train.step import train
 
     params = load_params(ROOT / "params.yaml")
@@ -62,20 +62,20 @@ def latency(art: Path, threads: int, calls: int = 300) -> dict:
     import onnxruntime as ort
     import torch
 
+    from components.data.splits import load_split
+    from components.train.checkpoint import load_trained
     from components.train.objectives import OutputHead
-    from components.data.prepare import load_split
-    from components.train.step import load_trained
 
     model, meta = load_trained(art)
     head = OutputHead(model, meta).eval()
     x, _ = load_split(art / "data", "test")
     row = x[:1]
-    if "tokenizer" in meta:  # a text as served: padded only to its own length
+    if meta.kind == "text":  # a text as served: padded only to its own length
         row = row[:, : int((row != 0).sum())]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(str(art / "model.onnx"), opts, providers=["CPUExecutionProvider"])
-    name = meta["input"]["name"]
+    name = meta.input.name
     torch.set_num_threads(threads)
     tensor = torch.as_tensor(row)
 

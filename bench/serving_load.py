@@ -58,12 +58,14 @@ class Result:
 
 def bodies(model_dir: Path, n: int = 256) -> list[bytes]:
     """Single-row or single-image JSON bodies for POST /predict, from the test split, encoded once."""
-    meta = json.loads((model_dir / "data" / "meta.json").read_text())
+    from components.core.contract import load_meta
+
+    meta = load_meta(model_dir / "data")
     with np.load(model_dir / "data" / "test.npz") as data:
         x = data["x"][:n]
-    if "feature_names" in meta:  # the split is scaled: back to raw feature values, as a client sends them
-        raw = x * np.asarray(meta["scaler"]["scale"]) + np.asarray(meta["scaler"]["mean"])
-        names = meta["feature_names"]
+    if meta.kind == "tabular":  # the split is scaled: back to raw feature values, as a client sends them
+        raw = x * np.asarray(meta.scaler["scale"]) + np.asarray(meta.scaler["mean"])
+        names = meta.feature_names
         return [json.dumps({"records": [dict(zip(names, r.tolist(), strict=True))]}).encode() for r in raw]
     return [json.dumps({"images": [{"pixels": img.tolist(), "top_k": 3}]}).encode() for img in x]
 

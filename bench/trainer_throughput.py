@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from components.config import PrepareConfig, TrainConfig
 from components.data.ingest import ingest
-from components.data.prepare import load_split, prepare
+from components.data.prepare import prepare
+from components.data.splits import load_split
 from components.train.loop import fit, make_optimizer, seed_everything
 from models import build_model
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from components.config import LMConfig, PrepareConfig, TrainConfig, validate
-from components.evaluate.step import evaluate
 from components.data.ingest import ingest
 from components.data.prepare import prepare
+from components.evaluate.step import evaluate
 from components.train.step import train
 
 GOAL, ANCHOR = 1.70, 1.88

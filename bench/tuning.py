@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from components.data.augment import augment
 from components.config import load_params, stage_config
+from components.data.augment import augment
 from components.data.ingest import ingest
 from components.data.prepare import prepare
 from components.tune.study import tune

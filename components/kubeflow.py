@@ -54,8 +54,8 @@ def augment(data: Input[Dataset], augment_config: dict, overrides: list, task: s
     """The augmentation policy (augment.json) and its preview grid (preview.png)."""
     from pathlib import Path
 
-    from components.data.augment import augment as step
     from components.config import step_config
+    from components.data.augment import augment as step
 
     step(Path(data.path), Path(policy.path), step_config(augment_config, overrides, "augment", task), task)
 
@@ -78,8 +78,8 @@ def tune(
     plots/."""
     from pathlib import Path
 
-    from components.core import tracking
     from components.config import step_config, step_raw, tune_knobs
+    from components.core import tracking
     from components.tune.study import tune as step
 
     tracking.for_pipeline_step(mlflow_tracking_uri, pipeline_run)
@@ -105,8 +105,8 @@ def tune_setup(
     import json
     from pathlib import Path
 
-    from components.core import tracking
     from components.config import step_config, step_raw, tune_knobs
+    from components.core import tracking
     from components.tune.study import setup
 
     tracking.for_pipeline_step(mlflow_tracking_uri, pipeline_run)
@@ -132,8 +132,8 @@ def tune_worker(
     import json
     from pathlib import Path
 
-    from components.core import tracking
     from components.config import TuneConfig, step_raw
+    from components.core import tracking
     from components.tune.study import work
 
     tracking.for_pipeline_step(mlflow_tracking_uri, pipeline_run)
@@ -155,8 +155,8 @@ def tune_finalize(study: Input[Artifact], task: str, mlflow_tracking_uri: str, b
     import json
     from pathlib import Path
 
-    from components.core import tracking
     from components.config import TuneConfig
+    from components.core import tracking
     from components.tune.study import finalize
 
     tracking.for_pipeline_step(mlflow_tracking_uri)
@@ -182,8 +182,8 @@ def train(
     With `gpus` > 1 the pod runs `torchrun --nproc-per-node gpus dlpipe train` (DDP on one node)."""
     from pathlib import Path
 
-    from components.core import tracking
     from components.config import TrainConfig, step_raw, validate
+    from components.core import tracking
     from components.train.launch import torchrun_train
     from components.train.step import train as step
     from components.tune.study import tuned_config
@@ -216,8 +216,8 @@ def train_distributed(
     train`), wait for it and collect its outputs; outside a cluster, torchrun on this machine."""
     from pathlib import Path
 
-    from components.core import tracking
     from components.config import DistributedConfig, TrainConfig, step_raw, validate
+    from components.core import tracking
     from components.train.trainjob import job_name, train_job
     from components.tune.study import tuned_config
 
@@ -245,8 +245,8 @@ def evaluate(
     Returns the promotion gate (register.<task>.min_score) that the pipeline's `dsl.If` tests before register."""
     from pathlib import Path
 
-    from components.core import tracking
     from components.config import step_config
+    from components.core import tracking
     from components.evaluate.step import evaluate as step
     from components.release.register import qualifies
 
@@ -286,8 +286,8 @@ def register(
     """Register the ONNX model under the task's name; move `champion` only when the new one is better."""
     from pathlib import Path
 
-    from components.core import tracking
     from components.config import step_config
+    from components.core import tracking
     from components.release.register import register as step
 
     tracking.for_pipeline_step(mlflow_tracking_uri)
@@ -333,11 +333,11 @@ def encoder_finetune(
     import tempfile
     from pathlib import Path
 
-    from components.core import tracking
     from components.config import validate
+    from components.core import tracking
     from components.data.datastore import fetch
-    from components.experiments.encoder import EncoderStudyConfig, encoder_study
     from components.data.ingest import ingest
+    from components.experiments.encoder import EncoderStudyConfig, encoder_study
 
     tracking.for_pipeline_step(mlflow_tracking_uri, pipeline_run)
     work = Path(tempfile.mkdtemp(prefix="encoder-study-"))

@@ -34,17 +34,18 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     return REGISTRY[name](**kwargs)
 
 
-def input_kwargs(meta: dict[str, Any], model: str) -> dict[str, Any]:
-    """Constructor arguments of registry model `model` for meta.json's input: the sizes in `model_inputs`
-    (components/data/text/lm.py's token tasks); token ids [None, None] with a `tokenizer` block (components/data/text/prepare.py);
-    or the input shape [None, F], [None, C, H, W], value sequence [None, None, F]."""
-    if meta.get("model_inputs"):
-        return meta["model_inputs"]
-    tok = meta.get("tokenizer")
+def input_kwargs(meta: Any, model: str) -> dict[str, Any]:
+    """Constructor arguments of registry model `model` for a task contract (components/core/contract.py's
+    TaskMeta, read by attribute: models/ imports nothing from components): the sizes in `model_inputs` (token
+    tasks); token ids [None, None] with a `tokenizer` block (text tasks); or the input shape [None, F],
+    [None, C, H, W], value sequence [None, None, F]."""
+    if meta.model_inputs:
+        return meta.model_inputs
+    tok = meta.tokenizer
     if isinstance(tok, dict):
         sizes = {"vocab_size": tok["vocab_size"], "pad_id": tok["pad_id"]}
         return sizes | ({"max_len": tok["max_length"]} if model in POSITIONAL else {})
-    dims = meta["input"]["shape"][1:]
+    dims = meta.input.shape[1:]
     if len(dims) == 2 and dims[0] is None:  # [time, F]
         return {"in_features": dims[1]}
     if len(dims) == 1:

@@ -130,7 +130,14 @@ def data_ingest(
     value_column: str = "value",
 ) -> None:
     """Write one dataset into data/raw/<name>/ (then `dlpipe data snapshot` to version it)."""
-    from components.data.ingest import ingest, ingest_csv, ingest_images, ingest_series_csv, ingest_text, ingest_text_csv
+    from components.data.ingest import (
+        ingest,
+        ingest_csv,
+        ingest_images,
+        ingest_series_csv,
+        ingest_text,
+        ingest_text_csv,
+    )
 
     if text_file:
         out = ingest_text(text_file, name)
@@ -151,7 +158,7 @@ def prepare(task: Task, params: ParamsFile = Path("params.yaml"), set_: Override
     cfg = _config("prepare", task, params, set_)
     paths = Layout(task)
     meta = run(paths.raw, paths.data, cfg, task)
-    typer.echo(f"{task}: {meta['splits']} rows, input {meta['input']['shape'][1:]} -> {paths.data}")
+    typer.echo(f"{task}: {meta.splits} rows, input {meta.input.shape[1:]} -> {paths.data}")
 
 
 @app.command(epilog=_describe("augment"))

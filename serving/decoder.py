@@ -47,9 +47,9 @@ class DecoderTask(service.Task):
 
     def __init__(self, bundle: runtime.Bundle) -> None:
         super().__init__(bundle)
-        self.vocab: list[str] = self.meta["vocab"]
+        self.vocab: list[str] = self.meta.vocab
         self.index = {c: i for i, c in enumerate(self.vocab)}
-        self.window = self.meta["model_inputs"]["max_len"]  # also the attention limit: one forward pass
+        self.window = self.meta.model_inputs["max_len"]  # also the attention limit: one forward pass
 
     def details(self) -> dict[str, Any]:
         limits = {"prompt_chars": MAX_PROMPT_CHARS, "max_new_tokens": MAX_NEW_TOKENS, "attention_chars": self.window}

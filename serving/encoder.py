@@ -36,12 +36,12 @@ class EncoderTask(service.Task):
     def __init__(self, bundle: runtime.Bundle) -> None:
         super().__init__(bundle)
         self.tokenizer = runtime.bundle_tokenizer(bundle)
-        self.max_length = self.meta["tokenizer"]["max_length"]
+        self.max_length = self.meta.tokenizer["max_length"]
 
     def details(self) -> dict[str, Any]:
-        tokenizer = {k: v for k, v in self.meta["tokenizer"].items() if k not in ("per_split", "train_tokens_per_text")}
+        tokenizer = {k: v for k, v in self.meta.tokenizer.items() if k not in ("per_split", "train_tokens_per_text")}
         limits = {"texts_per_request": MAX_TEXTS, "chars_per_text": MAX_CHARS, "tokens_per_text": self.max_length}
-        return {"classes": self.meta["classes"], "tokenizer": tokenizer, "limits": limits}
+        return {"classes": self.meta.classes, "tokenizer": tokenizer, "limits": limits}
 
     def load(self) -> None:
         self.classifier = runtime.make_session(self.bundle, self.threads)
@@ -51,7 +51,7 @@ class EncoderTask(service.Task):
     def warm_up(self) -> None:
         ids, _ = self.ids_of(["a warm-up sentence"])
         for session in (self.classifier, self.embedder, self.attention_maps):
-            session.run(None, {self.meta["input"]["name"]: ids})
+            session.run(None, {self.meta.input.name: ids})
 
     def ids_of(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids (N, L) padded to the longest text of the request, and the real lengths (N,)."""
@@ -59,7 +59,7 @@ class EncoderTask(service.Task):
         return enc.ids, enc.lengths
 
     def apis(self) -> dict[str, service.Api]:
-        input_name = self.meta["input"]["name"]
+        input_name = self.meta.input.name
 
         def classify(_: Any, texts: Texts) -> list[runtime.ClassPrediction]:
             """Sentiment of each text: the label, its probability, and every class's probability."""

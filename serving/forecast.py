@@ -21,18 +21,18 @@ class ForecastTask(service.Task):
         self.series = sequence.history_model(self.meta)
 
     def details(self) -> dict[str, Any]:
-        rules = {k: self.meta["series"][k] for k in ("min_history", "history_rule", "freq")}
-        return {"horizon": self.meta["horizon"], **rules, "max_series": sequence.MAX_ITEMS}
+        rules = {k: self.meta.series[k] for k in ("min_history", "history_rule", "freq")}
+        return {"horizon": self.meta.horizon, **rules, "max_series": sequence.MAX_ITEMS}
 
     def load(self) -> None:
         self.session = runtime.make_session(self.bundle, self.threads)
 
     def warm_up(self) -> None:
-        self.forecast([self.series(history=[self.meta["scaler"]["mean"][0]] * self.meta["series"]["window"])])
+        self.forecast([self.series(history=[self.meta.scaler["mean"][0]] * self.meta.series["window"])])
 
     def forecast(self, series: list[Any]) -> list[sequence.Forecast]:
         x = sequence.forecast_input(series, self.meta)
-        out = self.session.run([self.meta["output"]["name"]], {self.meta["input"]["name"]: x})[0]
+        out = self.session.run([self.meta.output.name], {self.meta.input.name: x})[0]
         return [sequence.Forecast(forecast=row.tolist(), horizon=len(row), history_used=x.shape[1]) for row in out]
 
     def apis(self) -> dict[str, service.Api]:

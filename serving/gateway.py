@@ -55,7 +55,7 @@ def bundles() -> list[runtime.Bundle]:
 
 
 def _build() -> Any:
-    tasks = [task_class(family_of(b.meta["task"]))(b) for b in bundles()]
+    tasks = [task_class(family_of(b.meta.task))(b) for b in bundles()]
     log.info("gateway serves %s", ", ".join(t.name for t in tasks))
     return service.build(tasks, name="dlpipe_gateway", prefixed=True)
 

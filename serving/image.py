@@ -42,16 +42,16 @@ class ImageTask(service.Task):
 
     def details(self) -> dict[str, Any]:
         keys = ("classes", "input", "preprocessing")
-        return {k: self.meta[k] for k in keys} | {"max_images": runtime.MAX_IMAGES}
+        return {k: getattr(self.meta, k) for k in keys} | {"max_images": runtime.MAX_IMAGES}
 
     def load(self) -> None:
         self.session = runtime.make_session(self.bundle, self.threads)
 
     def warm_up(self) -> None:
-        self.infer(np.zeros([1, *(self.meta["input"]["shape"][1:])], np.float32))
+        self.infer(np.zeros([1, *(self.meta.input.shape[1:])], np.float32))
 
     def infer(self, pixels: np.ndarray) -> np.ndarray:
-        names = self.meta["output"]["name"], self.meta["input"]["name"]
+        names = self.meta.output.name, self.meta.input.name
         return self.session.run([names[0]], {names[1]: pixels.astype(np.float32)})[0]
 
     def dependencies(self) -> dict[str, Any]:
@@ -63,7 +63,7 @@ class ImageTask(service.Task):
 
     def apis(self) -> dict[str, service.Api]:
         meta, model_attr = self.meta, self.model_attr
-        TopK = Annotated[int, Field(ge=1, le=len(meta["classes"]), description="how many classes to return")]
+        TopK = Annotated[int, Field(ge=1, le=len(meta.classes), description="how many classes to return")]
         Images = Annotated[list[self.item], Field(min_length=1, max_length=runtime.MAX_IMAGES)]
 
         async def predict_image(svc: Any, file: Path, top_k: TopK = 3) -> list[runtime.TopClass]:

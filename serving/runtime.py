@@ -29,8 +29,9 @@ from pydantic import (
     model_validator,
 )
 
-from components.data import images
+from components.core.contract import TaskMeta, load_meta
 from components.core.io import read_json
+from components.data import images
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Bundle:
     registry version and the metrics it was registered with (empty when unknown)."""
 
     onnx: bytes
-    meta: dict[str, Any]
+    meta: TaskMeta
     source: str
     files: dict[str, bytes] | None = None  # token models' attention/embeddings.onnx; text tasks' tokenizer.json
     version: str | None = None
@@ -77,15 +78,15 @@ def load_bundle(
         bundle = _store_bundle(bento_model)
     else:
         bundle = _registry_bundle(model_uri or f"models:/{task}@champion")
-    if bundle.meta.get("task") != task:
-        raise ValueError(f"{bundle.source} holds task {bundle.meta.get('task')!r}, not {task!r}")
+    if bundle.meta.task != task:
+        raise ValueError(f"{bundle.source} holds task {bundle.meta.task!r}, not {task!r}")
     return bundle
 
 
 def _local_bundle(folder: Path, task: str) -> Bundle:
     """An export folder; its metrics are evaluate's `metrics/<task>.json` two levels up (the repo layout), its
     version the one register wrote to registration.json, when those exist."""
-    meta = read_json(folder / "data" / "meta.json")
+    meta = load_meta(folder / "data")
     metrics_file = folder.parent.parent / "metrics" / f"{task}.json"
     registration = folder / "registration.json"
     version = read_json(registration).get("version") if registration.is_file() else None
@@ -127,7 +128,7 @@ def _store_bundle(tag: str) -> Bundle:
     files = {p.name: p.read_bytes() for p in folder.iterdir() if p.name in saved["files"]}
     return Bundle(
         (folder / "model.onnx").read_bytes(),
-        read_json(folder / "meta.json"),
+        load_meta(folder),
         saved["source"],
         files,
         saved["version"],
@@ -139,11 +140,11 @@ def save_to_store(bundle: Bundle, name: str) -> str:
     """Copy a bundle into the BentoML model store (what `bentoml build` packs into a Bento); return its tag."""
     import bentoml
 
-    labels = {"task": bundle.meta["task"], "version": bundle.version or "local"}
+    labels = {"task": bundle.meta.task, "version": bundle.version or "local"}
     with bentoml.models.create(name, labels=labels, metadata={"source": bundle.source}) as model:
         folder = Path(model.path)
         (folder / "model.onnx").write_bytes(bundle.onnx)
-        (folder / "meta.json").write_text(json.dumps(bundle.meta))
+        (folder / "meta.json").write_text(bundle.meta.model_dump_json())
         for file_name, data in (bundle.files or {}).items():
             (folder / file_name).write_bytes(data)
         saved = {"source": bundle.source, "version": bundle.version, "metrics": bundle.metrics}
@@ -268,7 +269,7 @@ def make_session(bundle: Bundle, threads: int | None = None, output: str | None 
         raise ValueError(f"{bundle.source}: no {output}.onnx in this bundle; export the model again")
     session = ort.InferenceSession(graph, sess_options=opts, providers=providers)
     names = {v.name for v in session.get_inputs()}, {v.name for v in session.get_outputs()}
-    wanted = bundle.meta["input"]["name"], output or bundle.meta["output"]["name"]
+    wanted = bundle.meta.input.name, output or bundle.meta.output.name
     if wanted[0] not in names[0] or wanted[1] not in names[1]:
         raise ValueError(f"{bundle.source}: ONNX graph has inputs {names[0]}, outputs {names[1]}; meta wants {wanted}")
     log.info("ONNX Runtime session on %s (asked for %s)", session.get_providers(), providers)
@@ -311,17 +312,17 @@ class FeatureRecord(BaseModel):
         return self
 
 
-def record_model(meta: dict[str, Any]) -> type[FeatureRecord]:
+def record_model(meta: TaskMeta) -> type[FeatureRecord]:
     """A pydantic model with one required finite float per feature, named as in meta.json (aliases keep
     names like "mean radius" or "json" from clashing with Python or pydantic), the training mean as the
     OpenAPI example."""
-    mean = np.asarray(meta["scaler"]["mean"], dtype=np.float64)
-    scale = np.asarray(meta["scaler"]["scale"], dtype=np.float64)
+    mean = np.asarray(meta.scaler["mean"], dtype=np.float64)
+    scale = np.asarray(meta.scaler["scale"], dtype=np.float64)
     fields: dict[str, Any] = {
         f"f{i}": (Finite, Field(alias=name, examples=[round(float(m), 4)]))
-        for i, (name, m) in enumerate(zip(meta["feature_names"], mean, strict=True))
+        for i, (name, m) in enumerate(zip(meta.feature_names, mean, strict=True))
     }
-    model = create_model(f"{_camel(meta['task'])}Record", __base__=FeatureRecord, **fields)
+    model = create_model(f"{_camel(meta.task)}Record", __base__=FeatureRecord, **fields)
     model.scaler = (mean, scale)
     return model
 
@@ -336,15 +337,15 @@ class RegressionPrediction(BaseModel):
     prediction: float = Field(description="predicted value in the target's raw units")
 
 
-def prediction_model(meta: dict[str, Any]) -> type[ClassPrediction] | type[RegressionPrediction]:
-    return RegressionPrediction if meta["objective"] == "regression" else ClassPrediction
+def prediction_model(meta: TaskMeta) -> type[ClassPrediction] | type[RegressionPrediction]:
+    return RegressionPrediction if meta.objective == "regression" else ClassPrediction
 
 
-def decode(output: np.ndarray, meta: dict[str, Any]) -> list[ClassPrediction] | list[RegressionPrediction]:
+def decode(output: np.ndarray, meta: TaskMeta) -> list[ClassPrediction] | list[RegressionPrediction]:
     """Per-row answers from the model output: class probabilities [rows, classes], or values [rows, 1]."""
-    if meta["objective"] == "regression":
+    if meta.objective == "regression":
         return [RegressionPrediction(prediction=float(v)) for v in output[:, 0]]
-    classes = meta["classes"]
+    classes = meta.classes
     best = output.argmax(axis=1)
     return [
         ClassPrediction(
@@ -367,20 +368,20 @@ class TopClass(BaseModel):
     probability: float
 
 
-def image_from_upload(data: bytes, meta: dict[str, Any]) -> np.ndarray:
+def image_from_upload(data: bytes, meta: TaskMeta) -> np.ndarray:
     """PNG/JPEG bytes -> model input [1, C, H, W]: decoded safely, converted, resized, normalised as in training.
 
     Raises images.ImageError naming the problem (not an image, truncated, too large, wrong channels)."""
-    pre = meta["preprocessing"]
+    pre = meta.preprocessing
     pixels = images.to_array(images.decode(data), pre["resize"][0], pre["grayscale"])  # uint8 (C, H, W)
     return images.normalise(pixels[None], pre)
 
 
-def image_from_array(array: Any, meta: dict[str, Any]) -> np.ndarray:
+def image_from_array(array: Any, meta: TaskMeta) -> np.ndarray:
     """0..255 pixel values [H, W] (1 channel), [C, H, W] or [N, C, H, W] -> model input [N, C, H, W].
 
     Another size is resized with the same rule as uploads; another channel count is an ImageError."""
-    pre = meta["preprocessing"]
+    pre = meta.preprocessing
     channels, size = pre["channels"], pre["resize"]
     x = np.asarray(array, dtype=np.float64)
     if x.ndim == 2 and channels == 1:
@@ -410,7 +411,7 @@ class ImageItem(BaseModel):
     naming the problem and never fails its batch neighbours."""
 
     model_config = ConfigDict(extra="forbid")
-    meta: ClassVar[dict[str, Any]]
+    meta: ClassVar[TaskMeta]
     pixels: list = Field(description="pixel values 0..255 shaped [H, W] (one channel) or [C, H, W]")
     top_k: PositiveInt = Field(3, description="how many classes to return")
     _x: np.ndarray = PrivateAttr()
@@ -434,15 +435,15 @@ class ImageItem(BaseModel):
         return self
 
 
-def image_item_model(meta: dict[str, Any]) -> type[ImageItem]:
+def image_item_model(meta: TaskMeta) -> type[ImageItem]:
     """The task's ImageItem: its meta.json (preprocessing, classes), top_k up to the number of classes, and an
     all-black image as the example."""
-    height, width = meta["preprocessing"]["resize"]
+    height, width = meta.preprocessing["resize"]
     plane = [[0] * width for _ in range(height)]
-    example = plane if meta["preprocessing"]["channels"] == 1 else [plane] * meta["preprocessing"]["channels"]
+    example = plane if meta.preprocessing["channels"] == 1 else [plane] * meta.preprocessing["channels"]
     pixels = Field(description=ImageItem.model_fields["pixels"].description, examples=[example])
-    top_k = Field(3, ge=1, le=len(meta["classes"]), description="how many classes to return")
-    model = create_model(f"{_camel(meta['task'])}Image", __base__=ImageItem, pixels=(list, pixels), top_k=(int, top_k))
+    top_k = Field(3, ge=1, le=len(meta.classes), description="how many classes to return")
+    model = create_model(f"{_camel(meta.task)}Image", __base__=ImageItem, pixels=(list, pixels), top_k=(int, top_k))
     model.meta = meta
     return model
 
@@ -454,9 +455,9 @@ def _resize(pixels: np.ndarray, mode: str, size: list[int]) -> np.ndarray:
     return images.to_array(image, size[0], mode == "L")
 
 
-def top_k(output: np.ndarray, meta: dict[str, Any], k: int) -> list[list[TopClass]]:
+def top_k(output: np.ndarray, meta: TaskMeta, k: int) -> list[list[TopClass]]:
     """The k most probable classes of each row of [N, classes] probabilities, most probable first."""
-    classes = meta["classes"]
+    classes = meta.classes
     order = np.argsort(-output, axis=1, kind="stable")[:, : max(1, min(k, len(classes)))]
     return [
         [TopClass(label=classes[j], index=int(j), probability=float(row[j])) for j in best]

@@ -30,10 +30,10 @@ class Seq2SeqTask(service.Task):
 
     def __init__(self, bundle: runtime.Bundle) -> None:
         super().__init__(bundle)
-        self.vocab: list[str] = self.meta["vocab"]
+        self.vocab: list[str] = self.meta.vocab
         self.index = {t: i for i, t in enumerate(self.vocab)}
         self.alphabet = "".join(sorted(t for t in self.vocab if len(t) == 1 and t not in SPECIALS))
-        self.max_len = self.meta["model_inputs"]["max_len"]
+        self.max_len = self.meta.model_inputs["max_len"]
         self.pad, self.bos, self.eos, _ = (self.index[t] for t in SPECIALS)
 
     def details(self) -> dict[str, Any]:
@@ -59,7 +59,7 @@ class Seq2SeqTask(service.Task):
             length = max(width, k + 1)
             pair = np.full((n, 2, length), self.pad, dtype=np.int64)  # both rows padded to one length, as in training
             pair[:, 0, :width], pair[:, 1, : k + 1] = src, tgt[:, : k + 1]
-            logits = self.session.run([self.meta["output"]["name"]], {self.meta["input"]["name"]: pair})[0]
+            logits = self.session.run([self.meta.output.name], {self.meta.input.name: pair})[0]
             tgt[:, k + 1] = np.where(done, self.pad, logits[:, k].argmax(-1))
             ended = ~done & (tgt[:, k + 1] == self.eos)
             lengths[ended] = k + 1

@@ -20,6 +20,8 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from components.core.contract import TaskMeta
+
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_HISTORY = 10_000  # values per series
 MAX_ITEMS = 256  # series or texts per request
@@ -41,10 +43,10 @@ class Classification(BaseModel):
     truncated: bool = Field(description="the text had more tokens than max_length; its end was dropped")
 
 
-def history_model(meta: dict[str, Any]) -> type[BaseModel]:
+def history_model(meta: TaskMeta) -> type[BaseModel]:
     """`{"history": [...]}` with meta.json's minimum length and a float32 range check after scaling."""
-    window = meta["series"]["window"]
-    mean, scale = meta["scaler"]["mean"][0], meta["scaler"]["scale"][0]
+    window = meta.series["window"]
+    mean, scale = meta.scaler["mean"][0], meta.scaler["scale"][0]
 
     def check(values: list[float]) -> list[float]:
         if len(values) < window:
@@ -63,17 +65,17 @@ def history_model(meta: dict[str, Any]) -> type[BaseModel]:
     return Series
 
 
-def forecast_input(items: Sequence[Any], meta: dict[str, Any]) -> np.ndarray:
+def forecast_input(items: Sequence[Any], meta: TaskMeta) -> np.ndarray:
     """The last `window` values of each history, scaled as in training: float32 [N, window, 1]."""
-    window = meta["series"]["window"]
-    mean, scale = meta["scaler"]["mean"][0], meta["scaler"]["scale"][0]
+    window = meta.series["window"]
+    mean, scale = meta.scaler["mean"][0], meta.scaler["scale"][0]
     raw = np.array([item.history[-window:] for item in items], dtype=np.float64)
     return ((raw - mean) / scale).astype(np.float32)[..., None]
 
 
-def text_type(meta: dict[str, Any]) -> Any:
+def text_type(meta: TaskMeta) -> Any:
     """A text within meta.json's max_chars that is not empty or whitespace only."""
-    max_chars = meta["tokenizer"]["max_chars"]
+    max_chars = meta.tokenizer["max_chars"]
 
     def check(text: str) -> str:
         if not text.strip():
@@ -85,8 +87,8 @@ def text_type(meta: dict[str, Any]) -> Any:
     return Annotated[str, Field(strict=True, examples=["a wonderful, moving film"]), AfterValidator(check)]
 
 
-def classify_output(probabilities: np.ndarray, lengths: np.ndarray, truncated: np.ndarray, meta: dict[str, Any]):
-    classes = meta["classes"]
+def classify_output(probabilities: np.ndarray, lengths: np.ndarray, truncated: np.ndarray, meta: TaskMeta):
+    classes = meta.classes
     best = probabilities.argmax(axis=1)
     return [
         Classification(

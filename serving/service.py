@@ -48,7 +48,7 @@ class Task:
     family: ClassVar[str]
 
     def __init__(self, bundle: runtime.Bundle) -> None:
-        self.bundle, self.meta, self.name = bundle, bundle.meta, bundle.meta["task"]
+        self.bundle, self.meta, self.name = bundle, bundle.meta, bundle.meta.task
         self.settings = runtime.settings(self.name, self.family)
         self.workers = self.settings.worker_count()
         self.threads = runtime.ort_threads(self.workers)  # for the sessions its workers open

@@ -25,18 +25,18 @@ class TabularTask(service.Task):
 
     def details(self) -> dict[str, Any]:
         keys = ("objective", "classes", "feature_names")
-        return {k: self.meta[k] for k in keys} | {"max_rows": MAX_ROWS}
+        return {k: getattr(self.meta, k) for k in keys} | {"max_rows": MAX_ROWS}
 
     def load(self) -> None:
         self.session = runtime.make_session(self.bundle, self.threads)
 
     def warm_up(self) -> None:
-        mean = self.meta["scaler"]["mean"]
-        self.score([self.record.model_validate(dict(zip(self.meta["feature_names"], mean, strict=True)))])
+        mean = self.meta.scaler["mean"]
+        self.score([self.record.model_validate(dict(zip(self.meta.feature_names, mean, strict=True)))])
 
     def score(self, records: list[Any]) -> list[Any]:
         x = self.record.matrix(records)
-        output = self.session.run([self.meta["output"]["name"]], {self.meta["input"]["name"]: x})[0]
+        output = self.session.run([self.meta.output.name], {self.meta.input.name: x})[0]
         return runtime.decode(output, self.meta)
 
     def apis(self) -> dict[str, service.Api]:

@@ -23,9 +23,9 @@ class TextTask(service.Task):
         self.tokenizer = runtime.bundle_tokenizer(bundle)
 
     def details(self) -> dict[str, Any]:
-        tok = self.meta["tokenizer"]
+        tok = self.meta.tokenizer
         limits = {k: tok[k] for k in ("max_length", "max_chars", "truncation")}
-        return {"classes": self.meta["classes"], **limits, "max_texts": sequence.MAX_ITEMS}
+        return {"classes": self.meta.classes, **limits, "max_texts": sequence.MAX_ITEMS}
 
     def load(self) -> None:
         self.session = runtime.make_session(self.bundle, self.threads)
@@ -34,8 +34,8 @@ class TextTask(service.Task):
         self.classify(["a warm-up sentence"])
 
     def classify(self, texts: list[str]) -> list[sequence.Classification]:
-        enc = encode(self.tokenizer, texts, self.meta["tokenizer"]["max_length"], pad="longest")
-        out = self.session.run([self.meta["output"]["name"]], {self.meta["input"]["name"]: enc.ids})[0]
+        enc = encode(self.tokenizer, texts, self.meta.tokenizer["max_length"], pad="longest")
+        out = self.session.run([self.meta.output.name], {self.meta.input.name: enc.ids})[0]
         return sequence.classify_output(out, enc.lengths, enc.truncated, self.meta)
 
     def apis(self) -> dict[str, service.Api]:

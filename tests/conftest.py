@@ -37,12 +37,12 @@ def run_task(
 
     `train_overrides` replace fields of train.<task> (e.g. fewer epochs for a fast test), `prepare_overrides`
     fields of prepare.<task> (e.g. a train_limit)."""
-    from components.data.augment import augment
     from components.config import PrepareConfig, TrainConfig, validate
-    from components.evaluate.step import evaluate
-    from components.release.export import export
+    from components.data.augment import augment
     from components.data.ingest import ingest
     from components.data.prepare import prepare
+    from components.evaluate.step import evaluate
+    from components.release.export import export
     from components.release.register import register as register_step
     from components.train.step import train
     from components.tune.study import tune, tuned_config

@@ -249,10 +249,10 @@ def test_trainjob_step_falls_back_to_torchrun_here(tmp_path: Path) -> None:
     TrainJob's world size (2 nodes x 1 CPU process): DDP over gloo, rank 0 tracks and writes."""
     from mlflow import MlflowClient
 
-    from components.data.augment import augment
     from components.config import DistributedConfig, TrainConfig, stage_config
-    from components.data.ingest import ingest
     from components.core.io import read_json
+    from components.data.augment import augment
+    from components.data.ingest import ingest
     from components.data.prepare import prepare
     from components.train.trainjob import in_cluster, train_job
 

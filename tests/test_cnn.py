@@ -11,16 +11,19 @@ import pytest
 import torch
 from PIL import Image
 
+from components.config import AugmentConfig, ConfigError, PrepareConfig, TrainConfig, validate
+from components.core.contract import load_meta
+from components.core.errors import DataError
 from components.data import ingest as ingest_module
 from components.data.augment import augment, build_transform
-from components.config import AugmentConfig, ConfigError, PrepareConfig, TrainConfig, validate
-from components.core.errors import DataError
-from components.release.export import run_onnx
 from components.data.images import read_idx
 from components.data.ingest import ingest, ingest_images
+from components.data.prepare import prepare
+from components.data.splits import load_split
+from components.release.export import run_onnx
+from components.train.checkpoint import load_trained
 from components.train.objectives import OutputHead
-from components.data.prepare import load_meta, load_split, prepare
-from components.train.step import load_trained, train
+from components.train.step import train
 from components.train.transfer import TransferError
 from models import build_model, summarize
 from tests.conftest import PARAMS
@@ -58,8 +61,8 @@ def digits_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_image_prepare_meta_and_train_only_statistics(digits_data: Path) -> None:
     meta = load_meta(digits_data)
-    assert meta["input"]["shape"] == [None, 1, 8, 8] and meta["classes"] == [str(k) for k in range(10)]
-    pre = meta["preprocessing"]
+    assert meta.input.shape == [None, 1, 8, 8] and meta.classes == [str(k) for k in range(10)]
+    pre = meta.preprocessing
     assert pre["resize"] == [8, 8] and pre["grayscale"] and pre["channels"] == 1
     x_train, y_train = load_split(digits_data, "train")
     x_test, y_test = load_split(digits_data, "test")
@@ -74,7 +77,7 @@ def test_train_limit_keeps_val_and_test(tmp_path: Path, digits_data: Path) -> No
     raw = digits_data.parent / "raw"
     cfg = PrepareConfig(dataset="digits", objective="multiclass", train_limit=100)
     meta = prepare(raw, tmp_path / "small", cfg, "small")
-    assert meta["splits"]["train"] == 100 and meta["splits"]["test"] == load_meta(digits_data)["splits"]["test"]
+    assert meta.splits["train"] == 100 and meta.splits["test"] == load_meta(digits_data)["splits"]["test"]
     np.testing.assert_array_equal(load_split(tmp_path / "small", "test")[1], load_split(digits_data, "test")[1])
 
 
@@ -92,8 +95,8 @@ def test_user_image_folder_goes_through_the_same_door(tmp_path: Path) -> None:
     assert not (raw / "dark" / "notes.txt").exists()
     cfg = PrepareConfig(dataset="mine", objective="multiclass", image_size=16, val_size=0.25, test_size=0.25)
     meta = prepare(tmp_path / "raw", tmp_path / "data", cfg, "mine")
-    assert meta["classes"] == ["dark", "light"] and meta["input"]["shape"] == [None, 3, 16, 16]
-    assert sum(meta["splits"].values()) == 24
+    assert meta.classes == ["dark", "light"] and meta.input.shape == [None, 3, 16, 16]
+    assert sum(meta.splits.values()) == 24
     with pytest.raises(DataError, match="one sub-folder"):
         ingest_images(tmp_path / "mine" / "dark", "bad", tmp_path / "raw")
 
@@ -175,7 +178,7 @@ def _rotated(x: np.ndarray, degrees: float, fill: float, seed: int = 0) -> torch
 def test_rotation_augmentation_keeps_accuracy_on_rotated_digits(digits_data: Path, tmp_path: Path) -> None:
     """The course's point: a CNN is not rotation invariant by itself; augmentation teaches it."""
     meta = load_meta(digits_data)
-    fill = -meta["preprocessing"]["mean"][0] / meta["preprocessing"]["std"][0]
+    fill = -meta.preprocessing["mean"][0] / meta.preprocessing["std"][0]
     x_test, y_test = load_split(digits_data, "test")
     rotated = _rotated(x_test, 35, fill)
     base = {"model": {"name": "cnn", "channels": [32, 64]}, "epochs": 25, "batch_size": 64, "lr": 0.003}

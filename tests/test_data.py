@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 
 from components.config import PrepareConfig
+from components.core.contract import load_meta
 from components.core.errors import DataError
-from components.data.ingest import DATASETS, ingest, ingest_csv
 from components.core.io import sha256_dir
-from components.data.prepare import SPLITS, load_meta, load_split, prepare
+from components.data.ingest import DATASETS, ingest, ingest_csv
+from components.data.prepare import prepare
+from components.data.splits import SPLITS, load_split
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
@@ -43,10 +45,10 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_meta_schema(prepared: Path) -> None:
     meta = load_meta(prepared)
-    assert meta["objective"] == "binary" and meta["classes"] == ["benign", "malignant"]
-    assert len(meta["feature_names"]) == 30 == len(meta["scaler"]["mean"]) == len(meta["scaler"]["scale"])
-    assert sum(meta["splits"].values()) == 569
-    assert meta["input"]["shape"] == [None, 30] and meta["output"]["shape"] == [None, 2]
+    assert meta.objective == "binary" and meta.classes == ["benign", "malignant"]
+    assert len(meta.feature_names) == 30 == len(meta.scaler["mean"]) == len(meta.scaler["scale"])
+    assert sum(meta.splits.values()) == 569
+    assert meta.input.shape == [None, 30] and meta.output.shape == [None, 2]
 
 
 def test_splits_disjoint_cover_and_stratified(prepared: Path) -> None:
@@ -97,7 +99,7 @@ def test_user_csv_through_the_same_door(tmp_path: Path) -> None:
     pd.DataFrame({"f": np.linspace(0, 1, 40), "target": ["lo"] * 20 + ["hi"] * 20}).to_csv(src, index=False)
     ingest_csv(src, "mine", tmp_path / "raw")
     meta = prepare(tmp_path / "raw", tmp_path / "out", PrepareConfig(dataset="mine", objective="binary"), "mine")
-    assert meta["classes"] == ["hi", "lo"]
+    assert meta.classes == ["hi", "lo"]
     (tmp_path / "broken.csv").write_text("x,y\n1,2\n")
     with pytest.raises(DataError, match="no 'target' column"):
         ingest_csv(tmp_path / "broken.csv", "broken", tmp_path / "raw")

@@ -92,8 +92,8 @@ def test_torchrun_two_processes_match_one(workdir: Path, tabular_artifacts: Path
 def test_diverging_loss_fails_the_run_and_keeps_the_checkpoint(workdir: Path) -> None:
     """A NaN/Inf loss mid-training stops with a clear error, the MLflow run is FAILED, the checkpoint stays."""
     from components.config import TrainConfig
-    from components.train.step import train
     from components.train.loop import TrainingError
+    from components.train.step import train
 
     art = workdir / "artifacts" / "tabular"
     good = {"epochs": 2, "model": {"hidden": [8]}, "early_stopping": {"enabled": False}}

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from components.data.text import minilm as pretrained_text
-from components.train import transfer
 from components.config import MINILM_MODEL, ConfigError, PrepareConfig, TextConfig, TrainConfig, validate
+from components.core.contract import load_meta
 from components.data.ingest import shared_datasets
+from components.data.text import minilm as pretrained_text
 from components.data.text.tokenization import SPECIAL_TOKENS, encode
+from components.train import transfer
 from components.train.transfer import TransferError
 from models.transformer import EncoderModel
 
@@ -140,9 +141,9 @@ def vader_minilm(minilm, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MiniLM fine-tuned (mean-pooled classifier head) on 300 VADER snippets for FINETUNE_STEPS, evaluated on 529."""
     if not VADER.is_dir():  # the shared datasets folder is not committed; absent outside this workplace
         pytest.skip(f"VADER snippets not found at {VADER}")
-    from components.evaluate.step import evaluate
     from components.data.ingest import ingest
     from components.data.prepare import prepare
+    from components.evaluate.step import evaluate
     from components.train.step import train
 
     root = tmp_path_factory.mktemp("minilm")
@@ -160,7 +161,7 @@ def vader_minilm(minilm, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_short_fine_tune_classifies_movie_snippets(vader_minilm: Path) -> None:
     metrics = json.loads((vader_minilm / "metrics.json").read_text())
-    meta = json.loads((vader_minilm / "data/meta.json").read_text())
-    assert meta["tokenizer"]["kind"] == "minilm" and meta["tokenizer"]["vocab_size"] == 30_522
-    assert meta["splits"]["test"] > 500 and meta["tokenizer"]["per_split"]["test"]["unknown_tokens"] == 0
+    meta = load_meta(vader_minilm / "data")
+    assert meta.tokenizer["kind"] == "minilm" and meta.tokenizer["vocab_size"] == 30_522
+    assert meta.splits["test"] > 500 and meta.tokenizer["per_split"]["test"]["unknown_tokens"] == 0
     assert metrics["accuracy"] >= ACCURACY_FLOOR and metrics["roc_auc"] >= ROC_AUC_FLOOR, metrics

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from components.config import RegisterConfig
+from components.data.splits import load_split
 from components.release.export import run_onnx
-from components.train.objectives import OutputHead
-from components.data.prepare import load_split
 from components.release.register import register
-from components.train.step import load_trained
+from components.train.checkpoint import load_trained
+from components.train.objectives import OutputHead
 from tests.conftest import run_task
 
 

@@ -35,8 +35,9 @@ def _series_csv(folder: Path, values: np.ndarray, start: str = "2000-01-01", fre
 
 
 def test_series_split_is_chronological_and_scaled_on_the_train_span(tmp_path: Path) -> None:
-    from components.data.prepare import load_split, prepare
+    from components.data.prepare import prepare
     from components.data.series import read_series, window_ends
+    from components.data.splits import load_split
 
     values = np.arange(300, dtype=float)
     values[[10, 11, 200]] = np.nan  # gaps to fill
@@ -45,13 +46,13 @@ def test_series_split_is_chronological_and_scaled_on_the_train_span(tmp_path: Pa
     meta = prepare(tmp_path / "raw", tmp_path / "out", cfg, "s")
     series = read_series(tmp_path / "out")
     assert series["filled"].sum() == 3 and series["values"][10] == pytest.approx(10.0)  # interpolated
-    assert meta["scaler"]["mean"] == [pytest.approx(np.arange(210).mean())]  # the first 70% only
+    assert meta.scaler["mean"] == [pytest.approx(np.arange(210).mean())]  # the first 70% only
     ends = {s: window_ends(tmp_path / "out", s) for s in ("train", "val", "test")}
     assert ends["train"].max() + 3 < 210 <= ends["val"].min() + 1  # train targets end before the val span
     assert ends["val"].max() + 3 < 255 <= ends["test"].min() + 1
     x, y = load_split(tmp_path / "out", "test")
     assert x.shape[1:] == (10, 1) and y.shape[1] == 3
-    raw = x * meta["scaler"]["scale"][0] + meta["scaler"]["mean"][0]
+    raw = x * meta.scaler["scale"][0] + meta.scaler["mean"][0]
     np.testing.assert_allclose(raw[0, -1, 0], ends["test"][0], atol=1e-3)  # the window ends at its t
     with pytest.raises(DataError, match="too few"):
         prepare(
@@ -115,14 +116,14 @@ def text_server(sentiment_artifacts: Path, tmp_path_factory: pytest.TempPathFact
 
 
 def test_forecast_endpoint(forecast_server: str, forecast_artifacts: Path) -> None:
-    from components.release.export import run_onnx
     from components.data.series import read_series
+    from components.release.export import run_onnx
 
     meta = runtime.load_bundle("forecast", model_dir=forecast_artifacts).meta
-    window = meta["series"]["window"]
+    window = meta.series["window"]
     values = read_series(forecast_artifacts / "data")["values"]
     histories = [values[:500].tolist(), values[100 : 100 + window].tolist()]
-    scaled = [(np.array(h[-window:]) - meta["scaler"]["mean"][0]) / meta["scaler"]["scale"][0] for h in histories]
+    scaled = [(np.array(h[-window:]) - meta.scaler["mean"][0]) / meta.scaler["scale"][0] for h in histories]
     expected = run_onnx(forecast_artifacts / "model.onnx", {"history": np.float32(scaled)[..., None]})[0]
     with httpx.Client(base_url=forecast_server, timeout=30) as http:
         answer = http.post("/forecast", json={"series": [{"history": h} for h in histories]})
@@ -147,25 +148,25 @@ def test_forecast_endpoint(forecast_server: str, forecast_artifacts: Path) -> No
 
 
 def test_classify_endpoint(text_server: str, sentiment_artifacts: Path) -> None:
-    from components.release.export import run_onnx
     from components.data.text.tokenization import encode, load_tokenizer
+    from components.release.export import run_onnx
 
     meta = runtime.load_bundle("sentiment", model_dir=sentiment_artifacts).meta
     texts = ["a wonderful, moving film", "dull and pointless", "not good"]
     tok = load_tokenizer(sentiment_artifacts / "data")
-    ids = encode(tok, texts, meta["tokenizer"]["max_length"], pad="longest").ids
+    ids = encode(tok, texts, meta.tokenizer["max_length"], pad="longest").ids
     expected = run_onnx(sentiment_artifacts / "model.onnx", {"tokens": ids})[0]
     with httpx.Client(base_url=text_server, timeout=30) as http:
         answer = http.post("/classify", json={"texts": texts})
         assert answer.status_code == 200, answer.text
         got = answer.json()
-        assert [a["label"] for a in got] == [meta["classes"][k] for k in expected.argmax(1)]
+        assert [a["label"] for a in got] == [meta.classes[k] for k in expected.argmax(1)]
         np.testing.assert_allclose([a["probability"] for a in got], expected.max(1), atol=1e-5)
         long = http.post("/classify", json={"texts": ["good " * 500]}).json()[0]
-        assert long["truncated"] and long["tokens"] == meta["tokenizer"]["max_length"]
+        assert long["truncated"] and long["tokens"] == meta.tokenizer["max_length"]
         empty = http.post("/classify", json={"texts": ["ok", "   "]})
         assert empty.status_code == 400 and "empty text" in empty.text
-        huge = http.post("/classify", json={"texts": ["x" * (meta["tokenizer"]["max_chars"] + 1)]})
+        huge = http.post("/classify", json={"texts": ["x" * (meta.tokenizer["max_chars"] + 1)]})
         assert huge.status_code == 400 and "over the limit" in huge.text
         bad = http.post("/classify", content=b'{"texts": ["caf\xe9"]}', headers={"Content-Type": "application/json"})
         assert bad.status_code == 400 and "not valid UTF-8" in bad.text

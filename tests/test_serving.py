@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from components.core.contract import load_meta
 from serving import cli, runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +89,7 @@ def test_providers_cuda_only_when_a_gpu_is_there_and_torch_sees_it(
 
 def test_local_bundle_session_and_task_check(tabular_artifacts: Path) -> None:
     bundle = runtime.load_bundle("tabular", model_dir=tabular_artifacts)
-    assert bundle.source == str(tabular_artifacts) and bundle.meta["task"] == "tabular"
+    assert bundle.source == str(tabular_artifacts) and bundle.meta.task == "tabular"
     session = runtime.make_session(bundle)
     assert session.get_providers()[0] == runtime.choose_providers()[0]
     assert session.get_session_options().intra_op_num_threads == runtime.ort_threads()
@@ -177,11 +178,11 @@ def server(tabular_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="module")
 def test_rows(tabular_artifacts: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray, list[dict[str, float]]]:
     """meta, scaled test features, labels, and the same rows as raw named records (x * scale + mean)."""
-    meta = json.loads((tabular_artifacts / "data" / "meta.json").read_text())
+    meta = load_meta(tabular_artifacts / "data")
     with np.load(tabular_artifacts / "data" / "test.npz") as data:
         x, y = data["x"], data["y"]
-    raw = x * np.asarray(meta["scaler"]["scale"]) + np.asarray(meta["scaler"]["mean"])
-    return meta, x, y, [dict(zip(meta["feature_names"], row.tolist(), strict=True)) for row in raw]
+    raw = x * np.asarray(meta.scaler["scale"]) + np.asarray(meta.scaler["mean"])
+    return meta, x, y, [dict(zip(meta.feature_names, row.tolist(), strict=True)) for row in raw]
 
 
 def test_predictions_match_onnxruntime_on_scaled_features(server: str, tabular_artifacts: Path, test_rows) -> None:
@@ -190,15 +191,15 @@ def test_predictions_match_onnxruntime_on_scaled_features(server: str, tabular_a
 
     meta, x, y, records = test_rows
     session = ort.InferenceSession(str(tabular_artifacts / "model.onnx"), providers=["CPUExecutionProvider"])
-    expected = session.run(None, {meta["input"]["name"]: x})[0]
+    expected = session.run(None, {meta.input.name: x})[0]
     with bentoml.SyncHTTPClient(server) as client:
         answers = client.predict(records=records)
-    got = np.array([[a["probabilities"][c] for c in meta["classes"]] for a in answers])
+    got = np.array([[a["probabilities"][c] for c in meta.classes] for a in answers])
     np.testing.assert_allclose(got, expected, atol=1e-5)
     labels = [a["label"] for a in answers]
-    assert labels == [meta["classes"][k] for k in expected.argmax(axis=1)]
+    assert labels == [meta.classes[k] for k in expected.argmax(axis=1)]
     assert all(a["probability"] == a["probabilities"][a["label"]] for a in answers)
-    assert np.mean(np.array(labels) == np.array(meta["classes"])[y]) >= 0.9
+    assert np.mean(np.array(labels) == np.array(meta.classes)[y]) >= 0.9
 
 
 def test_concurrent_single_rows_are_batched_and_answered_in_order(server: str, test_rows) -> None:
@@ -208,12 +209,12 @@ def test_concurrent_single_rows_are_batched_and_answered_in_order(server: str, t
         def one(i: int) -> float:
             response = http.post("/predict", json={"records": [records[i]]})
             assert response.status_code == 200, response.text
-            return response.json()[0]["probabilities"][meta["classes"][1]]
+            return response.json()[0]["probabilities"][meta.classes[1]]
 
         with ThreadPoolExecutor(8) as pool:
             concurrent = list(pool.map(one, range(len(records))))
         together = http.post("/predict", json={"records": records}).json()
-        assert concurrent == pytest.approx([a["probabilities"][meta["classes"][1]] for a in together], abs=1e-6)
+        assert concurrent == pytest.approx([a["probabilities"][meta.classes[1]] for a in together], abs=1e-6)
         assert 'bentoml_service_adaptive_batch_size_count{method_name="predict"' in http.get("/metrics").text
 
 
@@ -271,9 +272,9 @@ def test_bad_input_gets_4xx_json_naming_the_problem(case: str, server: str, test
 def test_info_health_metrics_and_docs(server: str, test_rows) -> None:
     meta = test_rows[0]
     info = httpx.get(f"{server}/info").json()
-    assert info["source"] == "models:/tabular@champion" and info["classes"] == meta["classes"]
-    assert info["feature_names"] == meta["feature_names"] and info["max_rows"] == 1000
+    assert info["source"] == "models:/tabular@champion" and info["classes"] == meta.classes
+    assert info["feature_names"] == meta.feature_names and info["max_rows"] == 1000
     for path in ("/livez", "/readyz", "/metrics", "/"):
         assert httpx.get(server + path).status_code == 200, path
     schema = httpx.get(f"{server}/docs.json").json()["components"]["schemas"]["TabularRecord"]
-    assert list(schema["properties"]) == meta["feature_names"] and schema["additionalProperties"] is False
+    assert list(schema["properties"]) == meta.feature_names and schema["additionalProperties"] is False

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from components.core.contract import load_meta
 from serving import runtime
 from tests.test_serving import ROOT, bentoml_process
 
@@ -128,8 +129,8 @@ def gateway(tabular_artifacts: Path, digits_artifacts: Path, tmp_path_factory: p
 
 @pytest.fixture(scope="module")
 def record(tabular_artifacts: Path) -> dict[str, float]:
-    meta = json.loads((tabular_artifacts / "data/meta.json").read_text())
-    return dict(zip(meta["feature_names"], meta["scaler"]["mean"], strict=True))
+    meta = load_meta(tabular_artifacts / "data")
+    return dict(zip(meta.feature_names, meta.scaler["mean"], strict=True))
 
 
 def _png(digits_artifacts: Path) -> bytes:

@@ -35,7 +35,7 @@ def digits(digits_artifacts: Path) -> tuple[dict, np.ndarray, np.ndarray]:
 
 
 def test_preprocessing_matches_training(digits_artifacts: Path, digits) -> None:
-    from components.data.prepare import load_split
+    from components.data.splits import load_split
 
     meta, raw, _ = digits
     x, _ = load_split(digits_artifacts / "data", "test")
@@ -73,7 +73,7 @@ def test_upload_and_json_match_onnxruntime(server: str, digits_artifacts: Path, 
             assert response.status_code == 200, response.text
             top = response.json()
             assert len(top) == 3 and top[0]["index"] == int(expected[i].argmax())
-            assert top[0]["label"] == meta["classes"][top[0]["index"]]
+            assert top[0]["label"] == meta.classes[top[0]["index"]]
             assert top[0]["probability"] == pytest.approx(float(expected[i].max()), abs=1e-5)
         answer = http.post("/predict", json={"images": [{"pixels": p.tolist(), "top_k": 1} for p in raw[:20]]}).json()
         assert [a[0]["index"] for a in answer] == expected.argmax(1).tolist()

@@ -21,9 +21,9 @@ from tests.test_serving import bentoml_process
 @pytest.fixture(scope="module")
 def seq2seq_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Numbers -> words, a small model trained briefly (the translations need not be right to be compared)."""
-    from components.release.export import export
     from components.data.ingest import ingest
     from components.data.prepare import prepare
+    from components.release.export import export
     from components.train.step import train
 
     root = tmp_path_factory.mktemp("seq2seq")
@@ -38,7 +38,7 @@ def seq2seq_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_onnx_greedy_batch_matches_the_pytorch_cached_translation(seq2seq_artifacts: Path) -> None:
-    from components.train.step import load_trained
+    from components.train.checkpoint import load_trained
     from serving import runtime
     from serving.seq2seq import Seq2SeqTask
 
@@ -47,14 +47,14 @@ def test_onnx_greedy_batch_matches_the_pytorch_cached_translation(seq2seq_artifa
     model, meta = load_trained(seq2seq_artifacts)
     with np.load(seq2seq_artifacts / "data/test.npz") as data:
         src = data["x"][:64, 0]
-    vocab = meta["vocab"]
+    vocab = meta.vocab
     sources = ["".join(vocab[i] for i in row if i > 3) for row in src]  # ids 0..3 are PAD, BOS, EOS, UNK
-    reference = model.translate(torch.from_numpy(src), 1, 2, meta["model_inputs"]["max_len"])
+    reference = model.translate(torch.from_numpy(src), 1, 2, meta.model_inputs["max_len"])
     expected = [" ".join(vocab[i] for i in row if i > 3) for row in reference.tolist()]
     answers = task.translate(sources)  # one batch, sources of different lengths
     assert [a.text for a in answers] == expected
     assert [task.translate([s])[0].text for s in sources[:5]] == expected[:5]  # batching changes nothing
-    assert all(a.tokens <= meta["model_inputs"]["max_len"] for a in answers)
+    assert all(a.tokens <= meta.model_inputs["max_len"] for a in answers)
 
 
 @pytest.fixture(scope="module")

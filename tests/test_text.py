@@ -108,7 +108,8 @@ def test_user_series_csv(tmp_path: Path) -> None:
 
 
 def test_prepare_text_trains_the_tokenizer_on_train_only(tmp_path: Path) -> None:
-    from components.data.prepare import load_split, prepare
+    from components.data.prepare import prepare
+    from components.data.splits import load_split
     from components.data.text.prepare import load_texts
 
     raw = tmp_path / "raw" / "toy"
@@ -122,15 +123,15 @@ def test_prepare_text_trains_the_tokenizer_on_train_only(tmp_path: Path) -> None
         dataset="toy", objective="binary", text={"max_length": 8, "min_frequency": 1, "word2vec_dim": 8}
     )
     meta = prepare(tmp_path / "raw", tmp_path / "data", cfg, "toy")
-    assert meta["splits"]["train"] + meta["splits"]["val"] + meta["splits"]["test"] == 40  # duplicates dropped
-    assert meta["input"] == {"name": "tokens", "dtype": "int64", "shape": [None, None]}
+    assert meta.splits["train"] + meta.splits["val"] + meta.splits["test"] == 40  # duplicates dropped
+    assert meta.input == {"name": "tokens", "dtype": "int64", "shape": [None, None]}
     x, y = load_split(tmp_path / "data", "train")
-    assert x.shape == (meta["splits"]["train"], 8) and x.dtype == np.int64
+    assert x.shape == (meta.splits["train"], 8) and x.dtype == np.int64
     tok = load_tokenizer(tmp_path / "data")
     vocab = set(tok.get_vocab())
     test_only = {t.split()[0] for t in load_texts(tmp_path / "data", "test")}
     assert not (test_only & vocab)  # words seen only in test are not in the vocabulary
-    assert np.load(tmp_path / "data" / "word2vec.npy").shape == (meta["tokenizer"]["vocab_size"], 8)
+    assert np.load(tmp_path / "data" / "word2vec.npy").shape == (meta.tokenizer["vocab_size"], 8)
 
 
 def test_training_starts_from_frozen_word2vec_vectors(tmp_path: Path) -> None:
@@ -138,7 +139,8 @@ def test_training_starts_from_frozen_word2vec_vectors(tmp_path: Path) -> None:
 
     from components.config import TrainConfig
     from components.data.prepare import prepare
-    from components.train.step import load_trained, train
+    from components.train.checkpoint import load_trained
+    from components.train.step import train
 
     raw = tmp_path / "raw" / "toy"
     raw.mkdir(parents=True)

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from components.train import objectives
 from components.config import ConfigError, TrainConfig
+from components.train import objectives
 from components.train.loop import TrainingError, fit, l1_penalty, make_optimizer, seed_everything
 from models import build_model
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from components.config import LMConfig, PrepareConfig, TrainConfig, stage_config, validate
-from components.release.export import run_onnx
 from components.core.sampling import Sampling, generate_onnx, generate_torch, pick
 from components.data.ingest import shared_datasets
 from components.data.numbers import to_words
+from components.release.export import run_onnx
 from models.transformer import DecoderLM, EncoderModel, KVCache, Seq2Seq, sinusoidal_table
 from tests.conftest import PARAMS
 from tests.test_serving import bentoml_server
@@ -100,10 +100,10 @@ def decoder_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The decoder task on the first 200k characters of tiny Shakespeare, briefly trained, evaluated, exported."""
     if not SHAKESPEARE.is_file():
         pytest.skip(f"tiny Shakespeare not found at {SHAKESPEARE} (set DLPIPE_SHARED_DATASETS)")
-    from components.evaluate.step import evaluate
-    from components.release.export import export
     from components.data.ingest import ingest_text
     from components.data.prepare import prepare
+    from components.evaluate.step import evaluate
+    from components.release.export import export
     from components.release.register import register
     from components.train.step import train
 
@@ -141,14 +141,14 @@ def test_decoder_learns_characters(decoder_artifacts: Path) -> None:
 
 
 def test_decoder_onnx_any_batch_and_length_and_same_generation(decoder_artifacts: Path) -> None:
-    from components.train.step import load_trained
+    from components.train.checkpoint import load_trained
 
     info = json.loads((decoder_artifacts / "export.json").read_text())
     assert info["parity_max_abs_diff"] <= 1e-4 and info["inputs"][0]["shape"] == ["batch", "sequence"]
     model, meta = load_trained(decoder_artifacts)
     onnx_path = decoder_artifacts / "model.onnx"
     for batch, length in ((1, 1), (5, 7), (2, 32)):
-        ids = torch.randint(0, len(meta["vocab"]), (batch, length))
+        ids = torch.randint(0, len(meta.vocab), (batch, length))
         got = run_onnx(onnx_path, {"ids": ids.numpy()})[0]
         with torch.no_grad():
             np.testing.assert_allclose(got, model(ids).numpy(), atol=1e-4, rtol=0)
@@ -157,7 +157,7 @@ def test_decoder_onnx_any_batch_and_length_and_same_generation(decoder_artifacts
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     step = lambda ids: session.run(None, {"ids": ids})[0]  # noqa: E731
-    prompt = [meta["vocab"].index(c) for c in "ROMEO:"]
+    prompt = [meta.vocab.index(c) for c in "ROMEO:"]
     how = Sampling(temperature=0.9, top_k=20, top_p=0.95)
     from_onnx = list(generate_onnx(step, prompt, 20, how, seed=3, window=32))
     assert from_onnx == list(generate_torch(model, prompt, 20, how, seed=3))  # KV cache vs full recompute
@@ -197,8 +197,8 @@ def test_generate_endpoint_is_seeded_streams_and_names_its_limits(decoder_server
 
 
 def test_masking_rule_is_15_percent_80_10_10() -> None:
+    from components.core.tokens import IGNORE
     from components.data.text.mlm import mask_tokens
-    from components.train.objectives import IGNORE
 
     rng = np.random.default_rng(0)
     ids = rng.integers(5, 1000, (400, 64))
@@ -221,9 +221,9 @@ def encoder_study_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny masked-LM pretraining on 150k characters, then encoder_study on 400 VADER snippets (registered)."""
     if not SHAKESPEARE.is_file() or not VADER.is_dir():
         pytest.skip(f"tiny Shakespeare or VADER snippets not found under {shared_datasets()}")
-    from components.experiments.encoder import EncoderStudyConfig, encoder_study
     from components.data.ingest import ingest, ingest_text
     from components.data.prepare import prepare
+    from components.experiments.encoder import EncoderStudyConfig, encoder_study
     from components.train.step import train
 
     root = tmp_path_factory.mktemp("encoder")
@@ -243,8 +243,8 @@ def encoder_study_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_mlm_training_windows_are_masked_once_per_copy(encoder_study_root: Path) -> None:
-    from components.train.objectives import IGNORE
-    from components.data.prepare import load_split
+    from components.core.tokens import IGNORE
+    from components.data.splits import load_split
 
     x, y = load_split(encoder_study_root / "artifacts/encoder_mlm/data", "train")
     x, y = np.asarray(x), np.asarray(y)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]  # the repository (an editable install or a checkout) this code is in
+
 
 @dataclass(frozen=True)
 class Layout:

@@ -18,8 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from components.config import AugmentConfig, ConfigError
+from components.core.contract import TaskMeta, load_meta
 from components.core.io import atomic_write, read_json, write_json
-from components.data.prepare import load_meta, load_split
+from components.data.splits import load_split
 
 POLICY, PREVIEW = "augment.json", "preview.png"
 OPS = ("RandomAffine", "RandomResizedCrop", "RandomHorizontalFlip", "ColorJitter", "GaussianNoise", "RandomErasing")
@@ -36,17 +37,17 @@ def augment(data_dir: Path, out_dir: Path, cfg: AugmentConfig, task: str) -> dic
         x, _ = load_split(data_dir, "train")
         torch.manual_seed(cfg.seed)
         sample = torch.as_tensor(x[: cfg.preview])
-        save_grid(build_transform(policy)(sample), meta["preprocessing"], out_dir / PREVIEW)
+        save_grid(build_transform(policy)(sample), meta.preprocessing, out_dir / PREVIEW)
     return policy
 
 
-def ops_for(cfg: AugmentConfig, meta: dict[str, Any], task: str) -> list[dict[str, Any]]:
+def ops_for(cfg: AugmentConfig, meta: TaskMeta, task: str) -> list[dict[str, Any]]:
     """The v2 ops (name + kwargs) the config asks for, with fill values and sizes from meta.json."""
-    pre = meta.get("preprocessing")
+    pre = meta.preprocessing
     wanted = cfg.rotation or cfg.translate or cfg.scale or cfg.crop_scale or cfg.hflip
     if pre is None:
         if wanted or cfg.colour_jitter or cfg.noise_std or cfg.erasing:
-            raise ConfigError(f"augment.{task}: augmentation needs an image task; {meta['dataset']} is tabular")
+            raise ConfigError(f"augment.{task}: augmentation needs an image task; {meta.dataset} is tabular")
         return []
     mean, std = np.asarray(pre["mean"]), np.asarray(pre["std"])
     background = (-mean / std).round(6).tolist()  # pixel value 0 after normalisation
@@ -87,7 +88,7 @@ class _Denormalised(nn.Module):
         return (self.op((x * std + mean).clamp(0, 1)) - mean) / std
 
 
-def build_transform(policy: dict[str, Any], meta: dict[str, Any] | None = None) -> Callable[[Tensor], Tensor] | None:
+def build_transform(policy: dict[str, Any], meta: TaskMeta | None = None) -> Callable[[Tensor], Tensor] | None:
     """A batch transform (B, C, H, W) -> (B, C, H, W) from a policy, or None when it has no ops."""
     from torchvision.transforms import v2
 
@@ -111,7 +112,7 @@ def build_transform(policy: dict[str, Any], meta: dict[str, Any] | None = None) 
     return transform
 
 
-def load_transform(augment_dir: Path | None, meta: dict[str, Any]) -> Callable[[Tensor], Tensor] | None:
+def load_transform(augment_dir: Path | None, meta: TaskMeta) -> Callable[[Tensor], Tensor] | None:
     """The transform of the policy the augment step wrote (None without one)."""
     if augment_dir is None or not (Path(augment_dir) / POLICY).is_file():
         return None

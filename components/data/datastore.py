@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from components.core.errors import DlpipeError
+from components.core.layout import REPO
 from components.data.ingest import DATASETS, ingest
 
 DVC_FILE = "data.dvc"
@@ -81,7 +82,7 @@ def fetch(dataset: str, out: Path, remote: str) -> Path:
     import os
     import tempfile
 
-    recorded = Path(__file__).resolve().parents[1] / DVC_FILE
+    recorded = REPO / DVC_FILE
     if not recorded.is_file():
         raise DataVersionError(f"{recorded} not found: the image must contain data.dvc (see Dockerfile)")
     with tempfile.TemporaryDirectory(prefix="dlpipe-dvc-") as tmp:

@@ -24,11 +24,12 @@ import numpy as np
 import pandas as pd
 
 from components.core.errors import DataError
-from components.data.images import IMAGE_SUFFIXES, idx_bytes
 from components.core.io import atomic_write
+from components.core.layout import REPO
+from components.data.images import IMAGE_SUFFIXES, idx_bytes
 
 RAW_DIR = Path("data/raw")
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"  # ../shared/datasets of the repo
+SHARED = REPO.parent / "shared" / "datasets"  # ../shared/datasets of the repo
 FASHION_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)  # Debian's dataset-fashion-mnist
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
 IDX_FILES = ("{}-images-idx3-ubyte.gz", "{}-labels-idx1-ubyte.gz")

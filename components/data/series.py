@@ -17,14 +17,14 @@ evaluate can draw the forecast and compute the seasonal-naive baseline.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from components.config import PrepareConfig, SeriesConfig
+from components.core.contract import TaskMeta
 from components.core.errors import DataError
-from components.core.io import atomic_write, sha256_file, write_json
+from components.core.io import atomic_write, sha256_file
 
 SPLITS = ("train", "val", "test")
 SERIES_FILE = "series.npz"
@@ -64,7 +64,7 @@ def windows(values: np.ndarray, window: int, horizon: int, ends: np.ndarray) -> 
     return x.astype(np.float32), y.astype(np.float32)
 
 
-def prepare_series(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> dict[str, Any]:
+def prepare_series(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> TaskMeta:
     scfg = cfg.series or SeriesConfig()
     csv = Path(folder) / "data.csv"
     if not csv.is_file():
@@ -123,7 +123,8 @@ def prepare_series(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -
         "input": {"name": "history", "dtype": "float32", "shape": [None, None, 1]},
         "output": {"name": "forecast", "shape": [None, h]},
     }
-    write_json(out_dir / "meta.json", meta)
+    meta = TaskMeta(kind="series", **meta)
+    meta.write(out_dir)
     return meta
 
 

@@ -34,12 +34,12 @@ from components.config import (
     _Strict,
 )
 from components.core.errors import DlpipeError
-from components.evaluate.step import evaluate
-from components.release.export import export
 from components.core.io import read_json, write_json
 from components.data.prepare import prepare
-from components.release.register import register
 from components.data.text.tokenization import TOKENIZER_FILE
+from components.evaluate.step import evaluate
+from components.release.export import export
+from components.release.register import register
 from components.train.step import train
 
 TASK = "encoder"

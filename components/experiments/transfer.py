@@ -16,9 +16,9 @@ import torch
 from pydantic import Field
 
 from components.config import PrepareConfig, TrainConfig, _Strict
-from components.evaluate.step import evaluate
 from components.core.io import write_json
 from components.data.prepare import prepare
+from components.evaluate.step import evaluate
 from components.train.step import train
 from components.train.transfer import TransferError
 

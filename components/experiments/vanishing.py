@@ -21,10 +21,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from pydantic import Field  # noqa: E402
 
-from components.train import objectives  # noqa: E402
 from components.config import ModelConfig, TrainConfig, _Strict  # noqa: E402
+from components.core.contract import load_meta  # noqa: E402
 from components.core.io import write_json  # noqa: E402
-from components.data.prepare import load_meta, load_split  # noqa: E402
+from components.data.splits import load_split
+from components.train import objectives  # noqa: E402
 from components.train.loop import fit, seed_everything  # noqa: E402
 from models import build_model  # noqa: E402
 
@@ -52,7 +53,7 @@ class VanishingConfig(_Strict):
 def vanishing_gradients(data_dir: Path, metrics_path: Path, plot_path: Path, cfg: VanishingConfig) -> dict[str, Any]:
     """Train each variant briefly; report first- vs last-hidden-layer gradient norms and accuracy."""
     meta = load_meta(data_dir)
-    objective = meta["objective"]
+    objective = meta.objective
     train = [
         torch.as_tensor(a) if i == 0 else objectives.targets(a, objective)
         for i, a in enumerate(load_split(data_dir, "train"))
@@ -79,7 +80,7 @@ def vanishing_gradients(data_dir: Path, metrics_path: Path, plot_path: Path, cfg
         seed_everything(cfg.seed)
         model = build_model(
             "ffn",
-            in_features=len(meta["feature_names"]),
+            in_features=len(meta.feature_names),
             out_features=objectives.output_size(meta),
             **model_cfg.kwargs(),
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,35 @@ import onnx
 import torch
 
 from components.config import ExportConfig
+from components.core.contract import TaskMeta
 from components.core.errors import DlpipeError
 from components.core.io import atomic_write, sha256_file, write_json
-from components.train.objectives import OutputHead
-from components.data.prepare import load_split
-from components.train.step import load_trained
+from components.core.tokens import PAD_ID, SEP_ID
+from components.data.splits import load_split
+from components.train.checkpoint import load_trained
 from components.train.loop import predict
+from components.train.objectives import OutputHead
 
 GRAPHS = "graphs"  # token models' extra graphs (attention maps, sentence vectors) + index.json: a DVC output
 EXAMPLE_STEPS = 7  # the traced example's sequence length: no split uses it
 PARITY_ROWS = 256  # per-position outputs (N, T, V) of a whole split would not fit in memory
+
+
+@dataclass(frozen=True)
+class KindExport:
+    """What export does differently for a kind of task."""
+
+    token_ids: bool = False  # int64 ids: shorter checks keep their start; attention / sentence-vector graphs too
+    scaled_parity: bool = False  # outputs in raw units: parity compared in the scaled units the network computes in
+
+
+EXPORTS: dict[str, KindExport] = {  # kind (meta.json) -> its export behaviour
+    "tabular": KindExport(),
+    "image": KindExport(),
+    "series": KindExport(scaled_parity=True),
+    "text": KindExport(token_ids=True),
+    "tokens": KindExport(token_ids=True),
+}
 
 
 class ParityError(DlpipeError):
@@ -43,11 +63,12 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
     model, meta = load_trained(model_dir)
     head = OutputHead(model, meta).eval()
     x_test, _ = load_split(data_dir, "test")
-    if len(meta["output"]["shape"]) > 2:
+    if len(meta.output.shape) > 2:
         x_test = x_test[:PARITY_ROWS]
-    in_name, out_name = meta["input"]["name"], meta["output"]["name"]
+    in_name, out_name = meta.input.name, meta.output.name
     axis = sequence_axis(meta)
-    tokens = meta["input"].get("dtype") == "int64"
+    kind = EXPORTS[meta.kind]
+    tokens = kind.token_ids
     max_len = _max_len(meta) if tokens and axis is not None else None
     example = torch.as_tensor(x_test[:2])
     checks = [x_test]
@@ -60,16 +81,16 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
     onnx_path = out_dir / "model.onnx"
     # A forecast comes out in the series' units (CO2 ~ 370 ppm, where float32's resolution is 3e-5): compare
     # in the units the network computes in (scaled by the training span's std), as for every other task.
-    unit = float(meta["target_scaler"]["scale"]) if "series" in meta else 1.0
+    unit = float(meta.target_scaler["scale"]) if kind.scaled_parity else 1.0
     proto, max_diff = _export_checked(
-        head, checks, onnx_path, out_name, out_shape=meta["output"]["shape"], unit=unit, **export_graph
+        head, checks, onnx_path, out_name, out_shape=meta.output.shape, unit=unit, **export_graph
     )
     info = {
         "opset": cfg.opset,
         "inputs": [_io_spec(v) for v in proto.graph.input],
         "outputs": [_io_spec(v) for v in proto.graph.output],
         "parity_max_abs_diff": max_diff,
-        **({"parity_units": "scaled (raw difference / target scale)"} if "series" in meta else {}),
+        **({"parity_units": "scaled (raw difference / target scale)"} if kind.scaled_parity else {}),
         "parity_rows": len(x_test),
         **(
             {"example_length": EXAMPLE_STEPS, "parity_lengths": [int(c.shape[axis]) for c in checks]}
@@ -96,15 +117,15 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
     return info
 
 
-def sequence_axis(meta: dict[str, Any]) -> int | None:
+def sequence_axis(meta: TaskMeta) -> int | None:
     """The free sequence axis of meta.json's input shape (the last None after the batch axis), if any."""
-    free = [i for i, size in enumerate(meta["input"]["shape"]) if i and size is None]
+    free = [i for i, size in enumerate(meta.input.shape) if i and size is None]
     return free[-1] if free else None
 
 
-def _max_len(meta: dict[str, Any]) -> int:
+def _max_len(meta: TaskMeta) -> int:
     """The longest token sequence the model takes (its position table, or the tokenizer's max_length)."""
-    return (meta.get("model_inputs") or {}).get("max_len") or meta["tokenizer"]["max_length"]
+    return (meta.model_inputs or {}).get("max_len") or meta.tokenizer["max_length"]
 
 
 def _cut(x: np.ndarray, axis: int, length: int, tokens: bool) -> np.ndarray:
@@ -112,8 +133,6 @@ def _cut(x: np.ndarray, axis: int, length: int, tokens: bool) -> np.ndarray:
     windows keep their most recent steps."""
     if not tokens:
         return np.ascontiguousarray(x.take(range(x.shape[axis] - length, x.shape[axis]), axis=axis))
-    from components.data.text.tokenization import PAD_ID, SEP_ID
-
     out = x.take(range(length), axis=axis)
     last = np.moveaxis(out, axis, -1)[..., -1]  # a view into `out`
     last[last != PAD_ID] = SEP_ID

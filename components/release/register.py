@@ -12,8 +12,9 @@ from typing import Any
 
 import onnx
 
-from components.core import tracking
 from components.config import ConfigError, RegisterConfig
+from components.core import tracking
+from components.core.contract import TaskMeta, load_meta
 from components.core.io import read_json, write_json
 
 SCORE_TAG = "primary_metric_value"
@@ -105,7 +106,7 @@ def _alias_version(client: Any, task: str, alias: str) -> str:
     return str(client.get_model_version_by_alias(task, alias).version)
 
 
-def fetch_model(uri: str, dst: Path | None = None) -> tuple[Path, dict[str, Any]]:
+def fetch_model(uri: str, dst: Path | None = None) -> tuple[Path, TaskMeta]:
     """Download a registered ONNX model (e.g. `models:/tabular@champion`); return (model.onnx, meta)."""
     mlflow = tracking.configure()
     dst = Path(dst or tempfile.mkdtemp(prefix="dlpipe-model-"))
@@ -114,4 +115,4 @@ def fetch_model(uri: str, dst: Path | None = None) -> tuple[Path, dict[str, Any]
     if not (local / "model.onnx").is_file() or not meta_files:
         shutil.rmtree(dst, ignore_errors=True)
         raise FileNotFoundError(f"{uri}: no model.onnx with meta.json in the registered model")
-    return local / "model.onnx", read_json(meta_files[0])
+    return local / "model.onnx", load_meta(meta_files[0].parent)

@@ -27,10 +27,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from components.train import distributed
 from components.config import TrainConfig
 from components.core.errors import DlpipeError
 from components.core.io import atomic_write
+from components.train import distributed
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 MetricFn = Callable[[Tensor, Tensor], dict[str, float]]

@@ -7,7 +7,6 @@ The model always emits raw scores; the loss applies the output activation in its
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +14,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from components.config import ConfigError
+from components.core.contract import (
+    SEQUENCE_OBJECTIVES,  # noqa: F401  (a vocabulary distribution per position)
+    TaskMeta,
+)
+from components.core.tokens import IGNORE  # noqa: F401
 
 LOSSES = {
     "binary": ("bce", "mse"),
@@ -24,18 +28,16 @@ LOSSES = {
     "masked_lm": ("cross_entropy",),
     "seq2seq": ("cross_entropy",),
 }
-SEQUENCE_OBJECTIVES = ("causal_lm", "masked_lm", "seq2seq")  # a vocabulary distribution per position, (B, T, V)
-IGNORE = -100  # target id of positions that carry no loss (padding)
 
 
-def output_size(meta: dict[str, Any]) -> int:
+def output_size(meta: TaskMeta) -> int:
     """Width of the model's last layer: 1 logit for binary, one per class, 1 value for regression (H values
     for a forecast of horizon H), the vocabulary for a token distribution per position."""
-    if meta["objective"] in SEQUENCE_OBJECTIVES:
-        return meta["model_inputs"]["vocab_size"]
-    if meta["objective"] == "regression":
-        return int(meta.get("horizon", 1))
-    return len(meta["classes"]) if meta["objective"] == "multiclass" else 1
+    if meta.objective in SEQUENCE_OBJECTIVES:
+        return meta.model_inputs["vocab_size"]
+    if meta.objective == "regression":
+        return int(meta.horizon or 1)
+    return len(meta.classes) if meta.objective == "multiclass" else 1
 
 
 def targets(y: np.ndarray, objective: str) -> Tensor:
@@ -95,11 +97,11 @@ def sequence_metrics(z: Tensor, y: Tensor) -> dict[str, float]:
 class OutputHead(nn.Module):
     """Model + output activation, as exported: class probabilities (B, C), or values in raw units (B, 1 or H)."""
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any]) -> None:
+    def __init__(self, model: nn.Module, meta: TaskMeta) -> None:
         super().__init__()
         self.model = model
-        self.objective = meta["objective"]
-        scaler = meta.get("target_scaler") or {"mean": 0.0, "scale": 1.0}
+        self.objective = meta.objective
+        scaler = meta.target_scaler or {"mean": 0.0, "scale": 1.0}
         self.register_buffer("y_mean", torch.tensor(float(scaler["mean"])))
         self.register_buffer("y_scale", torch.tensor(float(scaler["scale"])))
 

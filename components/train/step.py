@@ -11,17 +11,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from components.train import distributed, objectives, transfer
-from components.core import tracking
-from components.data.augment import POLICY, PREVIEW, load_transform
 from components.config import TrainConfig, flatten
+from components.core import tracking
+from components.core.contract import TaskMeta, load_meta
 from components.core.io import atomic_write, read_json, write_json
-from components.data.prepare import load_meta, load_split
+from components.data.augment import POLICY, PREVIEW, load_transform
+from components.data.splits import load_split
+from components.train import distributed, objectives, transfer
 from components.train.loop import fit, seed_everything
 from models import build_model, input_kwargs, summarize
 
 
-def build_for(meta: dict[str, Any], cfg: TrainConfig) -> nn.Module:
+def build_for(meta: TaskMeta, cfg: TrainConfig) -> nn.Module:
+    """The task's model as `cfg.model` describes it, sized for the task's input and output."""
     return build_model(
         cfg.model.name,
         out_features=objectives.output_size(meta),
@@ -53,7 +55,7 @@ def train(
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     meta = load_meta(data_dir)
-    objective = meta["objective"]
+    objective = meta.objective
     loss = objectives.loss_fn(objective, cfg.loss, cfg.label_smoothing)
     (x_tr, y_tr), (x_va, y_va) = load_split(data_dir, "train"), load_split(data_dir, "val")
     to_xy = lambda x, y: (torch.as_tensor(x), objectives.targets(y, objective))  # noqa: E731
@@ -76,10 +78,10 @@ def train(
     try:
         with run:
             if main:
-                mlflow.log_params({**flatten(cfg), "task": task, "dataset": meta["dataset"], "objective": objective})
+                mlflow.log_params({**flatten(cfg), "task": task, "dataset": meta.dataset, "objective": objective})
                 mlflow.set_tags(
                     {
-                        "data_sha256": meta["data_sha256"],
+                        "data_sha256": meta.data_sha256,
                         "n_parameters": str(n_parameters(model)),
                         "world_size": str(distributed.world_size()),
                         **({"resumed_from": previous} if previous else {}),
@@ -87,7 +89,7 @@ def train(
                     }
                 )
                 mlflow.log_dict(cfg.model_dump(), "config.json")
-                summary_text = summarize(model, meta["input"]["shape"], meta["input"].get("dtype", "float32"))
+                summary_text = summarize(model, meta.input.shape, meta.input.dtype)
                 mlflow.log_text(summary_text, "model_summary.txt")
                 for name in (POLICY, PREVIEW):
                     if augment_dir is not None and (Path(augment_dir) / name).is_file():
@@ -100,7 +102,7 @@ def train(
                 cfg,
                 metric_fn=objectives.metric_fn(objective),
                 checkpoint=out_dir / "checkpoint.pt",
-                extra={"model_config": cfg.model.model_dump(), "meta": meta},
+                extra={"model_config": cfg.model.model_dump(), "meta": meta.model_dump(mode="json")},
                 resume=resume,
                 log_metrics=_epoch_logger(mlflow, report) if main else None,
                 progress=progress,
@@ -176,15 +178,3 @@ def write_history(path: Path, history: list[dict[str, float]]) -> None:
             writer.writerows({k: round(v, 6) for k, v in row.items()} for row in history)
 
     atomic_write(path, write)
-
-
-def load_trained(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the trained model (best weights) from checkpoint.pt, loaded with weights_only=True."""
-    path = Path(model_dir) / "checkpoint.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the train step first")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = TrainConfig(model=ckpt["model_config"])
-    model = build_for(ckpt["meta"], cfg)
-    model.load_state_dict(ckpt["best_model"])
-    return model.eval(), ckpt["meta"]

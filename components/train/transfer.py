@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from components.core import tracking
 from components.config import MINILM, TrainConfig
+from components.core import tracking
 from components.core.errors import DlpipeError
 
 CHECKPOINT_ARTIFACT = "checkpoint"  # train logs checkpoint.pt under this artifact path of its run

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from components.core import tracking
 from components.config import ConfigError, TrainConfig, TuneConfig, validate
+from components.core import tracking
 from components.core.errors import DlpipeError
 from components.core.io import atomic_write, write_json
 
@@ -165,8 +165,8 @@ def work(
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    from components.train.step import train
     from components.train.loop import TrainingError
+    from components.train.step import train
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if cfg.workers > 1:  # workers share the cores: one thread each instead of all of them each
@@ -210,7 +210,7 @@ def work(
             shutil.rmtree(out, ignore_errors=True)
         value = summary["best_metrics"][cfg.metric]
         if cfg.second_objective == "n_parameters":
-            from components.data.prepare import load_meta
+            from components.core.contract import load_meta
             from components.train.step import build_for, n_parameters
 
             return value, float(n_parameters(build_for(load_meta(data_dir), tcfg)))

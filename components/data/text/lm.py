@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 
 from components.config import LMConfig, PrepareConfig
+from components.core.contract import TaskMeta
 from components.core.errors import DataError
+from components.core.io import atomic_write, sha256_file
+from components.core.tokens import BOS, EOS, IGNORE, SEQ2SEQ_SPECIALS, UNK
 from components.data.ingest import PAIRS_FILE, TEXT_FILE
-from components.core.io import atomic_write, sha256_file, write_json
-from components.train.objectives import IGNORE
+from components.data.splits import split_indices
 
-PAD, BOS, EOS, UNK = "[PAD]", "[BOS]", "[EOS]", "[UNK]"
-SPECIALS = [PAD, BOS, EOS, UNK]  # seq2seq ids 0..3
+SPECIALS = SEQ2SEQ_SPECIALS  # seq2seq ids 0..3
 
 
 class Vocab:
@@ -55,7 +56,7 @@ def target_tokens(text: str) -> list[str]:
     return text.split()
 
 
-def prepare_lm(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> dict[str, Any]:
+def prepare_lm(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> TaskMeta:
     lm_cfg = cfg.lm or LMConfig()
     if cfg.objective == "causal_lm":
         return _prepare_lm(folder / TEXT_FILE, Path(out_dir), cfg, lm_cfg, task)
@@ -64,7 +65,7 @@ def prepare_lm(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> di
     return _prepare_pairs(folder / PAIRS_FILE, Path(out_dir), cfg, lm_cfg, task)
 
 
-def _prepare_lm(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig, task: str) -> dict[str, Any]:
+def _prepare_lm(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig, task: str) -> TaskMeta:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `dlpipe data pull` (or `dlpipe data ingest NAME --text`)")
     text = path.read_text(encoding="utf-8")
@@ -87,11 +88,12 @@ def _prepare_lm(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig,
         "input": {"name": "ids", "dtype": "int64", "shape": [None, None]},
         "text": {"train_characters": cut, "held_out_characters": len(ids) - cut},
     }
-    write_json(out_dir / "meta.json", meta)
+    meta = TaskMeta(kind="tokens", **meta)
+    meta.write(out_dir)
     return meta
 
 
-def _prepare_mlm(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig, task: str) -> dict[str, Any]:
+def _prepare_mlm(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig, task: str) -> TaskMeta:
     """Paragraphs (blank-line separated) split seeded into train/val/test; a WordPiece tokenizer trained on the
     train paragraphs (components/data/text/tokenization.py, saved beside the splits); each split's token stream packed
     into [CLS] ... [SEP] windows of block_size and masked, seeded (static masking, BERT's original recipe:
@@ -99,7 +101,6 @@ def _prepare_mlm(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig
     a model trained for many epochs cannot just memorise one mask per window)."""
     from components.data.text import tokenization as tk
     from components.data.text.mlm import mask_tokens
-    from components.data.prepare import split_indices
 
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `dlpipe data pull` first")
@@ -148,7 +149,8 @@ def _prepare_mlm(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig
         "model_inputs": {"vocab_size": vocab_size, "max_len": lm_cfg.block_size, "pad_id": tk.PAD_ID},
         "input": {"name": "tokens", "dtype": "int64", "shape": [None, None]},
     }
-    write_json(out_dir / "meta.json", meta)
+    meta = TaskMeta(kind="tokens", **meta)
+    meta.write(out_dir)
     return meta
 
 
@@ -160,8 +162,7 @@ def _windows(ids: np.ndarray, block: int, stride: int) -> tuple[np.ndarray, np.n
     return x, y
 
 
-def _prepare_pairs(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig, task: str) -> dict[str, Any]:
-    from components.data.prepare import split_indices
+def _prepare_pairs(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConfig, task: str) -> TaskMeta:
 
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `dlpipe data pull` first")
@@ -187,7 +188,8 @@ def _prepare_pairs(path: Path, out_dir: Path, cfg: PrepareConfig, lm_cfg: LMConf
         "special_ids": {t: i for i, t in enumerate(SPECIALS)},
         "input": {"name": "src_tgt", "dtype": "int64", "shape": [None, 2, None]},
     }
-    write_json(out_dir / "meta.json", meta)
+    meta = TaskMeta(kind="tokens", **meta)
+    meta.write(out_dir)
     return meta
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from components.train.objectives import IGNORE
+from components.core.tokens import IGNORE
 
 
 def mask_tokens(

@@ -22,8 +22,10 @@ import numpy as np
 import pandas as pd
 
 from components.config import MINILM, PrepareConfig, TextConfig
+from components.core.contract import TaskMeta
 from components.core.errors import DataError
-from components.core.io import atomic_write, sha256_file, write_json
+from components.core.io import atomic_write, sha256_file
+from components.data.splits import split_indices
 from components.data.text.tokenization import (
     PAD_ID,
     SPECIAL_TOKENS,
@@ -62,9 +64,8 @@ def read_texts(csv: Path, cfg: PrepareConfig) -> tuple[list[str], np.ndarray, li
     return texts.to_numpy()[rows].tolist(), y, classes, rows
 
 
-def prepare_text(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> dict[str, Any]:
+def prepare_text(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> TaskMeta:
     """Split, train the tokenizer on the train split, encode every split; return meta.json's content."""
-    from components.data.prepare import split_indices  # the same seeded, stratified split as tables
 
     text_cfg = cfg.text or TextConfig()
     csv = Path(folder) / "data.csv"
@@ -134,7 +135,8 @@ def prepare_text(folder: Path, out_dir: Path, cfg: PrepareConfig, task: str) -> 
             "epochs": text_cfg.word2vec_epochs,
             "method": "skip-gram with negative sampling on the train split's token ids",
         }
-    write_json(out_dir / "meta.json", meta)
+    meta = TaskMeta(kind="text", **meta)
+    meta.write(out_dir)
     return meta
 
 

@@ -36,15 +36,25 @@ from typing import Literal
 import numpy as np
 
 from components.core.io import atomic_write
+from components.core.tokens import (  # noqa: F401  (re-exported: tk.PAD_ID and the like)
+    CLS,
+    CLS_ID,
+    MASK,
+    MASK_ID,
+    PAD,
+    PAD_ID,
+    SEP,
+    SEP_ID,
+    SPECIAL_TOKENS,
+    UNK,
+    UNK_ID,
+)
 
 # The Rust thread pool would warn (and disable itself) after every fork: DataLoader workers, servers.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-PAD, UNK, CLS, SEP, MASK = SPECIAL_TOKENS
-PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
 KINDS = ("wordpiece", "bpe", "char")
 TOKENIZER_FILE = "tokenizer.json"
 TRUNCATION = (

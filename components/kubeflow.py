@@ -182,15 +182,13 @@ def train(
     With `gpus` > 1 the pod runs `torchrun --nproc-per-node gpus dlpipe train` (DDP on one node)."""
     from pathlib import Path
 
-    from components.config import TrainConfig, step_raw, validate
+    from components.config import step_config
     from components.core import tracking
     from components.train.launch import torchrun_train
     from components.train.step import train as step
-    from components.tune.study import tuned_config
 
     tracking.for_pipeline_step(mlflow_tracking_uri, pipeline_run)
-    raw = tuned_config(step_raw(train_config, overrides, "train", task), Path(best.path) / "best_params.yaml")
-    cfg = validate(TrainConfig, raw, f"train.{task}")
+    cfg = step_config(train_config, overrides, "train", task, tuned=Path(best.path) / "best_params.yaml")
     if gpus > 1:
         torchrun_train(Path(data.path), Path(model.path), cfg, task, Path(policy.path), nproc_per_node=gpus)
     else:
@@ -216,14 +214,12 @@ def train_distributed(
     train`), wait for it and collect its outputs; outside a cluster, torchrun on this machine."""
     from pathlib import Path
 
-    from components.config import DistributedConfig, TrainConfig, step_raw, validate
+    from components.config import DistributedConfig, step_config
     from components.core import tracking
     from components.train.trainjob import job_name, train_job
-    from components.tune.study import tuned_config
 
     tracking.for_pipeline_step(mlflow_tracking_uri, pipeline_run)
-    raw = tuned_config(step_raw(train_config, overrides, "train", task), Path(best.path) / "best_params.yaml")
-    cfg = validate(TrainConfig, raw, f"train.{task}")
+    cfg = step_config(train_config, overrides, "train", task, tuned=Path(best.path) / "best_params.yaml")
     spec = DistributedConfig.model_validate(distributed)
     name = job_name(task, pipeline_run)
     train_job(Path(data.path), Path(model.path), cfg, task, Path(policy.path), spec, image, name, secret_names)
@@ -333,7 +329,7 @@ def encoder_finetune(
     import tempfile
     from pathlib import Path
 
-    from components.config import validate
+    from components.config import resolve_experiment
     from components.core import tracking
     from components.data.datastore import fetch
     from components.data.ingest import ingest
@@ -344,6 +340,6 @@ def encoder_finetune(
     pretrained = work / "pretrained"  # the layout encoder_study reads: checkpoint.pt, train.json, data/
     shutil.copytree(pretrained_model.path, pretrained)
     shutil.copytree(pretrained_data.path, pretrained / "data")
-    cfg = validate(EncoderStudyConfig, {**study_config, "pretrained": str(pretrained)}, "experiments.encoder_finetune")
+    cfg = resolve_experiment(EncoderStudyConfig, "encoder_finetune", {**study_config, "pretrained": str(pretrained)})
     fetch(cfg.dataset, work / "raw", dvc_remote) if dvc_remote else ingest(cfg.dataset, work / "raw")
     encoder_study(work / "raw", Path(encoder.path), Path(metrics.path) / "encoder_finetune.json", cfg)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import typer
 from pydantic import BaseModel
 
-from components.config import STAGE_MODELS, ConfigError, apply_overrides, load_params, validate
+from components.config import STAGE_MODELS, load_params, resolve, resolve_experiment, task_block
 from components.core.errors import DlpipeError
 from components.core.layout import Layout
 from pipelines.kfp_cli import pipeline_app
@@ -71,16 +71,16 @@ def _fields(model: type[BaseModel], prefix: str) -> list[str]:
     return lines
 
 
-def _raw(stage: str, task: str, params_file: Path, overrides: list[str] | None) -> dict[str, Any]:
-    """params.yaml's `stage.task` block with the command line's overrides applied."""
-    params = load_params(params_file)
-    if task not in params.get("prepare", {}):
-        raise ConfigError(f"unknown task {task!r}; tasks in {params_file}: {', '.join(params.get('prepare', {}))}")
-    return apply_overrides(params.get(stage, {}).get(task) or {}, overrides or [])
+def _config(stage: str, task: str, params_file: Path, overrides: list[str] | None, tuned: Path | None = None) -> Any:
+    """The step's config from params.yaml's `stage.task` block, the command line's overrides and (train --tuned)
+    tuning's best point: `resolve`, the path every runner takes."""
+    return resolve(stage, task, task_block(load_params(params_file), stage, task), overrides, tuned)
 
 
-def _config(stage: str, task: str, params_file: Path, overrides: list[str] | None) -> Any:
-    return validate(STAGE_MODELS[stage], _raw(stage, task, params_file, overrides), f"{stage}.{task}")
+def _experiment(model: type[BaseModel], name: str, params_file: Path, overrides: list[str] | None) -> Any:
+    """An experiment's config from params.yaml `experiments.<name>` and the command line's overrides."""
+    block = load_params(params_file).get("experiments", {}).get(name)
+    return resolve_experiment(model, name, block, overrides)
 
 
 def _print(data: Any) -> None:
@@ -195,15 +195,12 @@ def train(
     import yaml
 
     from components.train.step import train as run
-    from components.tune.study import tuned_config
 
     paths = Layout(task)
-    if config is not None:
-        raw = apply_overrides(yaml.safe_load(config.read_text()), set_ or [])
+    if config is not None:  # a config resolved by a pipeline step already: only the command line's overrides
+        cfg = resolve("train", task, yaml.safe_load(config.read_text()), set_)
     else:
-        raw = _raw("train", task, params, set_)
-        raw = tuned_config(raw, paths.best_params) if tuned else raw
-    cfg = validate(STAGE_MODELS["train"], raw, f"train.{task}")
+        cfg = _config("train", task, params, set_, paths.best_params if tuned else None)
     data, out = data or paths.data, out or paths.model
     _print(run(data, out, cfg, task, resume=resume, augment_dir=augment or paths.augment))
 
@@ -224,12 +221,9 @@ def tune(
     """
     from components.tune.study import tune as run
 
-    raw = _raw("tune", task, params, set_)
-    if workers is not None:
-        raw["workers"] = workers
-    cfg = validate(STAGE_MODELS["tune"], raw, f"tune.{task}")
+    cfg = _config("tune", task, params, [*(set_ or []), *([f"workers={workers}"] if workers is not None else [])])
     paths = Layout(task)
-    train_raw = _raw("train", task, params, [])
+    train_raw = task_block(load_params(params), "train", task)
     summary = run(paths.data, paths.model, paths.tuning_plots, task, cfg, train_raw, paths.model / "augment")
     _print({k: v for k, v in summary.items() if k != "pareto_front"})
 
@@ -294,8 +288,7 @@ def vanishing_gradients(
     from components.experiments.vanishing import VanishingConfig
     from components.experiments.vanishing import vanishing_gradients as run
 
-    raw = apply_overrides(load_params(params).get("experiments", {}).get("vanishing_gradients") or {}, set_ or [])
-    cfg = validate(VanishingConfig, raw, "experiments.vanishing_gradients")
+    cfg = _experiment(VanishingConfig, "vanishing_gradients", params, set_)
     results = run(
         Layout(task).data, Path("metrics/vanishing_gradients.json"), Path("plots/vanishing_gradients.png"), cfg
     )
@@ -313,8 +306,7 @@ def vanishing_gradients_rnn(params: ParamsFile = Path("params.yaml"), set_: Over
     from components.experiments.vanishing import VanishingRNNConfig
     from components.experiments.vanishing import vanishing_gradients_rnn as run
 
-    raw = apply_overrides(load_params(params).get("experiments", {}).get("vanishing_gradients_rnn") or {}, set_ or [])
-    cfg = validate(VanishingRNNConfig, raw, "experiments.vanishing_gradients_rnn")
+    cfg = _experiment(VanishingRNNConfig, "vanishing_gradients_rnn", params, set_)
     results = run(Path("metrics/vanishing_gradients_rnn.json"), Path("plots/vanishing_gradients_rnn.png"), cfg)
     typer.echo(
         f"{'cell':6s} {'|dL/dx_0| init':>15s} {'first/last init':>16s} {'first/last trained':>19s} {'val acc':>8s}"
@@ -331,8 +323,7 @@ def transfer_fashion(params: ParamsFile = Path("params.yaml"), set_: Overrides =
     """MNIST-pretrained CNN on a small Fashion-MNIST slice: fine-tune vs feature extractor vs scratch."""
     from components.experiments.transfer import TransferStudyConfig, transfer_study
 
-    raw = apply_overrides(load_params(params).get("experiments", {}).get("transfer_fashion") or {}, set_ or [])
-    cfg = validate(TransferStudyConfig, raw, "experiments.transfer_fashion")
+    cfg = _experiment(TransferStudyConfig, "transfer_fashion", params, set_)
     results = transfer_study(
         Path("data/raw"), Path("artifacts/transfer_fashion"), Path("metrics/transfer_fashion.json"), cfg
     )
@@ -346,8 +337,7 @@ def encoder_finetune(params: ParamsFile = Path("params.yaml"), set_: Overrides =
     """MLM-pretrained encoder vs the same encoder from scratch, fine-tuned on VADER's movie snippets."""
     from components.experiments.encoder import EncoderStudyConfig, encoder_study
 
-    raw = apply_overrides(load_params(params).get("experiments", {}).get("encoder_finetune") or {}, set_ or [])
-    cfg = validate(EncoderStudyConfig, raw, "experiments.encoder_finetune")
+    cfg = _experiment(EncoderStudyConfig, "encoder_finetune", params, set_)
     results = encoder_study(Path("data/raw"), Path("artifacts/encoder"), Path("metrics/encoder_finetune.json"), cfg)
     _print(results)
 

@@ -37,7 +37,7 @@ def run_task(
 
     `train_overrides` replace fields of train.<task> (e.g. fewer epochs for a fast test), `prepare_overrides`
     fields of prepare.<task> (e.g. a train_limit)."""
-    from components.config import PrepareConfig, TrainConfig, validate
+    from components.config import PrepareConfig, TrainConfig, tuned_config, validate
     from components.data.augment import augment
     from components.data.ingest import ingest
     from components.data.prepare import prepare
@@ -45,7 +45,7 @@ def run_task(
     from components.release.export import export
     from components.release.register import register as register_step
     from components.train.step import train
-    from components.tune.study import tune, tuned_config
+    from components.tune.study import tune
 
     prep = stage_config(PARAMS, "prepare", task)
     if prepare_overrides:

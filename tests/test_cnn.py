@@ -13,7 +13,7 @@ from PIL import Image
 
 from components.config import AugmentConfig, ConfigError, PrepareConfig, TrainConfig, validate
 from components.core.contract import load_meta
-from components.core.errors import DataError
+from components.core.errors import DataError, TransferError
 from components.data import ingest as ingest_module
 from components.data.augment import augment, build_transform
 from components.data.images import read_idx
@@ -24,7 +24,6 @@ from components.release.export import run_onnx
 from components.train.checkpoint import load_trained
 from components.train.objectives import OutputHead
 from components.train.step import train
-from components.train.transfer import TransferError
 from models import build_model, summarize
 from tests.conftest import PARAMS
 

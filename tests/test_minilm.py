@@ -15,11 +15,11 @@ import torch
 
 from components.config import MINILM_MODEL, ConfigError, PrepareConfig, TextConfig, TrainConfig, validate
 from components.core.contract import load_meta
+from components.core.errors import TransferError
 from components.data.ingest import shared_datasets
 from components.data.text import minilm as pretrained_text
 from components.data.text.tokenization import SPECIAL_TOKENS, encode
 from components.train import transfer
-from components.train.transfer import TransferError
 from models.transformer import EncoderModel
 
 VADER = shared_datasets() / "vader-movie-review-snippets"

@@ -8,11 +8,14 @@ import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from components.config import ConfigError, TrainConfig
+from components.core.contract import TaskMeta
 from components.train import objectives
 from components.train.loop import TrainingError, fit, l1_penalty, make_optimizer, seed_everything
 from models import build_model
 
-META_BINARY = {"objective": "binary", "classes": ["a", "b"], "feature_names": list("abcd")}
+META_BINARY = TaskMeta.model_construct(
+    kind="tabular", objective="binary", classes=["a", "b"], feature_names=list("abcd")
+)
 
 
 def toy(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +60,9 @@ def test_output_head_probabilities_and_units() -> None:
     net = torch.nn.Linear(4, 1)
     probs = objectives.OutputHead(net, META_BINARY)(torch.randn(3, 4))
     assert probs.shape == (3, 2) and torch.allclose(probs.sum(1), torch.ones(3))
-    meta = {"objective": "regression", "target_scaler": {"mean": 100.0, "scale": 10.0}}
+    meta = TaskMeta.model_construct(
+        kind="tabular", objective="regression", target_scaler={"mean": 100.0, "scale": 10.0}
+    )
     x = torch.randn(3, 4)
     assert torch.allclose(objectives.OutputHead(net, meta)(x), net(x) * 10 + 100)
 

@@ -14,8 +14,8 @@ import optuna
 import pytest
 import yaml
 
-from components.config import ConfigError, TuneConfig, validate
-from components.tune.study import TuningError, open_study, setup, tune, tuned_config
+from components.config import ConfigError, TuneConfig, tuned_config, validate
+from components.tune.study import TuningError, open_study, setup, tune
 
 SPACE = {
     "optimizer": {"type": "categorical", "choices": ["gd", "momentum", "adam"]},

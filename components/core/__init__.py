@@ -1,0 +1,6 @@
+"""What every step shares and nothing else: errors, atomic file writes and hashes, the paths of a task
+(layout), MLflow set-up (tracking), the task contract (contract: meta.json as TaskMeta), token constants, and
+sampling from a next-token distribution (numpy only, shared by evaluation and serving).
+
+Imports: the standard library, numpy, pydantic, mlflow (lazily); nothing else of the project.
+"""

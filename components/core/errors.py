@@ -7,3 +7,7 @@ class DlpipeError(Exception):
 
 class DataError(DlpipeError, ValueError):
     """Input data is malformed: a missing column, NaNs, a non-numeric feature, an unreadable file."""
+
+
+class TransferError(DlpipeError):
+    """init_from cannot be used: not found, no matching weights, or weights absent from the torch cache."""

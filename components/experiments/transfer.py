@@ -16,11 +16,11 @@ import torch
 from pydantic import Field
 
 from components.config import PrepareConfig, TrainConfig, _Strict
+from components.core.errors import TransferError
 from components.core.io import write_json
 from components.data.prepare import prepare
 from components.evaluate.step import evaluate
 from components.train.step import train
-from components.train.transfer import TransferError
 
 
 class TransferStudyConfig(_Strict):

@@ -18,13 +18,9 @@ from torch import Tensor, nn
 
 from components.config import MINILM, TrainConfig
 from components.core import tracking
-from components.core.errors import DlpipeError
+from components.core.errors import DlpipeError, TransferError
 
 CHECKPOINT_ARTIFACT = "checkpoint"  # train logs checkpoint.pt under this artifact path of its run
-
-
-class TransferError(DlpipeError):
-    """init_from cannot be used: not found, no matching weights, or weights absent from the torch cache."""
 
 
 def source_weights(init_from: str, own: dict[str, Tensor]) -> dict[str, Tensor]:

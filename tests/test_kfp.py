@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from components.config import ConfigError, stage_config
-from pipelines.kfp_cli import pipeline_app
+from pipelines.cli.pipeline import pipeline_app
 
 ROOT = Path(__file__).resolve().parents[1]
 

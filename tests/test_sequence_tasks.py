@@ -181,7 +181,7 @@ def test_classify_endpoint(text_server: str, sentiment_artifacts: Path) -> None:
 def test_sequence_pipelines_run_locally(
     task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params: dict
 ) -> None:
-    from pipelines.kfp_cli import pipeline_app
+    from pipelines.cli.pipeline import pipeline_app
 
     quick = copy.deepcopy(params)
     quick["train"][task] |= {"epochs": 1}

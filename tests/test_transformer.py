@@ -287,7 +287,7 @@ def test_seq2seq_pipeline_runs_locally_and_compiles_the_encoder_pipeline(
     from typer.testing import CliRunner
 
     from pipelines.build import build_pipeline
-    from pipelines.kfp_cli import pipeline_app
+    from pipelines.cli.pipeline import pipeline_app
 
     quick = copy.deepcopy(PARAMS)
     quick["train"]["seq2seq"] |= {"epochs": 1, "steps_per_epoch": 20}

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from components.config import MINILM, TrainConfig
 from components.core import tracking
-from components.core.errors import DlpipeError, TransferError
+from components.core.errors import TransferError
 
 CHECKPOINT_ARTIFACT = "checkpoint"  # train logs checkpoint.pt under this artifact path of its run
 

@@ -1,0 +1,32 @@
+"""`dlpipe`: one CLI in front of every step. DVC stages and `make` call these commands.
+
+Each step command reads its stage's block of params.yaml for the task, applies `--set` overrides,
+and calls the step's plain function with the task's standard paths (components/core/layout.py).
+Heavy libraries are imported inside the commands so `--help` answers at once.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from components.core.errors import DlpipeError
+from pipelines.cli import steps  # noqa: F401  (registers the step commands on app)
+from pipelines.cli.app import app
+from pipelines.cli.data import data_app
+from pipelines.cli.experiments import experiment_app
+from pipelines.cli.pipeline import pipeline_app
+from serving.cli import serve_app
+
+app.add_typer(data_app, name="data")
+app.add_typer(serve_app, name="serve")
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(experiment_app, name="experiment")
+
+
+def main() -> None:
+    """Entry point: config errors print one clear line instead of a traceback."""
+    try:
+        app()
+    except (DlpipeError, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise SystemExit(2) from None

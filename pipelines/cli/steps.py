@@ -1,0 +1,145 @@
+"""The step commands DVC's stages run (`dlpipe prepare|augment|tune|train|evaluate|export|register TASK`), and
+`tasks` / `metrics`. Each resolves its config and calls the step's plain function with the task's standard paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from components.config import load_params, resolve, task_block
+from components.core.layout import Layout
+from pipelines.cli.app import app
+from pipelines.cli.common import Overrides, ParamsFile, Task, config_for, describe, show
+
+
+@app.command(epilog=describe("prepare"))
+def prepare(task: Task, params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
+    """Split (seeded, stratified) and scale the task's dataset; write splits and meta.json."""
+    from components.data.prepare import prepare as run
+
+    cfg = config_for("prepare", task, params, set_)
+    paths = Layout(task)
+    meta = run(paths.raw, paths.data, cfg, task)
+    typer.echo(f"{task}: {meta.splits} rows, input {meta.input.shape[1:]} -> {paths.data}")
+
+
+@app.command(epilog=describe("augment"))
+def augment(task: Task, params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
+    """Write the task's augmentation policy (augment.json) and a preview grid of augmented samples."""
+    from components.data.augment import augment as run
+
+    cfg = config_for("augment", task, params, set_)
+    paths = Layout(task)
+    policy = run(paths.data, paths.augment, cfg, task)
+    typer.echo(f"{task}: {', '.join(op['op'] for op in policy['ops']) or 'no augmentation'} -> {paths.augment}")
+
+
+@app.command(epilog=describe("train"))
+def train(
+    task: Task,
+    params: ParamsFile = Path("params.yaml"),
+    set_: Overrides = None,
+    resume: Annotated[bool, typer.Option(help="continue from the task's checkpoint.pt")] = False,
+    tuned: Annotated[
+        bool, typer.Option(help="apply tuning's artifacts/<task>/best_params.yaml on top of params.yaml")
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option(help="a resolved train config (JSON/YAML) instead of params.yaml's block")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="prepared data folder (default: artifacts/<task>/data)")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default: artifacts/<task>)")] = None,
+    augment: Annotated[Path | None, typer.Option(help="augmentation policy folder")] = None,
+) -> None:
+    """Train the task's model with the generic loop; checkpoint, history and an MLflow run.
+
+    --config/--data/--out/--augment are how a pipeline step launches `torchrun ... dlpipe train` on its own
+    folders (components/train/launch.py)."""
+    import yaml
+
+    from components.train.step import train as run
+
+    paths = Layout(task)
+    if config is not None:  # a config resolved by a pipeline step already: only the command line's overrides
+        cfg = resolve("train", task, yaml.safe_load(config.read_text()), set_)
+    else:
+        cfg = config_for("train", task, params, set_, paths.best_params if tuned else None)
+    data, out = data or paths.data, out or paths.model
+    show(run(data, out, cfg, task, resume=resume, augment_dir=augment or paths.augment))
+
+
+@app.command(epilog=describe("tune"))
+def tune(
+    task: Task,
+    params: ParamsFile = Path("params.yaml"),
+    set_: Overrides = None,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes on the shared study (default: tune.workers)")
+    ] = None,
+) -> None:
+    """Optuna study over train.<task>: each trial runs the train step; writes best_params.yaml and plots.
+
+    Storage: SQLite (optuna.db) unless $OPTUNA_STORAGE or tune.storage names PostgreSQL or journal:<file>.
+    Watch it live with `optuna-dashboard sqlite:///optuna.db`.
+    """
+    from components.tune.study import tune as run
+
+    cfg = config_for("tune", task, params, [*(set_ or []), *([f"workers={workers}"] if workers is not None else [])])
+    paths = Layout(task)
+    train_raw = task_block(load_params(params), "train", task)
+    summary = run(paths.data, paths.model, paths.tuning_plots, task, cfg, train_raw, paths.model / "augment")
+    show({k: v for k, v in summary.items() if k != "pareto_front"})
+
+
+@app.command()
+def evaluate(task: Task) -> None:
+    """Score the trained model on the test split: metrics/<task>.json and plots/<task>/."""
+    from components.evaluate.step import evaluate as run
+
+    paths = Layout(task)
+    show(run(paths.data, paths.model, paths.metrics, paths.plots))
+
+
+@app.command(epilog=describe("export"))
+def export(task: Task, params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
+    """Export to ONNX (dynamic batch), check it, and verify parity against PyTorch."""
+    from components.release.export import export as run
+
+    cfg = config_for("export", task, params, set_)
+    paths = Layout(task)
+    info = run(paths.data, paths.model, paths.model, cfg)
+    typer.echo(f"{paths.model / 'model.onnx'}: parity max abs diff {info['parity_max_abs_diff']:.2e}")
+
+
+@app.command(epilog=describe("register"))
+def register(task: Task, params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
+    """Register the ONNX model in MLflow; move alias `champion` only if it beats the current one."""
+    from components.release.register import register as run
+
+    cfg = config_for("register", task, params, set_)
+    paths = Layout(task)
+    show(run(paths.data, paths.model, paths.model, paths.metrics, paths.registration, task, cfg))
+
+
+@app.command()
+def tasks(params: ParamsFile = Path("params.yaml")) -> None:
+    """List the tasks defined in params.yaml with their dataset and objective."""
+    for name, cfg in load_params(params).get("prepare", {}).items():
+        typer.echo(f"{name}: {cfg.get('dataset')} ({cfg.get('objective')})")
+
+
+@app.command()
+def metrics(params: ParamsFile = Path("params.yaml")) -> None:
+    """Print every task's test metrics (metrics/<task>.json) and its registered champion."""
+    for task in load_params(params).get("prepare", {}):
+        paths = Layout(task)
+        if not paths.metrics.is_file():
+            typer.echo(f"{task:18s} (not run yet)")
+            continue
+        scores = json.loads(paths.metrics.read_text())
+        line = "  ".join(f"{k}={v:.4g}" for k, v in sorted(scores.items()))
+        reg = json.loads(paths.registration.read_text()) if paths.registration.is_file() else {}
+        champion = f"  [champion: v{reg['champion_version']}]" if reg else ""
+        typer.echo(f"{task:18s} {line}{champion}")

@@ -18,7 +18,7 @@ from components.config import load_params, stage_config
 from components.data.augment import augment
 from components.data.ingest import ingest
 from components.data.prepare import prepare
-from components.tune.study import tune
+from components.tune.step import tune
 
 
 def main() -> None:

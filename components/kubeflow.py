@@ -80,7 +80,7 @@ def tune(
 
     from components.config import step_config, step_raw, tune_knobs
     from components.core import tracking
-    from components.tune.study import tune as step
+    from components.tune.step import tune as step
 
     tracking.for_pipeline_step(mlflow_tracking_uri, pipeline_run)
     cfg = step_config(tune_config, overrides + tune_knobs(task, tune_trials, tune_workers), "tune", task)
@@ -107,7 +107,7 @@ def tune_setup(
 
     from components.config import step_config, step_raw, tune_knobs
     from components.core import tracking
-    from components.tune.study import setup
+    from components.tune.step import setup
 
     tracking.for_pipeline_step(mlflow_tracking_uri, pipeline_run)
     cfg = step_config(tune_config, overrides + tune_knobs(task, tune_trials, tune_workers), "tune", task)
@@ -134,7 +134,7 @@ def tune_worker(
 
     from components.config import TuneConfig, step_raw
     from components.core import tracking
-    from components.tune.study import work
+    from components.tune.step import work
 
     tracking.for_pipeline_step(mlflow_tracking_uri, pipeline_run)
     job = json.loads((Path(study.path) / "study.json").read_text())
@@ -157,7 +157,7 @@ def tune_finalize(study: Input[Artifact], task: str, mlflow_tracking_uri: str, b
 
     from components.config import TuneConfig
     from components.core import tracking
-    from components.tune.study import finalize
+    from components.tune.step import finalize
 
     tracking.for_pipeline_step(mlflow_tracking_uri)
     job = json.loads((Path(study.path) / "study.json").read_text())

@@ -26,6 +26,87 @@ GPU = "nvidia.com/gpu"
 CACHED = ("ingest", "prepare")  # pure functions of their inputs: safe to reuse; register writes the registry
 
 
+class _Steps:
+    """Adds one task's steps to the pipeline being defined, with its cluster settings (requests, GPUs, retries,
+    placement). Made inside the `@dsl.pipeline` function, whose parameters it receives."""
+
+    def __init__(self, task: str, cfgs: dict[str, Any], kube: KubeflowConfig, args: dict[str, Any]) -> None:
+        self.task, self.cfgs, self.kube, self.args = task, cfgs, kube, args
+        self.gpu, self.retries = cfgs["train"].gpu, cfgs["train"].retries
+        self.mine = {"task": task, "overrides": args["params_overrides"]}
+        self.uri = {"mlflow_tracking_uri": args["mlflow_tracking_uri"]}
+        self.tracked = {**self.uri, "pipeline_run": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
+        self.knobs = {"tune_trials": args["tune_trials"], "tune_workers": args["tune_workers"]}
+
+    def light(self, op: dsl.PipelineTask) -> dsl.PipelineTask:
+        return _cluster(op, self.kube, self.kube.steps, image=self.args["image"])
+
+    def heavy(self, op: dsl.PipelineTask, gpus: Any = 1) -> dsl.PipelineTask:
+        a, kube = self.args, self.kube
+        placed = {"image": a["image"], "node_selector": a["node_selector"], "tolerations": a["tolerations"]}
+        op = _cluster(op, kube, kube.train, **placed, gpus=gpus if self.gpu else None)
+        return self.retried(op)
+
+    def retried(self, op: dsl.PipelineTask) -> dsl.PipelineTask:
+        kube = self.kube
+        return op.set_retry(self.retries, kube.retry_backoff, kube.retry_backoff_factor, kube.retry_backoff_max)
+
+    def data(self) -> dict[str, Any]:
+        """ingest -> prepare -> augment: the prepared data and the augmentation policy."""
+        a, mine = self.args, self.mine
+        ingest = c.ingest(prepare_config=a["prepare_config"], dvc_remote=a["dvc_remote"], **mine)
+        data = self.light(c.prepare(raw=self.light(ingest).outputs["raw"], prepare_config=a["prepare_config"], **mine))
+        policy = self.light(c.augment(data=data.outputs["data"], augment_config=a["augment_config"], **mine))
+        return {"data": data.outputs["data"], "policy": policy.outputs["policy"]}
+
+    def tune(self, inputs: dict[str, Any]) -> Any:
+        """The study: one pod running tune.workers processes, or one pod per worker on a shared study."""
+        a, mine, tracked = self.args, self.mine, self.tracked
+        configs = {"tune_config": a["tune_config"], "train_config": a["train_config"]}
+        if self.cfgs["tune"].n_trials == 0 or self.cfgs["tune"].workers == 1:
+            return self.heavy(c.tune(**inputs, **configs, **mine, **self.knobs, **tracked)).outputs["best"]
+        setup = self.light(c.tune_setup(**configs, **mine, **self.knobs, **tracked))  # storage: PostgreSQL
+        with dsl.ParallelFor(items=setup.outputs["Output"], name="tune-workers") as _:
+            study = setup.outputs["study"]
+            worker = self.heavy(c.tune_worker(**inputs, study=study, train_config=a["train_config"], **mine, **tracked))
+        return self.light(c.tune_finalize(study=study, task=self.task, **self.uri).after(worker)).outputs["best"]
+
+    def train(self, inputs: dict[str, Any], best: Any) -> Any:
+        """The train step in this pod (GPUs, DDP on one node), or a TrainJob that this pod launches and waits for."""
+        a, kube, gpu_count = self.args, self.kube, self.args["gpu_count"]
+        common = {**inputs, "best": best, "train_config": a["train_config"], **self.mine, **self.tracked}
+        if kube.distributed is None:
+            trained = c.train(**common, gpus=gpu_count if self.gpu else 0)
+            return self.heavy(trained, gpus=gpu_count).outputs["model"]
+        job = {"distributed": kube.distributed.model_dump(), "secret_names": _secret_names(kube)}
+        launch = self.retried(self.light(c.train_distributed(**common, image=a["image"], **job)))
+        kubernetes.mount_pvc(launch, pvc_name=kube.distributed.workspace_pvc, mount_path="/workspace")
+        return launch.outputs["model"]
+
+    def release(self, data: Any, model: Any) -> None:
+        """evaluate, export, and register behind the promotion gate (`dsl.If` on evaluate's verdict)."""
+        a, mine, uri = self.args, self.mine, self.uri
+        scored = self.light(c.evaluate(data=data, model=model, register_config=a["register_config"], **mine, **uri))
+        onnx = self.light(c.export(data=data, model=model, export_config=a["export_config"], **mine)).outputs["onnx"]
+        with dsl.If(scored.outputs["Output"] == True, name="promote"):  # noqa: E712 (a KFP condition)
+            metrics = scored.outputs["metrics"]
+            registered = c.register(
+                data=data, model=model, onnx=onnx, metrics=metrics, register_config=a["register_config"], **mine, **uri
+            )
+            self.light(registered).set_caching_options(enable_caching=False)  # it writes to the registry
+
+    def finetune(self, data: Any, model: Any, study_config: dict[str, Any]) -> None:
+        """experiments.encoder_finetune on the encoder this task pretrained."""
+        run = c.encoder_finetune(
+            pretrained_data=data,
+            pretrained_model=model,
+            study_config=study_config,
+            dvc_remote=self.args["dvc_remote"],
+            **self.tracked,
+        )
+        self.heavy(run, gpus=self.args["gpu_count"])
+
+
 def build_pipeline(task: str, params: dict[str, Any]) -> Any:
     """Return the `@dsl.pipeline` for `task`."""
     if task not in tasks(params):
@@ -33,7 +114,6 @@ def build_pipeline(task: str, params: dict[str, Any]) -> Any:
     cfgs = {stage: stage_config(params, stage, task) for stage in STAGES}  # a typo fails here, not in the cluster
     raw = {stage: params.get(stage, {}).get(task) or {} for stage in STAGES}
     kube = kubeflow_config(params, task)
-    gpu, retries = cfgs["train"].gpu, cfgs["train"].retries
     finetune = params.get("experiments", {}).get("encoder_finetune")
     finetune = finetune if finetune and Path(finetune.get("pretrained", "")).name == task else None
 
@@ -45,7 +125,7 @@ def build_pipeline(task: str, params: dict[str, Any]) -> Any:
         image: str = c.IMAGE,
         mlflow_tracking_uri: str = "",
         dvc_remote: str = "",
-        gpu_count: int = 1 if gpu else 0,
+        gpu_count: int = 1 if cfgs["train"].gpu else 0,
         tune_trials: int = -1,
         tune_workers: int = -1,
         node_selector: dict = kube.node_selector,
@@ -57,74 +137,14 @@ def build_pipeline(task: str, params: dict[str, Any]) -> Any:
         export_config: dict = raw["export"],
         register_config: dict = raw["register"],
     ):
-        run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-        mine = {"task": task, "overrides": params_overrides}
-        uri = {"mlflow_tracking_uri": mlflow_tracking_uri}
-        tracked = {**uri, "pipeline_run": run_id}
-        knobs = {"tune_trials": tune_trials, "tune_workers": tune_workers}
-        placed = {"image": image, "node_selector": node_selector, "tolerations": tolerations}
-
-        def light(op: dsl.PipelineTask) -> dsl.PipelineTask:
-            return _cluster(op, kube, kube.steps, image=image)
-
-        def heavy(op: dsl.PipelineTask, gpus: Any = 1) -> dsl.PipelineTask:
-            op = _cluster(op, kube, kube.train, **placed, gpus=gpus if gpu else None)
-            return op.set_retry(retries, kube.retry_backoff, kube.retry_backoff_factor, kube.retry_backoff_max)
-
-        failed = light(c.mark_failed(task=task, **tracked)).set_caching_options(enable_caching=False)
+        steps = _Steps(task, cfgs, kube, dict(locals()))
+        failed = steps.light(c.mark_failed(task=task, **steps.tracked)).set_caching_options(enable_caching=False)
         with dsl.ExitHandler(failed, name=f"{task.replace('_', '-')}-steps"):
-            raw_data = light(c.ingest(prepare_config=prepare_config, dvc_remote=dvc_remote, **mine)).outputs["raw"]
-            data = light(c.prepare(raw=raw_data, prepare_config=prepare_config, **mine)).outputs["data"]
-            policy = light(c.augment(data=data, augment_config=augment_config, **mine)).outputs["policy"]
-            inputs = {"data": data, "policy": policy}
-            if cfgs["tune"].n_trials == 0 or cfgs["tune"].workers == 1:  # one pod, tune.workers processes
-                tuned = heavy(
-                    c.tune(**inputs, tune_config=tune_config, train_config=train_config, **mine, **knobs, **tracked)
-                )
-                best = tuned.outputs["best"]
-            else:  # one pod per worker on one shared study (tune.storage / $OPTUNA_STORAGE: PostgreSQL)
-                configs = {"tune_config": tune_config, "train_config": train_config}
-                setup = light(c.tune_setup(**configs, **mine, **knobs, **tracked))
-                with dsl.ParallelFor(items=setup.outputs["Output"], name="tune-workers") as _:
-                    study = setup.outputs["study"]
-                    worker = heavy(c.tune_worker(**inputs, study=study, train_config=train_config, **mine, **tracked))
-                best = light(c.tune_finalize(study=study, task=task, **uri).after(worker)).outputs["best"]
-            if kube.distributed is None:
-                gpus = gpu_count if gpu else 0
-                trained = c.train(**inputs, best=best, train_config=train_config, gpus=gpus, **mine, **tracked)
-                model = heavy(trained, gpus=gpu_count).outputs["model"]
-            else:  # the TrainJob's pods get the GPUs; this pod launches, waits and collects
-                job = {"distributed": kube.distributed.model_dump(), "secret_names": _secret_names(kube)}
-                launch = c.train_distributed(
-                    **inputs, best=best, train_config=train_config, image=image, **job, **mine, **tracked
-                )
-                launch = light(launch).set_retry(
-                    retries, kube.retry_backoff, kube.retry_backoff_factor, kube.retry_backoff_max
-                )
-                kubernetes.mount_pvc(launch, pvc_name=kube.distributed.workspace_pvc, mount_path="/workspace")
-                model = launch.outputs["model"]
-            scored = light(c.evaluate(data=data, model=model, register_config=register_config, **mine, **uri))
-            onnx = light(c.export(data=data, model=model, export_config=export_config, **mine)).outputs["onnx"]
-            with dsl.If(scored.outputs["Output"] == True, name="promote"):  # noqa: E712 (a KFP condition)
-                registered = c.register(
-                    data=data,
-                    model=model,
-                    onnx=onnx,
-                    metrics=scored.outputs["metrics"],
-                    register_config=register_config,
-                    **mine,
-                    **uri,
-                )
-                light(registered).set_caching_options(enable_caching=False)  # it writes to the registry
+            inputs = steps.data()
+            model = steps.train(inputs, steps.tune(inputs))
+            steps.release(inputs["data"], model)
             if finetune is not None:  # this task pretrains the encoder that experiments.encoder_finetune fine-tunes
-                finetuned = c.encoder_finetune(
-                    pretrained_data=data,
-                    pretrained_model=model,
-                    study_config=finetune,
-                    dvc_remote=dvc_remote,
-                    **tracked,
-                )
-                heavy(finetuned, gpus=gpu_count)
+                steps.finetune(inputs["data"], model, finetune)
 
     return pipeline
 

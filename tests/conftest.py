@@ -45,7 +45,7 @@ def run_task(
     from components.release.export import export
     from components.release.register import register as register_step
     from components.train.step import train
-    from components.tune.study import tune
+    from components.tune.step import tune
 
     prep = stage_config(PARAMS, "prepare", task)
     if prepare_overrides:

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from components.config import ConfigError, TuneConfig, tuned_config, validate
-from components.tune.study import TuningError, open_study, setup, tune
+from components.tune.step import setup, tune
+from components.tune.study import TuningError, open_study
 
 SPACE = {
     "optimizer": {"type": "categorical", "choices": ["gd", "momentum", "adam"]},
@@ -78,7 +79,7 @@ def test_trials_are_nested_mlflow_runs(tmp_path: Path, data: Path) -> None:
     import mlflow
 
     c, parent = setup("tabular", cfg(tmp_path, n_trials=2, pruner="none"), TRAIN)
-    from components.tune.study import finalize, work
+    from components.tune.step import finalize, work
 
     work(data, "tabular", c, TRAIN, parent)
     finalize(tmp_path / "out", tmp_path / "plots", "tabular", c, parent)
@@ -99,7 +100,7 @@ def test_killed_worker_leaves_no_trial_running(tmp_path: Path, data: Path) -> No
     job = json.dumps(
         {"data_dir": str(data), "task": "tabular", "cfg": c.model_dump(), "train": TRAIN, "parent": parent}
     )
-    proc = subprocess.Popen([sys.executable, "-m", "components.tune.study"], stdin=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "components.tune.step"], stdin=subprocess.PIPE, text=True)
     proc.stdin.write(job)
     proc.stdin.close()
     study = open_study(c, "tabular")
@@ -113,7 +114,7 @@ def test_killed_worker_leaves_no_trial_running(tmp_path: Path, data: Path) -> No
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(2.5)  # past the grace period (2 x heartbeat)
-    from components.tune.study import work
+    from components.tune.step import work
 
     work(data, "tabular", c.model_copy(update={"epochs": 3}), TRAIN, parent)
     states = [t.state.name for t in open_study(c, "tabular").get_trials()]

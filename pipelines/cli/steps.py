@@ -84,7 +84,7 @@ def tune(
     Storage: SQLite (optuna.db) unless $OPTUNA_STORAGE or tune.storage names PostgreSQL or journal:<file>.
     Watch it live with `optuna-dashboard sqlite:///optuna.db`.
     """
-    from components.tune.study import tune as run
+    from components.tune.step import tune as run
 
     cfg = config_for("tune", task, params, [*(set_ or []), *([f"workers={workers}"] if workers is not None else [])])
     paths = Layout(task)

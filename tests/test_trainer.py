@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from components.train import objectives
 from components.config import ConfigError, TrainConfig
-from components.train.loop import TrainingError, fit, l1_penalty, make_optimizer, seed_everything
+from components.train import objectives
+from components.train.loop import TrainingError, fit, l1_penalty, seed_everything
+from components.train.optim import make_optimizer
 from models import build_model
 
 META_BINARY = {"objective": "binary", "classes": ["a", "b"], "feature_names": list("abcd")}

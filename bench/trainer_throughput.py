@@ -21,7 +21,8 @@ from components.config import PrepareConfig, TrainConfig
 from components.data.ingest import ingest
 from components.data.prepare import prepare
 from components.data.splits import load_split
-from components.train.loop import fit, make_optimizer, seed_everything
+from components.train.loop import fit, seed_everything
+from components.train.optim import make_optimizer
 from models import build_model
 
 EPOCHS, REPEATS = 60, 7

@@ -10,7 +10,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from components.config import ConfigError, TrainConfig
 from components.core.contract import TaskMeta
 from components.train import objectives
-from components.train.loop import TrainingError, fit, l1_penalty, make_optimizer, seed_everything
+from components.train.loop import TrainingError, fit, l1_penalty, seed_everything
+from components.train.optim import make_optimizer
 from models import build_model
 
 META_BINARY = TaskMeta.model_construct(

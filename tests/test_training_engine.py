@@ -9,7 +9,8 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from components.config import ConfigError, TrainConfig, validate
 from components.train import objectives
-from components.train.loop import TrainingError, fit, make_optimizer, seed_everything
+from components.train.loop import TrainingError, fit, seed_everything
+from components.train.optim import make_optimizer
 from models import build_model
 from tests.test_trainer import toy
 

@@ -84,7 +84,7 @@ ENCODER_ONLY = ("norm", "embed_norm", "norm_eps", "pool")  # TransformerConfig f
 
 
 class TransformerConfig(_Strict):
-    """Transformers (models/transformer.py): decoder (GPT-like), encoder (BERT-like), encoder_decoder."""
+    """Transformers (models/transformer/): decoder (GPT-like), encoder (BERT-like), encoder_decoder."""
 
     name: Literal["transformer"] = "transformer"
     arch: Literal["decoder", "encoder", "encoder_decoder"] = "decoder"

@@ -18,7 +18,7 @@ from components.core.io import atomic_write, read_json, write_json
 from components.data.augment import POLICY, PREVIEW, load_transform
 from components.data.splits import load_split
 from components.train import distributed, objectives, transfer
-from components.train.loop import fit, seed_everything
+from components.train.loop import FitResult, fit, seed_everything
 from models import build_model, input_kwargs, summarize
 
 
@@ -78,22 +78,7 @@ def train(
     try:
         with run:
             if main:
-                mlflow.log_params({**flatten(cfg), "task": task, "dataset": meta.dataset, "objective": objective})
-                mlflow.set_tags(
-                    {
-                        "data_sha256": meta.data_sha256,
-                        "n_parameters": str(n_parameters(model)),
-                        "world_size": str(distributed.world_size()),
-                        **({"resumed_from": previous} if previous else {}),
-                        **{f"transfer.{k}": str(v) for k, v in transferred.items()},
-                    }
-                )
-                mlflow.log_dict(cfg.model_dump(), "config.json")
-                summary_text = summarize(model, meta.input.shape, meta.input.dtype)
-                mlflow.log_text(summary_text, "model_summary.txt")
-                for name in (POLICY, PREVIEW):
-                    if augment_dir is not None and (Path(augment_dir) / name).is_file():
-                        mlflow.log_artifact(str(Path(augment_dir) / name), artifact_path="augment")
+                _log_inputs(mlflow, cfg, task, meta, model, previous, transferred, augment_dir)
             result = fit(
                 model,
                 loss,
@@ -109,26 +94,66 @@ def train(
                 transform=transform,
                 param_groups=param_groups,
             )
-            summary = {
-                "best_epoch": result.best_epoch,
-                "best_score": result.best_score,
-                "epochs_run": result.epochs_run,
-                "stopped_early": result.stopped_early,
-                "gradient_warnings": result.gradient_warnings,
-                "best_metrics": result.history[result.best_epoch - 1],
-            }
+            summary = _summary(result)
             if main:
-                mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
-                if result.gradient_warnings:
-                    mlflow.set_tag("gradient_warnings", "; ".join(result.gradient_warnings)[:5000])
-                write_history(out_dir / "history.csv", result.history)
-                mlflow.log_artifact(str(out_dir / "history.csv"))
-                # The registry holds ONNX only; init_from models:/... fine-tunes from this checkpoint.
-                mlflow.log_artifact(str(out_dir / "checkpoint.pt"), artifact_path=transfer.CHECKPOINT_ARTIFACT)
-                write_json(out_dir / "train.json", summary)
+                _log_outputs(mlflow, out_dir, result, summary)
     finally:
         distributed.cleanup()
     return summary
+
+
+def _log_inputs(
+    mlflow: Any,
+    cfg: TrainConfig,
+    task: str,
+    meta: TaskMeta,
+    model: nn.Module,
+    previous: str | None,
+    transferred: dict[str, Any],
+    augment_dir: Path | None,
+) -> None:
+    """What the run starts from, in MLflow: flattened config, data hash, model size and summary, resume and
+    transfer tags, the augment policy and its preview."""
+    mlflow.log_params({**flatten(cfg), "task": task, "dataset": meta.dataset, "objective": meta.objective})
+    mlflow.set_tags(
+        {
+            "data_sha256": meta.data_sha256,
+            "n_parameters": str(n_parameters(model)),
+            "world_size": str(distributed.world_size()),
+            **({"resumed_from": previous} if previous else {}),
+            **{f"transfer.{k}": str(v) for k, v in transferred.items()},
+        }
+    )
+    mlflow.log_dict(cfg.model_dump(), "config.json")
+    summary_text = summarize(model, meta.input.shape, meta.input.dtype)
+    mlflow.log_text(summary_text, "model_summary.txt")
+    for name in (POLICY, PREVIEW):
+        if augment_dir is not None and (Path(augment_dir) / name).is_file():
+            mlflow.log_artifact(str(Path(augment_dir) / name), artifact_path="augment")
+
+
+def _summary(result: FitResult) -> dict[str, Any]:
+    """train.json: best epoch and score, epochs run, early stop, gradient warnings, the best epoch's metrics."""
+    return {
+        "best_epoch": result.best_epoch,
+        "best_score": result.best_score,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "gradient_warnings": result.gradient_warnings,
+        "best_metrics": result.history[result.best_epoch - 1],
+    }
+
+
+def _log_outputs(mlflow: Any, out_dir: Path, result: FitResult, summary: dict[str, Any]) -> None:
+    """history.csv and train.json in `out_dir`; best epoch, warnings, history and checkpoint in MLflow."""
+    mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
+    if result.gradient_warnings:
+        mlflow.set_tag("gradient_warnings", "; ".join(result.gradient_warnings)[:5000])
+    write_history(out_dir / "history.csv", result.history)
+    mlflow.log_artifact(str(out_dir / "history.csv"))
+    # The registry holds ONNX only; init_from models:/... fine-tunes from this checkpoint.
+    mlflow.log_artifact(str(out_dir / "checkpoint.pt"), artifact_path=transfer.CHECKPOINT_ARTIFACT)
+    write_json(out_dir / "train.json", summary)
 
 
 def init_embeddings(model: nn.Module, cfg: TrainConfig, data_dir: Path) -> None:

@@ -1,0 +1,61 @@
+"""Training mini-batches for the loop (components/train/loop.py).
+
+Small datasets live on the device as tensors and are batched by index (no DataLoader overhead); large
+ones stream through a DataLoader with pinned memory and workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from components.config import TrainConfig
+from components.train import distributed
+
+
+class Batches:
+    """Yields (x, y) mini-batches on the device, in an order that is exact on resume and sharded under DDP."""
+
+    def __init__(self, x: Tensor, y: Tensor, batch: int, device: torch.device, cfg: TrainConfig) -> None:
+        self.n, self.batch, self.device = len(x), batch, device
+        self.on_device = (x.nbytes + y.nbytes) / 2**20 <= cfg.device_data_max_mb
+        self.x, self.y = (x.to(device), y.to(device)) if self.on_device else (x, y)
+        self.sampler = None
+        if distributed.active():
+            self.sampler = DistributedSampler(
+                range(self.n), distributed.world_size(), distributed.rank(), shuffle=True, seed=cfg.seed
+            )
+        self.workers, self.pin = cfg.num_workers, device.type == "cuda"
+        self.cap = cfg.steps_per_epoch
+
+    def steps(self) -> int:
+        per_rank = len(self.sampler) if self.sampler is not None else self.n
+        return len(self._starts(per_rank))
+
+    def _starts(self, n: int) -> range:
+        """Batch start offsets; a trailing batch of one row is dropped (batch norm cannot train on it).
+        `steps_per_epoch` keeps the first batches of each epoch's fresh shuffle (a large corpus)."""
+        end = n - 1 if self.batch > 1 and n % self.batch == 1 else n
+        return range(0, end, self.batch)[: self.cap]
+
+    def epoch(self, epoch: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+            order = torch.tensor(list(self.sampler))
+        else:
+            order = torch.randperm(self.n, generator=gen)
+        if self.on_device:
+            order = order.to(self.device)
+            for start in self._starts(len(order)):
+                idx = order[start : start + self.batch]
+                yield self.x[idx], self.y[idx]
+            return
+        chunks = [order[i : i + self.batch].tolist() for i in self._starts(len(order))]
+        loader = DataLoader(
+            TensorDataset(self.x, self.y), batch_sampler=chunks, num_workers=self.workers, pin_memory=self.pin
+        )
+        for xb, yb in loader:
+            yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)

@@ -156,7 +156,7 @@ class RNNConfig(_Strict):
 
 
 def _model_name(value: Any) -> str:
-    """The `name` that picks a model config; a block without one is the FFN (as before CNNs existed)."""
+    """The `name` that picks a model config; a block without one is the FFN (the default architecture)."""
     return (value.get("name") if isinstance(value, dict) else getattr(value, "name", None)) or "ffn"
 
 

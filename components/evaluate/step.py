@@ -14,9 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from components.core import tracking  # noqa: E402
 from components.core.contract import TaskMeta, load_meta  # noqa: E402
-from components.core.io import write_json  # noqa: E402
 from components.data.splits import load_split
 from components.evaluate.image import per_class_accuracy, plot_worst
 from components.evaluate.metrics import classification_metrics, regression_metrics
@@ -28,6 +26,7 @@ from components.evaluate.plots import (
     plot_roc,
     read_history,
 )
+from components.evaluate.report import publish
 from components.evaluate.series import forecast_scores
 from components.evaluate.text import negation_behaviour
 from components.train.checkpoint import load_trained  # noqa: E402
@@ -96,11 +95,4 @@ def evaluate(data_dir: Path, model_dir: Path, metrics_path: Path, plots_dir: Pat
     if any(k.startswith("grad_norm/") for k in history[0]):
         plot_gradient_heatmap(history, plots_dir / "gradient_norms.png")
 
-    scores = {k: round(float(v), 6) for k, v in scores.items()}
-    write_json(Path(metrics_path), scores)
-    with tracking.resume_task_run(model_dir):
-        mlflow = tracking.configure()
-        mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()})
-        mlflow.log_artifacts(str(plots_dir), artifact_path="plots")
-        mlflow.log_artifact(str(metrics_path))
-    return scores
+    return publish(scores, metrics_path, plots_dir, model_dir)

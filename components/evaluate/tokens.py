@@ -11,15 +11,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from components.core import tracking
 from components.core.contract import TaskMeta
-from components.core.io import atomic_write, write_json
+from components.core.io import atomic_write
 from components.core.sampling import Sampling, generate_torch
 from components.core.tokens import BOS, EOS, IGNORE
 from components.data.splits import load_split
 from components.data.text.lm import Vocab
 from components.evaluate.attention import plot_attention
 from components.evaluate.plots import plot_learning_curves, read_history
+from components.evaluate.report import publish
 from components.train.checkpoint import load_trained
 
 SAMPLE = Sampling(temperature=0.8, top_k=40)  # the logged sample; serving takes any setting
@@ -56,15 +56,8 @@ def evaluate_sequences(data_dir: Path, model_dir: Path, metrics_path: Path, plot
         maps = [plot_attention(maps_, plots_dir / "attention_0.png", "encoder self-attention (masked input)")]
     plot_learning_curves(read_history(Path(model_dir) / "history.csv"), plots_dir / "learning_curves.png")
 
-    scores = {k: round(float(v), 6) for k, v in scores.items()}
-    write_json(Path(metrics_path), scores)
-    with tracking.resume_task_run(model_dir):
-        mlflow = tracking.configure()
-        mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()})
-        mlflow.log_artifacts(str(plots_dir), artifact_path="plots")
-        mlflow.log_artifact(str(metrics_path))
-        mlflow.set_tag("attention_maps", ", ".join(f"plots/{p.name}" for p in maps))
-    return scores
+    tags = {"attention_maps": ", ".join(f"plots/{p.name}" for p in maps)}
+    return publish(scores, metrics_path, plots_dir, model_dir, tags)
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from components.core.contract import load_meta
 from serving import cli, runtime
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 META: dict[str, Any] = {
     "task": "toy",

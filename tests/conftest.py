@@ -155,3 +155,15 @@ def sentiment_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
         prepare_overrides={"train_limit": 2000},
         epochs=2,
     )
+
+
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, the folder under tests/ it lives in: `pytest -m unit` runs what
+    `pytest tests/unit` runs."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here) and (tier := item.path.relative_to(here).parts[0]) in TIERS:
+            item.add_marker(tier)

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from components.config import load_params, stage_config
+from components.config import PrepareConfig, load_params, stage_config
+from components.data.ingest import ingest
+from components.data.prepare import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")
@@ -155,6 +157,22 @@ def sentiment_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
         prepare_overrides={"train_limit": 2000},
         epochs=2,
     )
+
+
+@pytest.fixture(scope="module")
+def digits_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("digits-data")
+    ingest("digits", root / "raw")
+    prepare(root / "raw", root / "data", PrepareConfig(dataset="digits", objective="multiclass"), "digits")
+    return root / "data"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, tabular_artifacts: Path) -> Path:
+    """A working directory holding params.yaml and the tabular task's prepared data."""
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(tabular_artifacts / "data", tmp_path / "artifacts" / "tabular" / "data")
+    return tmp_path
 
 
 TIERS = ("unit", "integration", "e2e")

@@ -9,7 +9,7 @@ TASK   ?= tabular
 PORT   ?= 3000
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup fashion-data browser run test lint serve pipeline-compile pipeline-local bench clean help
+.PHONY: setup fashion-data browser run test test-fast lint serve pipeline-compile pipeline-local bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -37,8 +37,11 @@ run: setup  ## pull the versioned data, run every task's stages with DVC, print 
 	dvc repro
 	dlpipe metrics
 
-test: setup  ## the test suite (unit, data, model behaviour, end to end)
+test: setup  ## the whole test suite: tests/unit, tests/integration, tests/e2e (CI)
 	$(BIN)/pytest -q
+
+test-fast: setup  ## the unit tier (under a minute)
+	$(BIN)/pytest -q tests/unit
 
 lint: setup  ## ruff, hadolint
 	$(BIN)/ruff check .

@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from components.config import load_params, stage_config
+from components.config import PrepareConfig, load_params, stage_config
+from components.data.ingest import ingest
+from components.data.prepare import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")
+
+# Files moved whole, unedited (a concurrent branch is changing them), still import helpers from their old module
+# paths: `tests.test_serving` and `tests.test_playground` resolve to those modules at their new paths. Drop this once
+# they import from the new paths.
+MOVED = {
+    "tests.test_serving": "tests.integration.serving.test_serving",
+    "tests.test_playground": "tests.e2e.test_playground",
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """An old path -> a module holding the moved module's names (the moved module itself is untouched)."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+        return importlib.util.spec_from_loader(name, self) if name in MOVED else None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: object) -> None:
+        moved = importlib.import_module(MOVED[module.__name__])
+        module.__dict__.update({k: v for k, v in vars(moved).items() if not k.startswith("__")})
+
+
+if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+    sys.meta_path.append(_MovedModules())
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -124,3 +157,31 @@ def sentiment_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
         prepare_overrides={"train_limit": 2000},
         epochs=2,
     )
+
+
+@pytest.fixture(scope="module")
+def digits_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("digits-data")
+    ingest("digits", root / "raw")
+    prepare(root / "raw", root / "data", PrepareConfig(dataset="digits", objective="multiclass"), "digits")
+    return root / "data"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, tabular_artifacts: Path) -> Path:
+    """A working directory holding params.yaml and the tabular task's prepared data."""
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(tabular_artifacts / "data", tmp_path / "artifacts" / "tabular" / "data")
+    return tmp_path
+
+
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, the folder under tests/ it lives in: `pytest -m unit` runs what
+    `pytest tests/unit` runs."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here) and (tier := item.path.relative_to(here).parts[0]) in TIERS:
+            item.add_marker(tier)

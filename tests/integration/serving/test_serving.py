@@ -1,0 +1,280 @@
+"""Serving: the meta.json-driven helpers without a server, then a real `bentoml serve` subprocess that loads
+`models:/tabular@champion` from the test registry and is checked against onnxruntime run directly."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from components.core.contract import load_meta
+from serving import cli, runtime
+
+ROOT = Path(__file__).resolve().parents[3]
+
+META: dict[str, Any] = {
+    "task": "toy",
+    "objective": "binary",
+    "feature_names": ["mean radius", "json", "x"],
+    "classes": ["no", "yes"],
+    "scaler": {"mean": [1.0, 2.0, 3.0], "scale": [2.0, 4.0, 0.5]},
+}
+
+
+def _errors(model: type[runtime.FeatureRecord], payload: str) -> list[tuple[tuple, str, str]]:
+    with pytest.raises(ValidationError) as caught:
+        model.model_validate_json(payload)
+    return [(e["loc"], e["type"], e["msg"]) for e in caught.value.errors()]
+
+
+def test_record_model_scales_in_meta_order_and_names_bad_fields() -> None:
+    rec = runtime.record_model(META)
+    good = [
+        rec.model_validate({"x": 3.5, "json": 6, "mean radius": 5}),
+        rec.model_validate_json('{"mean radius": 1, "json": 2, "x": 3}'),
+    ]
+    np.testing.assert_allclose(rec.matrix(good), [[2.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    assert rec.matrix(good).dtype == np.float32
+    assert rec.model_json_schema()["properties"]["mean radius"]["examples"] == [1.0]
+
+    base = '{"mean radius": 1, "json": 2, "x": 3'
+    assert _errors(rec, '{"json": 2, "x": 3}') == [(("mean radius",), "missing", "Field required")]
+    assert _errors(rec, base + ', "f0": 1}')[0][:2] == (("f0",), "extra_forbidden")
+    assert _errors(rec, '{"mean radius": "1.5", "json": 2, "x": 3}')[0][:2] == (("mean radius",), "float_type")
+    assert _errors(rec, '{"mean radius": true, "json": 2, "x": 3}')[0][:2] == (("mean radius",), "float_type")
+    assert _errors(rec, '{"mean radius": NaN, "json": 2, "x": 3}')[0][:2] == (("mean radius",), "finite_number")
+    assert _errors(rec, '{"mean radius": 1e999, "json": 2, "x": 3}')[0][:2] == (("mean radius",), "finite_number")
+    overflow = _errors(rec, '{"mean radius": 1, "json": 2, "x": 2e38}')
+    assert overflow[0][1] == "value_error" and overflow[0][2].endswith("after scaling): x")
+
+
+def test_decode_per_objective() -> None:
+    binary = runtime.decode(np.array([[0.2, 0.8], [0.9, 0.1]], np.float32), META)
+    assert [(p.label, round(p.probability, 6)) for p in binary] == [("yes", 0.8), ("no", 0.9)]
+    assert binary[0].probabilities == pytest.approx({"no": 0.2, "yes": 0.8})
+    multi = runtime.decode(np.array([[0.1, 0.3, 0.6]], np.float32), {**META, "classes": ["a", "b", "c"]})
+    assert multi[0].label == "c" and list(multi[0].probabilities) == ["a", "b", "c"]
+    regression = {**META, "objective": "regression", "classes": None}
+    assert runtime.decode(np.array([[151.5]], np.float32), regression)[0].prediction == 151.5
+    assert runtime.prediction_model(regression) is runtime.RegressionPrediction
+
+
+def test_providers_cuda_only_when_a_gpu_is_there_and_torch_sees_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import torch
+
+    monkeypatch.setattr(runtime, "NVIDIA_DEVICES", tmp_path / "nvidia[0-9]*")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # onnxruntime-gpu lists CUDA
+    assert runtime.choose_providers() == ["CPUExecutionProvider"]  # no device node: torch is not asked
+    (tmp_path / "nvidia0").touch()
+    assert runtime.choose_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert runtime.choose_providers() == ["CPUExecutionProvider"]
+
+
+def test_local_bundle_session_and_task_check(tabular_artifacts: Path) -> None:
+    bundle = runtime.load_bundle("tabular", model_dir=tabular_artifacts)
+    assert bundle.source == str(tabular_artifacts) and bundle.meta.task == "tabular"
+    session = runtime.make_session(bundle)
+    assert session.get_providers()[0] == runtime.choose_providers()[0]
+    assert session.get_session_options().intra_op_num_threads == runtime.ort_threads()
+    with pytest.raises(ValueError, match="holds task 'tabular', not 'tabular_wine'"):
+        runtime.load_bundle("tabular_wine", model_dir=tabular_artifacts)
+
+
+def test_cli_execs_bentoml_with_absolute_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr(cli.os, "execve", lambda exe, argv, env: calls.append((exe, argv, env)))
+    monkeypatch.setenv("DLPIPE_MODEL_URI", "models:/stale@champion")
+    cli.serve(task="tabular_wine", model_dir="artifacts/tabular_wine")
+    _, argv, env = calls[0]
+    assert argv[1:5] == ["-m", "bentoml", "serve", "serving.tabular:Tabular"]
+    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "3000"
+    assert env["DLPIPE_TASK"] == "tabular_wine" and "DLPIPE_MODEL_URI" not in env
+    assert Path(env["DLPIPE_MODEL_DIR"]).is_absolute()
+    with pytest.raises(cli.typer.BadParameter, match="no service"):
+        cli.serve(task="cnn")
+    with pytest.raises(cli.typer.BadParameter, match="no service"):
+        cli.serve(task="encoder_mlm")  # pretraining only; the fine-tuned `encoder` is what is served
+    cli.serve(task="all")
+    assert calls[-1][1][4] == "serving.gateway:Gateway" and calls[-1][2]["DLPIPE_TASK"] == "all"
+
+
+# --- a real server -------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def bentoml_process(
+    service: str, tmp: Path, env: dict[str, str], ready_s: float = 90
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A real `bentoml serve` of `service` (a service path or a Bento tag) on a free loopback port, with
+    `env` added to this process's environment; the process and its URL, until exit."""
+    env = {k: v for k, v in os.environ.items() if k != "DLPIPE_MODEL_DIR"} | env
+    env |= {"BENTOML_HOME": env.get("BENTOML_HOME") or str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    port = str(_free_port())
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp / "server.log").open("w")
+    cmd = [sys.executable, "-m", "bentoml", "serve", service, "--host", "127.0.0.1", "--port", port]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + ready_s
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"server did not get ready:\n{(tmp / 'server.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        yield proc, url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # the group holds bentoml's worker processes too
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@contextlib.contextmanager
+def bentoml_server(service: str, task: str, tmp: Path, ready_s: float = 90) -> Iterator[str]:
+    """A real `bentoml serve` of `service` on `models:/<task>@champion` on a free loopback port, until exit."""
+    env = {"DLPIPE_TASK": task, "DLPIPE_MODEL_URI": f"models:/{task}@champion"}
+    with bentoml_process(service, tmp, env, ready_s) as (_, url):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def server(tabular_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`bentoml serve` on the registry's champion (same MLFLOW_TRACKING_URI as the fixture), until teardown."""
+    with bentoml_server("serving.tabular:Tabular", "tabular", tmp_path_factory.mktemp("serve")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def test_rows(tabular_artifacts: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray, list[dict[str, float]]]:
+    """meta, scaled test features, labels, and the same rows as raw named records (x * scale + mean)."""
+    meta = load_meta(tabular_artifacts / "data")
+    with np.load(tabular_artifacts / "data" / "test.npz") as data:
+        x, y = data["x"], data["y"]
+    raw = x * np.asarray(meta.scaler["scale"]) + np.asarray(meta.scaler["mean"])
+    return meta, x, y, [dict(zip(meta.feature_names, row.tolist(), strict=True)) for row in raw]
+
+
+def test_predictions_match_onnxruntime_on_scaled_features(server: str, tabular_artifacts: Path, test_rows) -> None:
+    import bentoml
+    import onnxruntime as ort
+
+    meta, x, y, records = test_rows
+    session = ort.InferenceSession(str(tabular_artifacts / "model.onnx"), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {meta.input.name: x})[0]
+    with bentoml.SyncHTTPClient(server) as client:
+        answers = client.predict(records=records)
+    got = np.array([[a["probabilities"][c] for c in meta.classes] for a in answers])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    labels = [a["label"] for a in answers]
+    assert labels == [meta.classes[k] for k in expected.argmax(axis=1)]
+    assert all(a["probability"] == a["probabilities"][a["label"]] for a in answers)
+    assert np.mean(np.array(labels) == np.array(meta.classes)[y]) >= 0.9
+
+
+def test_concurrent_single_rows_are_batched_and_answered_in_order(server: str, test_rows) -> None:
+    meta, x, y, records = test_rows
+    with httpx.Client(base_url=server, timeout=10) as http:
+
+        def one(i: int) -> float:
+            response = http.post("/predict", json={"records": [records[i]]})
+            assert response.status_code == 200, response.text
+            return response.json()[0]["probabilities"][meta.classes[1]]
+
+        with ThreadPoolExecutor(8) as pool:
+            concurrent = list(pool.map(one, range(len(records))))
+        together = http.post("/predict", json={"records": records}).json()
+        assert concurrent == pytest.approx([a["probabilities"][meta.classes[1]] for a in together], abs=1e-6)
+        assert 'bentoml_service_adaptive_batch_size_count{method_name="predict"' in http.get("/metrics").text
+
+
+def _bad_request(case: str, good: dict[str, float]) -> tuple[dict[str, Any], int, str]:
+    """httpx.post kwargs for one kind of bad input, the status it must get, and text the error must hold."""
+    as_json = {"content-type": "application/json"}
+
+    def body(**change: Any) -> dict[str, Any]:  # json.dumps writes NaN/Infinity, as some clients do
+        return {"content": json.dumps({"records": [{**good, **change}]}), "headers": as_json}
+
+    return {
+        "missing feature": (
+            {"json": {"records": [{k: v for k, v in good.items() if k != "mean radius"}]}},
+            400,
+            "mean radius",
+        ),
+        "unknown feature": ({"json": {"records": [{**good, "colour": 1}]}}, 400, "colour"),
+        "non-numeric": ({"json": {"records": [{**good, "mean area": "big"}]}}, 400, "mean area"),
+        "NaN": (body(**{"mean area": float("nan")}), 400, "finite_number"),
+        "Infinity": (body(**{"mean area": float("-inf")}), 400, "finite_number"),
+        "float32 overflow": ({"json": {"records": [{**good, "mean area": 1e300}]}}, 400, "overflow after scaling"),
+        "empty list": ({"json": {"records": []}}, 400, "at least 1 item"),
+        "too many rows": ({"json": {"records": [good] * 1001}}, 400, "at most 1000 items"),
+        "no records key": ({"json": [good]}, 400, "Input should be an object"),
+        "broken JSON": ({"content": b'{"records": [', "headers": as_json}, 400, "json_invalid"),
+        "wrong content type": ({**body(), "headers": {"content-type": "text/plain"}}, 415, "text/plain"),
+        "form post": ({"data": {"records": "1"}}, 415, "application/x-www-form-urlencoded"),
+    }[case]
+
+
+BAD_CASES = [
+    "missing feature",
+    "unknown feature",
+    "non-numeric",
+    "NaN",
+    "Infinity",
+    "float32 overflow",
+    "empty list",
+    "too many rows",
+    "no records key",
+    "broken JSON",
+    "wrong content type",
+    "form post",
+]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_gets_4xx_json_naming_the_problem(case: str, server: str, test_rows) -> None:
+    kwargs, status, needle = _bad_request(case, test_rows[3][0])
+    response = httpx.post(f"{server}/predict", timeout=10, **kwargs)
+    assert (response.status_code, response.headers["content-type"]) == (status, "application/json")
+    assert needle in response.text, response.text[:300]
+
+
+def test_info_health_metrics_and_docs(server: str, test_rows) -> None:
+    meta = test_rows[0]
+    info = httpx.get(f"{server}/info").json()
+    assert info["source"] == "models:/tabular@champion" and info["classes"] == meta.classes
+    assert info["feature_names"] == meta.feature_names and info["max_rows"] == 1000
+    for path in ("/livez", "/readyz", "/metrics", "/"):
+        assert httpx.get(server + path).status_code == 200, path
+    schema = httpx.get(f"{server}/docs.json").json()["components"]["schemas"]["TabularRecord"]
+    assert list(schema["properties"]) == meta.feature_names and schema["additionalProperties"] is False

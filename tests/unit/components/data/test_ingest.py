@@ -1,0 +1,126 @@
+"""Ingest: raw bytes are reproducible, the shared and user datasets come in through the same doors, bad input is
+named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from components.config import PrepareConfig
+from components.core.errors import DataError
+from components.core.io import sha256_dir
+from components.data import ingest as ingest_module
+from components.data.images import read_idx
+from components.data.ingest import DATASETS, ingest, ingest_csv, ingest_images, ingest_series_csv, ingest_text_csv
+from components.data.prepare import prepare
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_ingest_is_byte_identical(dataset: str, tmp_path: Path) -> None:
+    first = ingest(dataset, tmp_path / "a")
+    second = ingest(dataset, tmp_path / "b")
+    assert sha256_dir(first) == sha256_dir(second)
+    if (first / "data.csv").is_file():  # tables and texts have a target; series have date and value
+        columns = pd.read_csv(first / "data.csv").columns
+        assert "target" in columns or {"date", "value"} <= set(columns)
+    elif list(first.glob("*.txt")) and not (first / "classes.txt").is_file():  # unlabelled text corpora
+        assert all(p.stat().st_size > 0 for p in first.glob("*.txt"))
+    elif (first / "pairs.tsv").is_file():  # generated sequence-to-sequence pairs: source <TAB> target
+        rows = (first / "pairs.tsv").read_text().splitlines()
+        assert len(rows) > 1000 and all(len(r.split("\t")) == 2 for r in rows)
+    else:  # image sets keep IDX files (the originals, byte for byte, where there are originals)
+        assert (first / "classes.txt").is_file() and list(first.glob("*-images-idx3-ubyte*"))
+
+
+def test_user_csv_through_the_same_door(tmp_path: Path) -> None:
+    src = tmp_path / "mine.csv"
+    pd.DataFrame({"f": np.linspace(0, 1, 40), "target": ["lo"] * 20 + ["hi"] * 20}).to_csv(src, index=False)
+    ingest_csv(src, "mine", tmp_path / "raw")
+    meta = prepare(tmp_path / "raw", tmp_path / "out", PrepareConfig(dataset="mine", objective="binary"), "mine")
+    assert meta.classes == ["hi", "lo"]
+    (tmp_path / "broken.csv").write_text("x,y\n1,2\n")
+    with pytest.raises(DataError, match="no 'target' column"):
+        ingest_csv(tmp_path / "broken.csv", "broken", tmp_path / "raw")
+
+
+def test_idx_originals_are_copied_byte_for_byte(tmp_path: Path) -> None:
+    out = ingest("mnist_test", tmp_path)
+    src = ingest_module.shared_datasets() / "mnist-test"
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        assert (out / name).read_bytes() == (src / name).read_bytes()
+    assert read_idx(out / "t10k-images-idx3-ubyte.gz").shape == (10000, 28, 28)
+
+
+def test_fashion_without_network_or_package_says_how(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise OSError("no network")
+
+    monkeypatch.setattr(ingest_module, "FASHION_DIRS", (tmp_path / "nowhere",))
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        ingest("fashion_mnist", tmp_path)
+
+
+def test_user_image_folder_goes_through_the_same_door(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for label, level in (("dark", 40), ("light", 210)):
+        (tmp_path / "mine" / label).mkdir(parents=True)
+        for i in range(12):
+            size = (20 + i, 16 + i)  # sizes differ: prepare resizes
+            pixels = np.clip(rng.normal(level, 10, (*size[::-1], 3)), 0, 255).astype(np.uint8)
+            fmt = "PNG" if i % 2 else "JPEG"
+            Image.fromarray(pixels).save(tmp_path / "mine" / label / f"{i}.{fmt.lower()}", fmt)
+    (tmp_path / "mine" / "dark" / "notes.txt").write_text("ignored")
+    raw = ingest_images(tmp_path / "mine", "mine", tmp_path / "raw")
+    assert not (raw / "dark" / "notes.txt").exists()
+    cfg = PrepareConfig(dataset="mine", objective="multiclass", image_size=16, val_size=0.25, test_size=0.25)
+    meta = prepare(tmp_path / "raw", tmp_path / "data", cfg, "mine")
+    assert meta.classes == ["dark", "light"] and meta.input.shape == [None, 3, 16, 16]
+    assert sum(meta.splits.values()) == 24
+    with pytest.raises(DataError, match="one sub-folder"):
+        ingest_images(tmp_path / "mine" / "dark", "bad", tmp_path / "raw")
+
+
+def test_shared_text_datasets(tmp_path: Path) -> None:
+    vader = pd.read_csv(ingest("vader_movie", tmp_path) / "data.csv")
+    assert len(vader) == 10_568 and set(vader["target"]) == {"positive", "negative"}
+    assert ((vader["rating"] > 0) == (vader["target"] == "positive")).all()
+    uci = pd.read_csv(ingest("uci_sentences", tmp_path) / "data.csv", keep_default_na=False)
+    assert len(uci) == 3000 and (uci["target"] == "positive").sum() == 1500
+    assert uci.groupby("source").size().tolist() == [1000, 1000, 1000]
+
+
+def test_user_text_csv(tmp_path: Path) -> None:
+    src = tmp_path / "mine.csv"
+    pd.DataFrame({"review": ["great", "awful", "fine"], "stars": ["pos", "neg", "pos"]}).to_csv(src, index=False)
+    out = ingest_text_csv(src, "mine", tmp_path / "raw", text="review", label="stars")
+    assert pd.read_csv(out / "data.csv").columns.tolist() == ["text", "target"]
+    with pytest.raises(DataError, match="no 'text'"):
+        ingest_text_csv(src, "mine", tmp_path / "raw")
+    src.write_bytes(b"text,label\n\xff\xfe bad bytes,1\nok,0\n")
+    with pytest.raises(DataError, match="UTF-8"):
+        ingest_text_csv(src, "mine", tmp_path / "raw")
+    src.write_text("text,label\n ,1\nok,0\n")
+    with pytest.raises(DataError, match="empty"):
+        ingest_text_csv(src, "mine", tmp_path / "raw")
+
+
+def test_user_series_csv(tmp_path: Path) -> None:
+    src = tmp_path / "s.csv"
+    src.write_text("when,y\n2020-01-03,2\n2020-01-01,1\n2020-01-02,\n")
+    out = ingest_series_csv(src, "s", tmp_path / "raw", time="when", value="y")
+    frame = pd.read_csv(out / "data.csv")
+    assert frame["date"].tolist() == ["2020-01-01", "2020-01-02", "2020-01-03"]
+    assert np.isnan(frame["value"][1])
+    src.write_text("date,value\n2020-01-01,1\nnot a date,2\n")
+    with pytest.raises(DataError, match="not a date"):
+        ingest_series_csv(src, "s", tmp_path / "raw")
+    src.write_text("date,value\n2020-01-01,1\n2020-01-02,abc\n")
+    with pytest.raises(DataError, match="non-numeric"):
+        ingest_series_csv(src, "s", tmp_path / "raw")

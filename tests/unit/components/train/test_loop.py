@@ -1,0 +1,149 @@
+"""The generic training loop on toy tensors: optimizers, penalties, batching, early stopping, resume, NaN."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from components.config import TrainConfig
+from components.train.loop import TrainingError, fit, l1_penalty, seed_everything
+from components.train.optim import make_optimizer
+from models import build_model
+from tests.helpers.engine import toy
+
+
+def cfg(**kw) -> TrainConfig:
+    base = {"epochs": 5, "early_stopping": {"enabled": False}, "model": {"hidden": [8]}}
+    return TrainConfig.model_validate({**base, **kw})
+
+
+def model_for(c: TrainConfig, out: int = 1) -> torch.nn.Module:
+    seed_everything(c.seed)
+    return build_model("ffn", in_features=4, out_features=out, **c.model.kwargs())
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "momentum", "rmsprop", "adam"])
+def test_each_optimizer_steps_and_learns(optimizer: str) -> None:
+    c = cfg(optimizer=optimizer, lr=0.05, epochs=20, batch_size=16)
+    net = model_for(c)
+    before = [p.detach().clone() for p in net.parameters()]
+    x, y = toy()
+    result = fit(net, F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), c, progress=False)
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_momentum_changes_the_trajectory() -> None:
+    x, y = toy()
+    runs = {}
+    for opt in ("gd", "momentum"):
+        c = cfg(optimizer=opt, lr=0.05, epochs=3)
+        net = model_for(c)
+        fit(net, F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), c, progress=False)
+        runs[opt] = torch.cat([p.flatten() for p in net.parameters()])
+    assert not torch.allclose(runs["gd"], runs["momentum"])
+
+
+@pytest.mark.parametrize(("batch_size", "steps"), [("full", 1), (16, 4), (1, 64)])
+def test_batch_size_sets_steps_per_epoch(batch_size: object, steps: int) -> None:
+    c = cfg(batch_size=batch_size, epochs=1)
+    net = model_for(c)
+    count = {"n": 0}
+    handle = register_optimizer_step_post_hook(lambda *_: count.__setitem__("n", count["n"] + 1))
+    try:
+        fit(net, F.binary_cross_entropy_with_logits, toy(), toy(32, 1), c, progress=False)
+    finally:
+        handle.remove()
+    assert count["n"] == steps
+
+
+def test_l1_penalty_gradient_is_sign_of_weights() -> None:
+    net = torch.nn.Linear(4, 2)
+    l1_penalty(net).backward()
+    assert torch.equal(net.weight.grad, torch.sign(net.weight.detach()))
+    assert net.bias.grad is None  # biases are not penalised
+
+
+def test_l2_is_coupled_weight_decay() -> None:
+    """One SGD step with l2 differs from one without by exactly lr * l2 * w."""
+    net = torch.nn.Linear(4, 1)
+    x, y = toy(8)
+    w0, b0 = net.weight.detach().clone(), net.bias.detach().clone()
+    steps = {}
+    for l2 in (0.0, 0.5):
+        net.weight.data.copy_(w0)
+        net.bias.data.copy_(b0)
+        opt = make_optimizer(net.parameters(), cfg(optimizer="gd", lr=0.1, l2=l2))
+        opt.zero_grad()
+        F.mse_loss(net(x), y).backward()
+        opt.step()
+        steps[l2] = net.weight.detach().clone()
+    assert torch.allclose(steps[0.0] - steps[0.5], 0.1 * 0.5 * w0, atol=1e-6)
+
+
+def test_l1_drives_weights_toward_zero() -> None:
+    x, y = toy(128)
+    norms = {}
+    for l1 in (0.0, 0.01):
+        c = cfg(optimizer="adam", lr=0.02, epochs=30, l1=l1)
+        net = model_for(c)
+        fit(net, F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), c, progress=False)
+        norms[l1] = float(l1_penalty(net).detach())
+    assert norms[0.01] < 0.7 * norms[0.0]
+
+
+def test_early_stopping_stops_and_restores_best(tmp_path) -> None:
+    x, y = toy(64)
+    xv = torch.randn(32, 4)
+    yv = torch.randint(0, 2, (32, 1)).float()  # noise: validation loss soon rises
+    c = cfg(optimizer="adam", lr=0.05, epochs=200, early_stopping={"patience": 3})
+    net = model_for(c)
+    result = fit(
+        net, F.binary_cross_entropy_with_logits, (x, y), (xv, yv), c, checkpoint=tmp_path / "c.pt", progress=False
+    )
+    assert result.stopped_early and result.epochs_run == result.best_epoch + 3 < 200
+    losses = [h["val_loss"] for h in result.history]
+    assert result.best_score == min(losses)
+    with torch.no_grad():
+        restored = float(F.binary_cross_entropy_with_logits(net.eval()(xv), yv))
+    assert restored == pytest.approx(min(losses), abs=1e-6)
+
+
+def test_resume_continues_to_the_same_weights(tmp_path) -> None:
+    x, y = toy()
+    full = cfg(epochs=6, batch_size=8)
+    net = model_for(full)
+    fit(net, F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), full, progress=False)
+
+    half = cfg(epochs=3, batch_size=8)
+    ckpt = tmp_path / "c.pt"
+    resumed = model_for(half)
+    fit(resumed, F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), half, checkpoint=ckpt, progress=False)
+    seed_everything(123)  # a different global RNG state must not matter after resume
+    fit(
+        resumed,
+        F.binary_cross_entropy_with_logits,
+        (x, y),
+        toy(32, 1),
+        full,
+        checkpoint=ckpt,
+        resume=True,
+        progress=False,
+    )
+    for a, b in zip(net.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_nan_loss_stops_without_overwriting_checkpoint(tmp_path) -> None:
+    x, y = toy()
+    c = cfg(epochs=2)
+    ckpt = tmp_path / "c.pt"
+    fit(model_for(c), F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), c, checkpoint=ckpt, progress=False)
+    before = ckpt.read_bytes()
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(TrainingError, match="nan"):
+        fit(model_for(c), F.binary_cross_entropy_with_logits, (bad, y), toy(32, 1), c, checkpoint=ckpt, progress=False)
+    assert ckpt.read_bytes() == before

@@ -17,7 +17,9 @@ from bentoml.exceptions import InvalidArgument
 from pydantic import BaseModel, Field
 
 from components.core.sampling import Sampling, generate_onnx
-from serving import runtime, service
+from serving import service
+from serving.bundle import Bundle
+from serving.session import make_session
 
 MAX_PROMPT_CHARS = 2000
 MAX_NEW_TOKENS = 1000
@@ -45,7 +47,7 @@ class Attention(BaseModel):
 class DecoderTask(service.Task):
     family = "decoder"
 
-    def __init__(self, bundle: runtime.Bundle) -> None:
+    def __init__(self, bundle: Bundle) -> None:
         super().__init__(bundle)
         self.vocab: list[str] = self.meta.vocab
         self.index = {c: i for i, c in enumerate(self.vocab)}
@@ -56,8 +58,8 @@ class DecoderTask(service.Task):
         return {"vocabulary": "".join(self.vocab), "context_length": self.window, "limits": limits}
 
     def load(self) -> None:
-        self.session = runtime.make_session(self.bundle, self.threads)
-        self.attention_session = runtime.make_session(self.bundle, self.threads, output="attention")
+        self.session = make_session(self.bundle, self.threads)
+        self.attention_session = make_session(self.bundle, self.threads, output="attention")
 
     def warm_up(self) -> None:
         list(self.tokens(self.vocab[0], 1, 0.0, None, None, 0))

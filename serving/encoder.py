@@ -11,7 +11,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from components.data.text.tokenization import encode
-from serving import runtime, service
+from serving import schemas, service
+from serving.bundle import Bundle, bundle_tokenizer
+from serving.session import make_session
 
 MAX_TEXTS = 64  # per request
 MAX_CHARS = 5000  # per text; tokens beyond max_length are cut anyway
@@ -33,9 +35,9 @@ class Attention(BaseModel):
 class EncoderTask(service.Task):
     family = "encoder"
 
-    def __init__(self, bundle: runtime.Bundle) -> None:
+    def __init__(self, bundle: Bundle) -> None:
         super().__init__(bundle)
-        self.tokenizer = runtime.bundle_tokenizer(bundle)
+        self.tokenizer = bundle_tokenizer(bundle)
         self.max_length = self.meta.tokenizer["max_length"]
 
     def details(self) -> dict[str, Any]:
@@ -44,9 +46,9 @@ class EncoderTask(service.Task):
         return {"classes": self.meta.classes, "tokenizer": tokenizer, "limits": limits}
 
     def load(self) -> None:
-        self.classifier = runtime.make_session(self.bundle, self.threads)
-        self.embedder = runtime.make_session(self.bundle, self.threads, output="embeddings")
-        self.attention_maps = runtime.make_session(self.bundle, self.threads, output="attention")
+        self.classifier = make_session(self.bundle, self.threads)
+        self.embedder = make_session(self.bundle, self.threads, output="embeddings")
+        self.attention_maps = make_session(self.bundle, self.threads, output="attention")
 
     def warm_up(self) -> None:
         ids, _ = self.ids_of(["a warm-up sentence"])
@@ -61,10 +63,10 @@ class EncoderTask(service.Task):
     def apis(self) -> dict[str, service.Api]:
         input_name = self.meta.input.name
 
-        def classify(_: Any, texts: Texts) -> list[runtime.ClassPrediction]:
+        def classify(_: Any, texts: Texts) -> list[schemas.ClassPrediction]:
             """Sentiment of each text: the label, its probability, and every class's probability."""
             ids, _ = self.ids_of(texts)
-            return runtime.decode(self.classifier.run(None, {input_name: ids})[0], self.meta)
+            return schemas.decode(self.classifier.run(None, {input_name: ids})[0], self.meta)
 
         def embed(_: Any, texts: Texts, pooling: Literal["cls", "mean"] = "cls") -> list[Embedding]:
             """One vector per text: the encoder's [CLS] state, or the mean of its real tokens' states."""

@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from serving import runtime, service
+from serving import service
+from serving.bundle import Bundle, load_bundle
 from serving.families import family_of, task_class
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def exports(artifacts: Path) -> set[str]:
     return {p.parent.name for p in found if (p.parent / "data/meta.json").is_file() and family_of(p.parent.name)}
 
 
-def bundles() -> list[runtime.Bundle]:
+def bundles() -> list[Bundle]:
     local_only = os.environ.get("DLPIPE_MODEL_DIR")
     artifacts = Path(local_only or os.environ.get("DLPIPE_ARTIFACTS") or "artifacts")
     registered = set() if local_only else champions()
@@ -48,10 +49,7 @@ def bundles() -> list[runtime.Bundle]:
     if unknown:
         have = f"registered {sorted(registered)}, exported {sorted(local)}"
         raise RuntimeError(f"no servable model for {unknown}: {have}")
-    return [
-        runtime.load_bundle(t, model_dir=artifacts / t) if t not in registered else runtime.load_bundle(t)
-        for t in tasks
-    ]
+    return [load_bundle(t, model_dir=artifacts / t) if t not in registered else load_bundle(t) for t in tasks]
 
 
 def _build() -> Any:

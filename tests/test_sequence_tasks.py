@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from components.config import PrepareConfig
 from components.core.errors import DataError
 from components.data.series import seasonal_naive
-from serving import cli, runtime
+from serving import cli
+from serving.bundle import load_bundle
 from tests.test_serving import bentoml_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +120,7 @@ def test_forecast_endpoint(forecast_server: str, forecast_artifacts: Path) -> No
     from components.data.series import read_series
     from components.release.export import run_onnx
 
-    meta = runtime.load_bundle("forecast", model_dir=forecast_artifacts).meta
+    meta = load_bundle("forecast", model_dir=forecast_artifacts).meta
     window = meta.series["window"]
     values = read_series(forecast_artifacts / "data")["values"]
     histories = [values[:500].tolist(), values[100 : 100 + window].tolist()]
@@ -151,7 +152,7 @@ def test_classify_endpoint(text_server: str, sentiment_artifacts: Path) -> None:
     from components.data.text.tokenization import encode, load_tokenizer
     from components.release.export import run_onnx
 
-    meta = runtime.load_bundle("sentiment", model_dir=sentiment_artifacts).meta
+    meta = load_bundle("sentiment", model_dir=sentiment_artifacts).meta
     texts = ["a wonderful, moving film", "dull and pointless", "not good"]
     tok = load_tokenizer(sentiment_artifacts / "data")
     ids = encode(tok, texts, meta.tokenizer["max_length"], pad="longest").ids

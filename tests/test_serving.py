@@ -21,28 +21,35 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from components.core.contract import load_meta
-from serving import cli, runtime
+from components.core.contract import TaskMeta, load_meta
+from serving import cli, schemas, session
+from serving.bundle import load_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 
-META: dict[str, Any] = {
-    "task": "toy",
-    "objective": "binary",
-    "feature_names": ["mean radius", "json", "x"],
-    "classes": ["no", "yes"],
-    "scaler": {"mean": [1.0, 2.0, 3.0], "scale": [2.0, 4.0, 0.5]},
-}
+
+def toy_meta(kind: str = "tabular", objective: str = "binary", **fields: Any) -> TaskMeta:
+    """A meta.json of `kind` with what the contract requires and `fields`, for helpers that need no model."""
+    spec = {"name": "x", "shape": [None, 3]}
+    required = {"task": "toy", "dataset": "toy", "splits": {"train": 1}, "data_sha256": "0", "input": spec}
+    return TaskMeta.model_validate({**required, "output": spec, "kind": kind, "objective": objective, **fields})
 
 
-def _errors(model: type[runtime.FeatureRecord], payload: str) -> list[tuple[tuple, str, str]]:
+META = toy_meta(
+    feature_names=["mean radius", "json", "x"],
+    classes=["no", "yes"],
+    scaler={"mean": [1.0, 2.0, 3.0], "scale": [2.0, 4.0, 0.5]},
+)
+
+
+def _errors(model: type[schemas.FeatureRecord], payload: str) -> list[tuple[tuple, str, str]]:
     with pytest.raises(ValidationError) as caught:
         model.model_validate_json(payload)
     return [(e["loc"], e["type"], e["msg"]) for e in caught.value.errors()]
 
 
 def test_record_model_scales_in_meta_order_and_names_bad_fields() -> None:
-    rec = runtime.record_model(META)
+    rec = schemas.record_model(META)
     good = [
         rec.model_validate({"x": 3.5, "json": 6, "mean radius": 5}),
         rec.model_validate_json('{"mean radius": 1, "json": 2, "x": 3}'),
@@ -63,14 +70,16 @@ def test_record_model_scales_in_meta_order_and_names_bad_fields() -> None:
 
 
 def test_decode_per_objective() -> None:
-    binary = runtime.decode(np.array([[0.2, 0.8], [0.9, 0.1]], np.float32), META)
+    binary = schemas.decode(np.array([[0.2, 0.8], [0.9, 0.1]], np.float32), META)
     assert [(p.label, round(p.probability, 6)) for p in binary] == [("yes", 0.8), ("no", 0.9)]
     assert binary[0].probabilities == pytest.approx({"no": 0.2, "yes": 0.8})
-    multi = runtime.decode(np.array([[0.1, 0.3, 0.6]], np.float32), {**META, "classes": ["a", "b", "c"]})
+    multi = schemas.decode(
+        np.array([[0.1, 0.3, 0.6]], np.float32), META.model_copy(update={"classes": ["a", "b", "c"]})
+    )
     assert multi[0].label == "c" and list(multi[0].probabilities) == ["a", "b", "c"]
-    regression = {**META, "objective": "regression", "classes": None}
-    assert runtime.decode(np.array([[151.5]], np.float32), regression)[0].prediction == 151.5
-    assert runtime.prediction_model(regression) is runtime.RegressionPrediction
+    regression = META.model_copy(update={"objective": "regression", "classes": None})
+    assert schemas.decode(np.array([[151.5]], np.float32), regression)[0].prediction == 151.5
+    assert schemas.prediction_model(regression) is schemas.RegressionPrediction
 
 
 def test_providers_cuda_only_when_a_gpu_is_there_and_torch_sees_it(
@@ -78,23 +87,23 @@ def test_providers_cuda_only_when_a_gpu_is_there_and_torch_sees_it(
 ) -> None:
     import torch
 
-    monkeypatch.setattr(runtime, "NVIDIA_DEVICES", tmp_path / "nvidia[0-9]*")
+    monkeypatch.setattr(session, "NVIDIA_DEVICES", tmp_path / "nvidia[0-9]*")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # onnxruntime-gpu lists CUDA
-    assert runtime.choose_providers() == ["CPUExecutionProvider"]  # no device node: torch is not asked
+    assert session.choose_providers() == ["CPUExecutionProvider"]  # no device node: torch is not asked
     (tmp_path / "nvidia0").touch()
-    assert runtime.choose_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert session.choose_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert runtime.choose_providers() == ["CPUExecutionProvider"]
+    assert session.choose_providers() == ["CPUExecutionProvider"]
 
 
 def test_local_bundle_session_and_task_check(tabular_artifacts: Path) -> None:
-    bundle = runtime.load_bundle("tabular", model_dir=tabular_artifacts)
+    bundle = load_bundle("tabular", model_dir=tabular_artifacts)
     assert bundle.source == str(tabular_artifacts) and bundle.meta.task == "tabular"
-    session = runtime.make_session(bundle)
-    assert session.get_providers()[0] == runtime.choose_providers()[0]
-    assert session.get_session_options().intra_op_num_threads == runtime.ort_threads()
+    opened = session.make_session(bundle)
+    assert opened.get_providers()[0] == session.choose_providers()[0]
+    assert opened.get_session_options().intra_op_num_threads == session.ort_threads()
     with pytest.raises(ValueError, match="holds task 'tabular', not 'tabular_wine'"):
-        runtime.load_bundle("tabular_wine", model_dir=tabular_artifacts)
+        load_bundle("tabular_wine", model_dir=tabular_artifacts)
 
 
 def test_cli_execs_bentoml_with_absolute_paths(monkeypatch: pytest.MonkeyPatch) -> None:

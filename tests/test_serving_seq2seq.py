@@ -39,10 +39,10 @@ def seq2seq_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_onnx_greedy_batch_matches_the_pytorch_cached_translation(seq2seq_artifacts: Path) -> None:
     from components.train.checkpoint import load_trained
-    from serving import runtime
+    from serving.bundle import load_bundle
     from serving.seq2seq import Seq2SeqTask
 
-    task = Seq2SeqTask(runtime.load_bundle("seq2seq", model_dir=seq2seq_artifacts))
+    task = Seq2SeqTask(load_bundle("seq2seq", model_dir=seq2seq_artifacts))
     task.start()
     model, meta = load_trained(seq2seq_artifacts)
     with np.load(seq2seq_artifacts / "data/test.npz") as data:

@@ -2,7 +2,9 @@
 it carries), loaded from the MLflow registry (an alias, default `champion`, or a pinned version), a local export
 (artifacts/<task>), or the BentoML model store inside a Bento; and copied into that store for a Bento.
 
-MLflow and BentoML are imported inside the functions that use them.
+`describe` reads what a model source holds (its meta.json and the names of its extra files) without its graphs:
+what the CLI and the gateway choose a family from before a service imports anything. MLflow and BentoML are
+imported inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ class ModelNotFound(DlpipeError, LookupError):
 
 
 @dataclass(frozen=True)
+class Contents:
+    """What a model source holds, read without its graphs: meta.json, the names of the extra files it carries
+    beside model.onnx (extra graphs, tokenizer.json), and where it is."""
+
+    meta: TaskMeta
+    carries: frozenset[str]
+    source: str
+
+
+@dataclass(frozen=True)
 class Bundle:
     """A servable model: the ONNX bytes (no temp files left behind), its meta.json, where it came from, the
     registry version and the metrics it was registered with (empty when unknown)."""
@@ -38,6 +50,11 @@ class Bundle:
     files: dict[str, bytes] | None = None  # token models' attention/embeddings.onnx; text tasks' tokenizer.json
     version: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def carries(self) -> frozenset[str]:
+        """The names of the extra files beside model.onnx."""
+        return frozenset(self.files or {})
 
 
 def extra_file_names() -> tuple[str, ...]:
@@ -74,6 +91,23 @@ def load_bundle(
         bundle = _registry_bundle(model_uri or f"models:/{task}@champion")
     _check_task(bundle.meta, bundle.source, task)
     return bundle
+
+
+def describe(task: str, model_uri: str | None = None, model_dir: str | Path | None = None) -> Contents:
+    """What `load_bundle(task, model_uri, model_dir)` would load, without downloading or reading its graphs.
+
+    Raises ModelNotFound when the source holds no model, ValueError when it holds another task's."""
+    if model_uri and model_dir:
+        raise ValueError("give one of a model URI or a model folder")
+    if model_dir:
+        folder = Path(model_dir)
+        if not (folder / "model.onnx").is_file() or not (folder / "data" / META_FILE).is_file():
+            raise ModelNotFound(f"{folder}: no exported model (model.onnx and data/{META_FILE}); run the export step")
+        contents = Contents(load_meta(folder / "data"), frozenset(_extra_paths(folder)), str(folder))
+    else:
+        contents = _registry_contents(model_uri or f"models:/{task}@champion")
+    _check_task(contents.meta, contents.source, task)
+    return contents
 
 
 def _local_bundle(folder: Path, task: str) -> Bundle:
@@ -124,6 +158,21 @@ def registered_version(uri: str) -> tuple[str, str, dict[str, float]]:
     run_metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
     tested = {k.removeprefix("test_"): v for k, v in run_metrics.items() if k.startswith("test_")}
     return mv.name, str(mv.version), tested
+
+
+def _registry_contents(uri: str) -> Contents:
+    """meta.json and the extra file names of a registered version: register logs them as the model's extra files
+    (MLflow keeps those under `extra_files/`); only meta.json is downloaded."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    _, mv = _model_version(uri)
+    repo = get_artifact_repository(f"models:/{mv.name}/{mv.version}")
+    names = {Path(info.path).name for info in repo.list_artifacts("extra_files")}
+    if META_FILE not in names:
+        raise ModelNotFound(f"{uri}: no {META_FILE} among the registered model's files; register it again")
+    with tempfile.TemporaryDirectory(prefix="dlpipe-describe-") as tmp:
+        meta = load_meta(Path(repo.download_artifacts(f"extra_files/{META_FILE}", tmp)).parent)
+    return Contents(meta, frozenset(names & set(extra_file_names())), uri)
 
 
 def _store_bundle(tag: str) -> Bundle:

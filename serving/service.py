@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from serving import guard, settings
-from serving.bundle import Bundle, bundle_from_env
+from serving.bundle import Bundle
 from serving.session import ort_threads
 
 PLAYGROUND = Path(__file__).parent / "playground"
@@ -185,10 +185,3 @@ def _media_types_once(svc: Any) -> Any:
     for api in svc.apis.values():
         api.output_spec.media_type = api.output_spec.mime_type()
     return svc
-
-
-@functools.cache
-def single(task_class: type[Task], default_task: str) -> Any:
-    """The service of one task picked by the environment (DLPIPE_TASK, the model source): what
-    `bentoml serve serving.<family>:<Service>` imports."""
-    return build([task_class(bundle_from_env(default_task))])

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from components.core.contract import TaskMeta, load_meta
-from serving import cli, schemas, session
-from serving.bundle import load_bundle
+from components.core.contract import KINDS, TaskMeta, load_meta
+from serving import cli, families, schemas, session
+from serving.bundle import Contents, load_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,22 +106,64 @@ def test_local_bundle_session_and_task_check(tabular_artifacts: Path) -> None:
         load_bundle("tabular_wine", model_dir=tabular_artifacts)
 
 
-def test_cli_execs_bentoml_with_absolute_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+def _masked_lm_export(folder: Path, task: str) -> Path:
+    """An export folder whose meta.json is a masked-LM pretraining task (what it holds is never read)."""
+    meta = toy_meta("tokens", "masked_lm", task=task)
+    meta.write(folder / "data")
+    (folder / "model.onnx").write_bytes(b"")
+    return folder
+
+
+def test_cli_execs_bentoml_with_absolute_paths(
+    monkeypatch: pytest.MonkeyPatch, tabular_artifacts: Path, tmp_path: Path
+) -> None:
     calls: list[tuple[str, list[str], dict[str, str]]] = []
     monkeypatch.setattr(cli.os, "execve", lambda exe, argv, env: calls.append((exe, argv, env)))
     monkeypatch.setenv("DLPIPE_MODEL_URI", "models:/stale@champion")
-    cli.serve(task="tabular_wine", model_dir="artifacts/tabular_wine")
+    cli.serve(task="tabular", model_dir=os.path.relpath(tabular_artifacts))
     _, argv, env = calls[0]
-    assert argv[1:5] == ["-m", "bentoml", "serve", "serving.tabular:Tabular"]
+    assert argv[1:5] == ["-m", "bentoml", "serve", "serving.app:Service"]
     assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "3000"
-    assert env["DLPIPE_TASK"] == "tabular_wine" and "DLPIPE_MODEL_URI" not in env
-    assert Path(env["DLPIPE_MODEL_DIR"]).is_absolute()
-    with pytest.raises(cli.typer.BadParameter, match="no service"):
+    assert env["DLPIPE_TASK"] == "tabular" and "DLPIPE_MODEL_URI" not in env
+    assert env["DLPIPE_MODEL_DIR"] == str(tabular_artifacts.resolve())
+    with pytest.raises(cli.typer.BadParameter, match="no service for task 'cnn': models:/cnn@champion is not in"):
         cli.serve(task="cnn")
-    with pytest.raises(cli.typer.BadParameter, match="no service"):
-        cli.serve(task="encoder_mlm")  # pretraining only; the fine-tuned `encoder` is what is served
+    with pytest.raises(cli.typer.BadParameter, match="holds task 'tabular', not 'tabular_wine'"):
+        cli.serve(task="tabular_wine", model_dir=str(tabular_artifacts))
+    pretraining = _masked_lm_export(tmp_path / "pretrain", "pretrain")  # the kind decides, whatever the name
+    with pytest.raises(cli.typer.BadParameter, match="no service for task 'pretrain': nothing to serve.*masked-LM"):
+        cli.serve(task="pretrain", model_dir=str(pretraining))
+    assert len(calls) == 1
     cli.serve(task="all")
     assert calls[-1][1][4] == "serving.gateway:Gateway" and calls[-1][2]["DLPIPE_TASK"] == "all"
+
+
+def test_family_comes_from_the_kind_and_what_the_model_carries() -> None:
+    """Families are picked by meta.json's kind (and objective), then by the extra graphs the export wrote; the
+    task's name plays no part (every bundle here is named `digits`)."""
+
+    def family(kind: str, objective: str = "binary", carries: tuple[str, ...] = ()) -> str:
+        meta = toy_meta(kind, objective, task="digits")
+        return families.family_of(Contents(meta, frozenset(carries), "test")).name
+
+    text_graphs = ("tokenizer.json", "embeddings.onnx", "attention.onnx")
+    assert family("tabular") == family("tabular", "regression") == "tabular"
+    assert family("image", "multiclass") == "image"
+    assert family("series", "regression") == "forecast"
+    assert family("text", carries=("tokenizer.json",)) == "text"
+    assert family("text", carries=text_graphs) == "encoder"  # /embed and /attention come with the graphs
+    assert family("tokens", "causal_lm", ("attention.onnx",)) == "decoder"
+    assert family("tokens", "seq2seq") == "seq2seq"
+    with pytest.raises(families.NothingToServe, match="objective masked_lm.*masked-LM"):
+        family("tokens", "masked_lm", text_graphs)
+    with pytest.raises(families.NothingToServe, match="lacks attention.onnx"):
+        family("tokens", "causal_lm")
+    with pytest.raises(families.NothingToServe, match="lacks tokenizer.json"):
+        family("text")
+    served = {kind for kind, _ in families.SERVED}
+    assert served == set(KINDS)  # every kind has a family (or, per objective, a reason there is none)
+    for name, fam in families.FAMILIES.items():
+        assert fam.task_class().family == name  # what /info reports and the settings are keyed by
 
 
 # --- a real server -------------------------------------------------------------------------------------
@@ -180,7 +222,7 @@ def bentoml_server(service: str, task: str, tmp: Path, ready_s: float = 90) -> I
 @pytest.fixture(scope="module")
 def server(tabular_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`bentoml serve` on the registry's champion (same MLFLOW_TRACKING_URI as the fixture), until teardown."""
-    with bentoml_server("serving.tabular:Tabular", "tabular", tmp_path_factory.mktemp("serve")) as url:
+    with bentoml_server("serving.app:Service", "tabular", tmp_path_factory.mktemp("serve")) as url:
         yield url
 
 

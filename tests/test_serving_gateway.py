@@ -117,6 +117,27 @@ def test_bundle_from_alias_pinned_version_or_export(tabular_artifacts: Path) -> 
 # --- the gateway ---------------------------------------------------------------------------------------------
 
 
+def test_gateway_picks_every_servable_task_by_kind(
+    monkeypatch: pytest.MonkeyPatch, tabular_artifacts: Path, tmp_path: Path
+) -> None:
+    """Champions and exports whose kind some family serves; a masked-LM export is skipped, or refused by name."""
+    from serving import gateway
+    from tests.test_serving import _masked_lm_export
+
+    _masked_lm_export(tmp_path / "artifacts" / "pretrain", "pretrain")
+    monkeypatch.setenv("DLPIPE_ARTIFACTS", str(tmp_path / "artifacts"))
+    for name in ("DLPIPE_TASKS", "DLPIPE_MODEL_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    chosen = gateway.sources()
+    assert chosen["tabular"] == {} and "pretrain" not in chosen  # the registry's champion; nothing to serve
+    monkeypatch.setenv("DLPIPE_TASKS", "tabular,pretrain")
+    with pytest.raises(RuntimeError, match="no servable model for 'pretrain': nothing to serve"):
+        gateway.sources()
+    monkeypatch.setenv("DLPIPE_TASKS", "tabular,cnn")
+    with pytest.raises(RuntimeError, match=r"no servable model for \['cnn'\]"):
+        gateway.sources()
+
+
 @pytest.fixture(scope="module")
 def gateway(tabular_artifacts: Path, digits_artifacts: Path, tmp_path_factory: pytest.TempPathFactory):
     """`bentoml serve serving.gateway:Gateway` on the registry's tabular and digits champions, with a token,
@@ -258,7 +279,7 @@ def test_request_id_metrics_and_json_logs(gateway, record) -> None:
 def test_shutdown_finishes_the_request_in_flight(tabular_artifacts: Path, record, tmp_path: Path) -> None:
     env = {"DLPIPE_TASK": "tabular", "DLPIPE_MODEL_DIR": str(tabular_artifacts)}
     body = json.dumps({"records": [record]}).encode()
-    with bentoml_process("serving.tabular:Tabular", tmp_path, env) as (proc, url):
+    with bentoml_process("serving.app:Service", tmp_path, env) as (proc, url):
         host, port = url.removeprefix("http://").split(":")
         head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
         with socket.create_connection((host, int(port)), timeout=30) as conn:

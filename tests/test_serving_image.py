@@ -1,4 +1,4 @@
-"""Image serving: a real `bentoml serve serving.image:Image` on `models:/digits@champion`, checked against
+"""Image serving: a real `bentoml serve serving.app:Service` on `models:/digits@champion`, checked against
 onnxruntime run directly on the same preprocessing, and every kind of bad upload answered 4xx by name."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from components.data.images import ImageError
-from serving import cli, schemas
+from serving import cli, families, schemas
 from serving.bundle import load_bundle
 from tests.test_serving import bentoml_server
 
@@ -50,16 +50,19 @@ def test_preprocessing_matches_training(digits_artifacts: Path, digits) -> None:
     assert [(c.label, c.probability) for c in best] == [("b", 0.6), ("c", 0.3)]
 
 
-def test_cli_maps_image_tasks_to_the_image_service(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_image_tasks_get_the_image_family(monkeypatch: pytest.MonkeyPatch, digits_artifacts: Path) -> None:
+    """The registry's champion (read without its graphs, as the CLI reads it) and the export are kind image."""
     calls: list[list[str]] = []
     monkeypatch.setattr(cli.os, "execve", lambda exe, argv, env: calls.append(argv))
-    cli.serve(task="fashion")
-    assert calls[0][4] == "serving.image:Image"
+    cli.serve(task="digits")
+    assert calls[0][4] == "serving.app:Service"
+    assert cli._check("digits", None, None) == "image"
+    assert families.family_of(load_bundle("digits", model_dir=digits_artifacts)).name == "image"
 
 
 @pytest.fixture(scope="module")
 def server(digits_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with bentoml_server("serving.image:Image", "digits", tmp_path_factory.mktemp("serve-image")) as url:
+    with bentoml_server("serving.app:Service", "digits", tmp_path_factory.mktemp("serve-image")) as url:
         yield url
 
 

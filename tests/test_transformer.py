@@ -166,7 +166,7 @@ def test_decoder_onnx_any_batch_and_length_and_same_generation(decoder_artifacts
 
 @pytest.fixture(scope="module")
 def decoder_server(decoder_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with bentoml_server("serving.decoder:Decoder", "decoder", tmp_path_factory.mktemp("serve-decoder")) as url:
+    with bentoml_server("serving.app:Service", "decoder", tmp_path_factory.mktemp("serve-decoder")) as url:
         yield url
 
 
@@ -261,7 +261,7 @@ def test_encoder_study_compares_exports_and_serves(encoder_study_root: Path, tmp
     art = encoder_study_root / "artifacts/encoder"
     index = json.loads((art / "graphs/index.json").read_text())["graphs"]
     assert sorted(index) == ["attention.onnx", "embeddings.onnx"] and all((art / "graphs" / g).is_file() for g in index)
-    with bentoml_server("serving.encoder:Encoder", "encoder", tmp_path) as url, httpx.Client(base_url=url) as http:
+    with bentoml_server("serving.app:Service", "encoder", tmp_path) as url, httpx.Client(base_url=url) as http:
         texts = ["a gripping, beautifully acted film", "dull and far too long"]
         answers = http.post("/classify", json={"texts": texts}, timeout=30).json()
         assert [sorted(a["probabilities"]) for a in answers] == [["negative", "positive"]] * 2

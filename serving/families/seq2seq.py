@@ -1,12 +1,12 @@
-"""The encoder-decoder task (`seq2seq`, numbers to English words): `POST /translate`, sources in, greedy
-translations out.
+"""Encoder-decoder tasks (kind tokens, objective seq2seq; task `seq2seq`, numbers to English words):
+`POST /translate`, sources in, greedy translations out.
 
 model.onnx maps (B, 2, T) ids (row 0 the source, row 1 the target so far, BOS first, both padded) to next-token
 logits (B, T, V); greedy decoding reruns it once per target token for the whole batch (the graph has no KV
 cache; the PyTorch model's cached `translate` gives the same tokens, see tests/test_serving_seq2seq.py). Each
 source is checked on its own before it joins an adaptive batch: only the characters the model reads (meta.json's
-one-character vocabulary entries) and at most `max_len` of them. Run: `bentoml serve serving.seq2seq:Translator`
-(or `dlpipe serve --task seq2seq`).
+one-character vocabulary entries) and at most `max_len` of them. Run: `dlpipe serve --task seq2seq`
+(serving/app.py).
 """
 
 # No `from __future__ import annotations`: BentoML reads the endpoint's annotations, built here at run time.
@@ -99,10 +99,3 @@ class Seq2SeqTask(service.Task):
             return self.translate(texts)
 
         return {"translate": service.Api(translate, batchable=True)}
-
-
-def __getattr__(name: str) -> Any:
-    """`Translator`, built on first access from the environment's task (so the gateway can import this module)."""
-    if name == "Translator":
-        return service.single(Seq2SeqTask, "seq2seq")
-    raise AttributeError(name)

@@ -1,9 +1,8 @@
-"""Tabular tasks: `POST /predict`, named raw features in, class probabilities or a value out.
+"""Tabular tasks (kind tabular): `POST /predict`, named raw features in, class probabilities or a value out.
 
 The request schema is built from the bundle's meta.json (real feature names, training means as examples);
 each request is validated on its own before BentoML joins it to an adaptive batch, so the model only ever
-sees clean rows. Run: `bentoml serve serving.tabular:Tabular` (DLPIPE_TASK, default "tabular"; or
-`dlpipe serve --task tabular_wine`).
+sees clean rows. Run: `dlpipe serve --task tabular_wine` (serving/app.py).
 """
 
 # No `from __future__ import annotations`: BentoML reads the endpoint's annotations, built here at run time.
@@ -51,10 +50,3 @@ class TabularTask(service.Task):
             return self.score(records)
 
         return {"predict": service.Api(predict, batchable=True)}
-
-
-def __getattr__(name: str) -> Any:
-    """`Tabular`, built on first access from the environment's task (so the gateway can import this module)."""
-    if name == "Tabular":
-        return service.single(TabularTask, "tabular")
-    raise AttributeError(name)

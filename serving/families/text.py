@@ -1,9 +1,10 @@
-"""Text classification tasks: `POST /classify`, texts in, label and probability out.
+"""Text classification tasks (kind text, without an encoder's extra graphs): `POST /classify`, texts in, label
+and probability out.
 
 The tokenizer is the prepare step's tokenizer.json, shipped inside the registered model beside meta.json.
 Each request's texts are validated on their own (serving/schemas.py: not empty, within max_chars) before
 they join an adaptive batch; a batch is padded only to its longest text (the model's sequence axis is
-dynamic). Run: `bentoml serve serving.text:TextClassifier` (DLPIPE_TASK, default "sentiment").
+dynamic). Run: `dlpipe serve --task sentiment` (serving/app.py).
 """
 
 # No `from __future__ import annotations`: BentoML reads the endpoint's annotations, built here at run time.
@@ -49,10 +50,3 @@ class TextTask(service.Task):
             return self.classify(texts)
 
         return {"classify": service.Api(classify, batchable=True)}
-
-
-def __getattr__(name: str) -> Any:
-    """`TextClassifier`, built on first access from the environment's task (so the gateway can import this module)."""
-    if name == "TextClassifier":
-        return service.single(TextTask, "sentiment")
-    raise AttributeError(name)

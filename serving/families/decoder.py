@@ -1,11 +1,12 @@
-"""The causal language model (task `decoder`): `POST /generate`, `/generate_stream`, `/attention`.
+"""Causal language models (kind tokens, objective causal_lm; task `decoder`): `POST /generate`,
+`/generate_stream`, `/attention`.
 
 ONNX Runtime only: model.onnx maps ids (1, T) to logits (1, T, V) for any T up to the context length; each new
 token reruns the window (the graph has no KV cache; the PyTorch model's cache gives the same tokens, see
 tests/test_transformer.py). Sampling is components/core/sampling.py's, seeded per request, so a fixed seed gives
 the same text. attention.onnx returns every layer's and head's weights. The characters the model knows are
 meta.json's vocabulary: a prompt with others is refused (400) naming them.
-Run: `bentoml serve serving.decoder:Decoder` (or `dlpipe serve --task decoder`).
+Run: `dlpipe serve --task decoder` (serving/app.py).
 """
 
 # No `from __future__ import annotations`: BentoML reads the endpoint's annotations, built here at run time.
@@ -128,10 +129,3 @@ class DecoderTask(service.Task):
             "generate_stream": service.Api(generate_stream),
             "attention": service.Api(attention),
         }
-
-
-def __getattr__(name: str) -> Any:
-    """`Decoder`, built on first access from the environment's task (so the gateway can import this module)."""
-    if name == "Decoder":
-        return service.single(DecoderTask, "decoder")
-    raise AttributeError(name)

@@ -1,8 +1,8 @@
-"""Forecasting tasks: `POST /forecast`, histories in, the next H values out.
+"""Forecasting tasks (kind series): `POST /forecast`, histories in, the next H values out.
 
 Each request is validated on its own (serving/schemas.py: minimum history, finite numbers) before it joins
 an adaptive batch, so a bad series never reaches the model nor fails a neighbour's request.
-Run: `bentoml serve serving.forecast:Forecaster` (DLPIPE_TASK, default "forecast"; or `dlpipe serve --task forecast`).
+Run: `dlpipe serve --task forecast` (serving/app.py).
 """
 
 # No `from __future__ import annotations`: BentoML reads the endpoint's annotations, built here at run time.
@@ -46,10 +46,3 @@ class ForecastTask(service.Task):
             return self.forecast(series)
 
         return {"forecast": service.Api(forecast, batchable=True)}
-
-
-def __getattr__(name: str) -> Any:
-    """`Forecaster`, built on first access from the environment's task (so the gateway can import this module)."""
-    if name == "Forecaster":
-        return service.single(ForecastTask, "forecast")
-    raise AttributeError(name)

@@ -1,12 +1,11 @@
-"""Image tasks (digits, mnist, fashion): a PNG/JPEG upload (`POST /predict_image`) or JSON pixel arrays
+"""Image tasks (kind image: digits, mnist, fashion): a PNG/JPEG upload (`POST /predict_image`) or JSON pixel arrays
 (`POST /predict`) in, top-k classes out.
 
 JSON images are checked and preprocessed one by one (serving/schemas.py `ImageItem`: exactly meta.json's
 preprocessing) and then join an adaptive batch in the HTTP worker's own ONNX Runtime session, as tabular rows
 do. Uploads are decoded and checked in the HTTP worker and batched by the task's model service
 (`dlpipe_<task>_model`, BentoML's composition of two services): a bad upload or image gets a 4xx and never
-reaches a batch. Run: `bentoml serve serving.image:Image` (DLPIPE_TASK, default "digits"; or
-`dlpipe serve --task fashion`).
+reaches a batch. Run: `dlpipe serve --task fashion` (serving/app.py).
 
 Size rule: an image of another size is resized to meta.json's `resize` (bilinear, aspect ratio not kept);
 colour is converted to grayscale for 1-channel models; a grayscale image sent to an RGB model, an
@@ -92,10 +91,3 @@ class ImageTask(service.Task):
             "predict_image": service.Api(predict_image, body="multipart/form-data"),
             "predict": service.Api(predict, batchable=True),
         }
-
-
-def __getattr__(name: str) -> Any:
-    """`Image`, built on first access from the environment's task (so the gateway can import this module)."""
-    if name == "Image":
-        return service.single(ImageTask, "digits")
-    raise AttributeError(name)

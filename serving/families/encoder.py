@@ -1,7 +1,8 @@
-"""The fine-tuned transformer encoder (task `encoder`): `POST /classify`, `/embed`, `/attention`, all from ONNX
+"""Text classifiers that carry a transformer encoder's extra graphs (kind text with embeddings.onnx and
+attention.onnx, e.g. the fine-tuned `encoder` task): `POST /classify`, `/embed`, `/attention`, all from ONNX
 graphs (model.onnx, embeddings.onnx, attention.onnx) and the bundle's tokenizer.json, so texts become exactly
 the ids they became in training (components/data/text/tokenization.py: [CLS] ... [SEP], the first max_length - 2
-tokens kept). Run: `bentoml serve serving.encoder:Encoder` (or `dlpipe serve --task encoder`).
+tokens kept). Run: `dlpipe serve --task encoder` (serving/app.py).
 """
 
 # No `from __future__ import annotations`: BentoML reads the endpoint's annotations, built here at run time.
@@ -82,10 +83,3 @@ class EncoderTask(service.Task):
             return Attention(tokens=tokens, weights=np.round(weights, 5).tolist())
 
         return {"classify": service.Api(classify), "embed": service.Api(embed), "attention": service.Api(attention)}
-
-
-def __getattr__(name: str) -> Any:
-    """`Encoder`, built on first access from the environment's task (so the gateway can import this module)."""
-    if name == "Encoder":
-        return service.single(EncoderTask, "encoder")
-    raise AttributeError(name)

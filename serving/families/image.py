@@ -42,8 +42,9 @@ class ImageTask(service.Task):
         self.item = schemas.image_item_model(self.meta)
 
     def details(self) -> dict[str, Any]:
-        keys = ("classes", "input", "preprocessing")
-        return {k: getattr(self.meta, k) for k in keys} | {"max_images": schemas.MAX_IMAGES}
+        meta = self.meta  # the input spec as the JSON object meta.json holds (a TensorSpec is no JSON value)
+        shown = {"classes": meta.classes, "input": meta.input.model_dump(), "preprocessing": meta.preprocessing}
+        return shown | {"max_images": schemas.MAX_IMAGES}
 
     def load(self) -> None:
         self.session = make_session(self.bundle, self.threads)

@@ -51,12 +51,13 @@ def latency(art: Path) -> dict[str, float]:
     from components.data.splits import load_split
     from components.train.checkpoint import load_trained
     from components.train.objectives import OutputHead
-    from serving import runtime
+    from serving.bundle import load_bundle
+    from serving.session import make_session
 
     torch.set_num_threads(1)
     model, meta = load_trained(art)
     head = OutputHead(model, meta).eval()
-    session = runtime.make_session(runtime.load_bundle(meta.task, model_dir=art), threads=1)
+    session = make_session(load_bundle(meta.task, model_dir=art), threads=1)
     x, _ = load_split(art / "data", "test")
     feeds = [x[i : i + 1] for i in range(REPEATS)]
     torch_s, ort_s = [], []

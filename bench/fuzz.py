@@ -88,16 +88,17 @@ def fuzz(url: str, cases: int = CASES, timeout_s: float = 30) -> Report:
 def main() -> None:
     from bench import servers
     from components.config import load_params
-    from serving.families import family_of
+    from serving.bundle import describe
+    from serving.families import NothingToServe, family_of
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="*", help="default: every task with a service")
+    parser.add_argument("--tasks", nargs="*", help="default: every task of params.yaml or with an export")
     parser.add_argument("--cases", type=int, default=CASES, help="at least this many requests per service")
     parser.add_argument("--artifacts", type=Path, default=servers.ARTIFACTS, help="folder of <task>/ exports")
     args = parser.parse_args()
     params = load_params(servers.ROOT / "params.yaml")
     exported = [p.name for p in args.artifacts.iterdir()] if args.artifacts.is_dir() else []
-    tasks = args.tasks or sorted({t for t in [*params["train"], *exported] if family_of(t)})
+    tasks = args.tasks or sorted({*params["train"], *exported})
 
     print(f"{'service':<18} {'cases':>6} {'2xx':>6} {'4xx':>6} {'5xx':>5}")
     failed = False
@@ -106,6 +107,11 @@ def main() -> None:
             export = servers.export_of(task, args.artifacts)
             if export is None:
                 print(f"{task:<18} skipped: no {args.artifacts}/{task}/model.onnx (`make run` exports every task)")
+                continue
+            try:
+                family_of(describe(task, model_dir=export))
+            except NothingToServe as err:
+                print(f"{task:<18} skipped: {err}")
                 continue
             with servers.bentoml(task, export, Path(tmp)) as server:
                 report = fuzz(server.url, args.cases)

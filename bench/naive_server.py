@@ -1,6 +1,6 @@
 """The baseline bench/serving_load.py measures BentoML against: the same model as a naive FastAPI app in one
 uvicorn worker, eager PyTorch, one forward pass per request (no batching), the same JSON in and out as the real
-service's POST /predict (tabular records, or image pixels with top_k) and the same validation (serving/runtime.py).
+service's POST /predict (tabular records, or image pixels with top_k) and the same validation (serving/schemas.py).
 
 The model is rebuilt with the repo's model code from checkpoint.pt (loaded with weights_only=True), not ONNX.
 
@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from components.train.checkpoint import load_trained
 from components.train.objectives import OutputHead
-from serving import runtime
+from serving import schemas
 
 
 def build_app(model_dir: Path) -> FastAPI:
@@ -32,26 +32,26 @@ def build_app(model_dir: Path) -> FastAPI:
             return head(torch.from_numpy(x)).numpy()
 
     if meta.kind == "tabular":
-        Record = runtime.record_model(meta)
+        Record = schemas.record_model(meta)
 
         class Records(BaseModel):
             records: list[Record] = Field(min_length=1, max_length=1000)  # type: ignore[valid-type]
 
         @app.post("/predict")
         def predict(body: Records) -> list[dict[str, Any]]:
-            return [p.model_dump() for p in runtime.decode(forward(Record.matrix(body.records)), meta)]
+            return [p.model_dump() for p in schemas.decode(forward(Record.matrix(body.records)), meta)]
 
     else:
-        Image = runtime.image_item_model(meta)  # the same per-image checks and preprocessing
+        Image = schemas.image_item_model(meta)  # the same per-image checks and preprocessing
 
         class Images(BaseModel):
-            images: list[Image] = Field(min_length=1, max_length=runtime.MAX_IMAGES)  # type: ignore[valid-type]
+            images: list[Image] = Field(min_length=1, max_length=schemas.MAX_IMAGES)  # type: ignore[valid-type]
 
         @app.post("/predict")
         def predict(body: Images) -> list[list[dict[str, Any]]]:
             output = forward(np.concatenate([image.x for image in body.images]))
             return [
-                [c.model_dump() for c in runtime.top_k(row[None], meta, image.top_k)[0]]
+                [c.model_dump() for c in schemas.top_k(row[None], meta, image.top_k)[0]]
                 for row, image in zip(output, body.images, strict=True)
             ]
 

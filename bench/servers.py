@@ -73,14 +73,13 @@ def export_of(task: str, artifacts: Path = ARTIFACTS) -> Path | None:
 @contextlib.contextmanager
 def bentoml(task: str, model_dir: Path, log_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[Server]:
     """`bentoml serve` of the task's service (as `dlpipe serve --model-dir` runs it) on a free loopback port."""
-    from serving.families import SERVICES, family_of
+    from serving.cli import SERVICE
 
     port = free_port()
-    service = SERVICES[family_of(task)]
     full_env = {k: v for k, v in os.environ.items() if k not in ("DLPIPE_MODEL_URI", "DLPIPE_MODEL_DIR")}
     full_env |= {"DLPIPE_TASK": task, "DLPIPE_MODEL_DIR": str(model_dir.resolve()), "BENTOML_DO_NOT_TRACK": "true"}
     full_env |= {"BENTOML_HOME": str(log_dir / "bentoml"), "PYTHONPATH": str(ROOT), **(env or {})}
-    cmd = [sys.executable, "-m", "bentoml", "serve", service, "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"
     with run(cmd, full_env, f"{url}/readyz", log_dir / f"{task}.log") as pid:
         yield Server(url, pid)
@@ -89,7 +88,7 @@ def bentoml(task: str, model_dir: Path, log_dir: Path, env: Mapping[str, str] | 
 @contextlib.contextmanager
 def gateway(tasks: list[str], artifacts: Path, log_dir: Path) -> Iterator[Server]:
     """The gateway (`dlpipe serve --task all`) serving `tasks` from their exports under `artifacts`."""
-    from serving.families import GATEWAY
+    from serving.cli import GATEWAY
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DLPIPE_MODEL_URI"}

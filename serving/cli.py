@@ -1,7 +1,9 @@
-"""`dlpipe serve`: exec `bentoml serve` on the service for a task (or the gateway for `--task all`), with the
-model source in the env; `dlpipe serve build`: a Bento of one task that carries its model.
+"""`dlpipe serve`: exec `bentoml serve` on a task's own service (serving/app.py) or the gateway (`--task all`),
+with the model source in the env; `dlpipe serve build`: a Bento of one task that carries its model.
 
-Imports stay light (no bentoml, no mlflow) so the rest of the CLI starts fast.
+Before either, the task's model source is read (its meta.json and the files it carries, not its graphs) and a
+family chosen for it (serving/families), so an unknown task or one with nothing to serve is a one-line error.
+Imports stay light (no bentoml; mlflow only inside that check) so the rest of the CLI starts fast.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from typing import Annotated
 import typer
 
 from components.core import tracking
-from serving.families import FAMILIES, GATEWAY, SERVICES, family_of
+from components.core.errors import DlpipeError
 
 ROOT = Path(__file__).resolve().parents[1]
 BENTOFILE = Path(__file__).parent / "bentofile.yaml"
+SERVICE = "serving.app:Service"  # one task, any family
+GATEWAY = "serving.gateway:Gateway"
 
 serve_app = typer.Typer(help="Serve models over HTTP (BentoML + ONNX Runtime); `build` packs a Bento.")
 
@@ -29,15 +33,16 @@ ModelDir = Annotated[
 ModelUri = Annotated[str | None, typer.Option(help="Registry URI; default models:/<task>@champion.")]
 
 
-def _service(task: str) -> str:
-    if task == "all":
-        return GATEWAY
-    family = family_of(task)
-    if family is None:
-        known = ", ".join(FAMILIES)
-        message = f"no service for task {task!r}; tasks (and their _variants): {known}"
-        raise typer.BadParameter(message, param_hint="--task")
-    return SERVICES[family]
+def _check(task: str, model_dir: str | None, model_uri: str | None) -> str:
+    """The family serving the task's model (from --model-dir, --model-uri, else models:/<task>@champion);
+    typer.BadParameter naming the reason when there is none."""
+    from serving.bundle import describe
+    from serving.families import family_of
+
+    try:
+        return family_of(describe(task, model_uri=model_uri, model_dir=model_dir)).name
+    except (DlpipeError, ValueError) as err:
+        raise typer.BadParameter(f"no service for task {task!r}: {err}", param_hint="--task") from None
 
 
 @serve_app.callback(invoke_without_command=True)
@@ -58,11 +63,13 @@ def serve(
     """
     if ctx is not None and ctx.invoked_subcommand is not None:
         return
-    service = _service(task)
     if model_dir and model_uri:
         raise typer.BadParameter("give --model-dir or --model-uri, not both")
     if task == "all" and model_uri:
         raise typer.BadParameter("--model-uri names one model; the gateway serves each task's champion")
+    if task != "all":
+        _check(task, model_dir, model_uri)
+    service = GATEWAY if task == "all" else SERVICE
     env = {k: v for k, v in os.environ.items() if k not in ("DLPIPE_MODEL_DIR", "DLPIPE_MODEL_URI")}
     env |= {"DLPIPE_TASK": task, "DLPIPE_HOME": str(tracking.home())}
     if model_dir:
@@ -85,6 +92,8 @@ def build(task: TaskOption = "tabular", model_dir: ModelDir = None, model_uri: M
 
     if task == "all":
         raise typer.BadParameter("a Bento serves one task; build one per task", param_hint="--task")
-    service = _service(task)
+    if model_dir and model_uri:
+        raise typer.BadParameter("give --model-dir or --model-uri, not both")
+    _check(task, model_dir, model_uri)
     path = Path(model_dir).resolve() if model_dir else None
-    typer.echo(package.build_bento(task, service, BENTOFILE, ROOT, model_uri=model_uri, model_dir=path))
+    typer.echo(package.build_bento(task, SERVICE, BENTOFILE, ROOT, model_uri=model_uri, model_dir=path))

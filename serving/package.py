@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from serving import runtime
+from serving.bundle import PACKED, load_bundle, save_to_store
 
 STAGED = ("serving", "components")  # the folders a Bento's code comes from (bentofile `include` picks files)
 
@@ -33,11 +33,11 @@ def build_bento(
     model_dir: Path | None = None,
 ) -> str:
     """Store the task's model, build its Bento from `bentofile` with the code under `root`; return the tag."""
-    bundle = runtime.load_bundle(task, model_uri=model_uri, model_dir=model_dir)
+    bundle = load_bundle(task, model_uri=model_uri, model_dir=model_dir)
     name = f"dlpipe-{task}".replace("_", "-")
-    model_tag = runtime.save_to_store(bundle, name)
+    model_tag = save_to_store(bundle, name)
     spec = yaml.safe_load(bentofile.read_text())
-    packed = f"serving/{runtime.PACKED.name}"
+    packed = f"serving/{PACKED.name}"
     spec |= {"service": service, "models": [model_tag], "include": [*spec["include"], packed]}
     spec["labels"] = spec.get("labels", {}) | {"task": task, "model_version": bundle.version or "local"}
     with tempfile.TemporaryDirectory(prefix="dlpipe-bento-") as tmp:

@@ -4,7 +4,7 @@ service. A task's own service is `build([task])` with its routes at the root (`P
 is `build(tasks, prefixed=True)`, each task's routes under `/<task>/`, so both serve exactly the same
 request and response schemas, batching settings, timeouts, /info and guard.
 
-Every service gets: adaptive batching from the task's settings (serving/runtime.py `SETTINGS`), a warm-up
+Every service gets: adaptive batching from the task's settings (serving/settings.py `SETTINGS`), a warm-up
 call of each model before the service reports ready, `GET /info` (or `/<task>/info` and `GET /tasks`),
 the playground page at `/playground/`, the guard (serving/guard.py), BentoML's access log replaced by the
 guard's JSON one, and a bind on 127.0.0.1 unless `--host` (or $BENTOML_HOST) says otherwise.
@@ -26,7 +26,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from serving import guard, runtime
+from serving import guard, settings
+from serving.bundle import Bundle
+from serving.session import ort_threads
 
 PLAYGROUND = Path(__file__).parent / "playground"
 
@@ -47,11 +49,11 @@ class Task:
 
     family: ClassVar[str]
 
-    def __init__(self, bundle: runtime.Bundle) -> None:
+    def __init__(self, bundle: Bundle) -> None:
         self.bundle, self.meta, self.name = bundle, bundle.meta, bundle.meta.task
-        self.settings = runtime.settings(self.name, self.family)
+        self.settings = settings.for_task(self.name, self.family)
         self.workers = self.settings.worker_count()
-        self.threads = runtime.ort_threads(self.workers)  # for the sessions its workers open
+        self.threads = ort_threads(self.workers)  # for the sessions its workers open
         self.ready = False
 
     def apis(self) -> dict[str, Api]:
@@ -116,7 +118,7 @@ def build(tasks: list[Task], name: str | None = None, prefixed: bool = False) ->
 
     if prefixed:  # the gateway: every task in one process, sized for one
         for task in tasks:
-            task.workers, task.threads = 1, runtime.ort_threads(1)
+            task.workers, task.threads = 1, ort_threads(1)
     namespace |= {"__init__": __init__, "__is_ready__": __is_ready__}
     guard.patch_bentoml_timeout()
     cls = type(name or f"dlpipe_{tasks[0].name}", (), namespace)
@@ -127,7 +129,7 @@ def build(tasks: list[Task], name: str | None = None, prefixed: bool = False) ->
         traffic={"timeout": max(timeouts.values()) + 10},  # a backstop: the guard answers 504 first, per task
         logging={"access": {"enabled": False}},  # the guard writes the access log, as JSON with the request id
         http={"host": "127.0.0.1"},
-        tracing=runtime.tracing(),
+        tracing=settings.tracing(),
     )(cls)
     _media_types_once(svc)
 
@@ -173,7 +175,7 @@ def model_service(task: Task, infer: Callable[..., Any], load: Callable[[], None
     recycle = {"max_requests": 2**31 - 1, "max_age": 1e9}
     config = {"name": f"dlpipe_{task.name}_model", "workers": 1, "runner_connection": recycle}
     config |= {"logging": {"access": {"enabled": False}}}  # internal calls: the entry service logs each request
-    svc = bentoml.service(**config, tracing=runtime.tracing())(type(f"{task.name}_model", (), namespace))
+    svc = bentoml.service(**config, tracing=settings.tracing())(type(f"{task.name}_model", (), namespace))
     return _media_types_once(svc)
 
 
@@ -183,10 +185,3 @@ def _media_types_once(svc: Any) -> Any:
     for api in svc.apis.values():
         api.output_spec.media_type = api.output_spec.mime_type()
     return svc
-
-
-@functools.cache
-def single(task_class: type[Task], default_task: str) -> Any:
-    """The service of one task picked by the environment (DLPIPE_TASK, the model source): what
-    `bentoml serve serving.<family>:<Service>` imports."""
-    return build([task_class(runtime.bundle_from_env(default_task))])

@@ -20,13 +20,13 @@ pytestmark = NEEDS_CHROMIUM
 
 @pytest.fixture(scope="module")
 def digits_url(digits_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with bentoml_server("serving.image:Image", "digits", tmp_path_factory.mktemp("play-digits")) as url:
+    with bentoml_server("serving.app:Service", "digits", tmp_path_factory.mktemp("play-digits")) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def tabular_url(tabular_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with bentoml_server("serving.tabular:Tabular", "tabular", tmp_path_factory.mktemp("play-tabular")) as url:
+    with bentoml_server("serving.app:Service", "tabular", tmp_path_factory.mktemp("play-tabular")) as url:
         yield url
 
 

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from components.config import PrepareConfig
 from components.core.errors import DataError
 from components.data.series import seasonal_naive
-from serving import cli, runtime
+from serving import cli, families
+from serving.bundle import load_bundle
 from tests.test_serving import bentoml_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,12 +93,18 @@ def test_sentiment_task_metrics_behaviour_and_export(sentiment_artifacts: Path) 
     assert info["outputs"][0]["shape"] == ["batch", 2] and info["parity_max_abs_diff"] <= 1e-4
 
 
-def test_cli_maps_sequence_tasks_to_their_services(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sequence_tasks_get_their_families(
+    monkeypatch: pytest.MonkeyPatch, forecast_artifacts: Path, sentiment_artifacts: Path
+) -> None:
     calls: list[list[str]] = []
     monkeypatch.setattr(cli.os, "execve", lambda exe, argv, env: calls.append(argv))
     cli.serve(task="forecast")
     cli.serve(task="sentiment")
-    assert [c[4] for c in calls] == ["serving.forecast:Forecaster", "serving.text:TextClassifier"]
+    assert [c[4] for c in calls] == ["serving.app:Service", "serving.app:Service"]
+    assert [cli._check(task, None, None) for task in ("forecast", "sentiment")] == ["forecast", "text"]
+    exported = {"forecast": forecast_artifacts, "sentiment": sentiment_artifacts}
+    chosen = {t: families.family_of(load_bundle(t, model_dir=art)).name for t, art in exported.items()}
+    assert chosen == {"forecast": "forecast", "sentiment": "text"}  # series; text without encoder graphs
 
 
 # --- serving -------------------------------------------------------------------------------------------------
@@ -105,13 +112,13 @@ def test_cli_maps_sequence_tasks_to_their_services(monkeypatch: pytest.MonkeyPat
 
 @pytest.fixture(scope="module")
 def forecast_server(forecast_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with bentoml_server("serving.forecast:Forecaster", "forecast", tmp_path_factory.mktemp("serve-fc")) as url:
+    with bentoml_server("serving.app:Service", "forecast", tmp_path_factory.mktemp("serve-fc")) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def text_server(sentiment_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with bentoml_server("serving.text:TextClassifier", "sentiment", tmp_path_factory.mktemp("serve-txt")) as url:
+    with bentoml_server("serving.app:Service", "sentiment", tmp_path_factory.mktemp("serve-txt")) as url:
         yield url
 
 
@@ -119,7 +126,7 @@ def test_forecast_endpoint(forecast_server: str, forecast_artifacts: Path) -> No
     from components.data.series import read_series
     from components.release.export import run_onnx
 
-    meta = runtime.load_bundle("forecast", model_dir=forecast_artifacts).meta
+    meta = load_bundle("forecast", model_dir=forecast_artifacts).meta
     window = meta.series["window"]
     values = read_series(forecast_artifacts / "data")["values"]
     histories = [values[:500].tolist(), values[100 : 100 + window].tolist()]
@@ -151,7 +158,7 @@ def test_classify_endpoint(text_server: str, sentiment_artifacts: Path) -> None:
     from components.data.text.tokenization import encode, load_tokenizer
     from components.release.export import run_onnx
 
-    meta = runtime.load_bundle("sentiment", model_dir=sentiment_artifacts).meta
+    meta = load_bundle("sentiment", model_dir=sentiment_artifacts).meta
     texts = ["a wonderful, moving film", "dull and pointless", "not good"]
     tok = load_tokenizer(sentiment_artifacts / "data")
     ids = encode(tok, texts, meta.tokenizer["max_length"], pad="longest").ids

@@ -90,7 +90,7 @@ def test_decoder_onnx_any_batch_and_length_and_same_generation(decoder_artifacts
 
 @pytest.fixture(scope="module")
 def decoder_server(decoder_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with bentoml_server("serving.decoder:Decoder", "decoder", tmp_path_factory.mktemp("serve-decoder")) as url:
+    with bentoml_server("serving.app:Service", "decoder", tmp_path_factory.mktemp("serve-decoder")) as url:
         yield url
 
 

@@ -21,28 +21,35 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from components.core.contract import load_meta
-from serving import cli, runtime
+from components.core.contract import KINDS, TaskMeta, load_meta
+from serving import cli, families, schemas, session
+from serving.bundle import Contents, load_bundle
 
 ROOT = Path(__file__).resolve().parents[3]
 
-META: dict[str, Any] = {
-    "task": "toy",
-    "objective": "binary",
-    "feature_names": ["mean radius", "json", "x"],
-    "classes": ["no", "yes"],
-    "scaler": {"mean": [1.0, 2.0, 3.0], "scale": [2.0, 4.0, 0.5]},
-}
+
+def toy_meta(kind: str = "tabular", objective: str = "binary", **fields: Any) -> TaskMeta:
+    """A meta.json of `kind` with what the contract requires and `fields`, for helpers that need no model."""
+    spec = {"name": "x", "shape": [None, 3]}
+    required = {"task": "toy", "dataset": "toy", "splits": {"train": 1}, "data_sha256": "0", "input": spec}
+    return TaskMeta.model_validate({**required, "output": spec, "kind": kind, "objective": objective, **fields})
 
 
-def _errors(model: type[runtime.FeatureRecord], payload: str) -> list[tuple[tuple, str, str]]:
+META = toy_meta(
+    feature_names=["mean radius", "json", "x"],
+    classes=["no", "yes"],
+    scaler={"mean": [1.0, 2.0, 3.0], "scale": [2.0, 4.0, 0.5]},
+)
+
+
+def _errors(model: type[schemas.FeatureRecord], payload: str) -> list[tuple[tuple, str, str]]:
     with pytest.raises(ValidationError) as caught:
         model.model_validate_json(payload)
     return [(e["loc"], e["type"], e["msg"]) for e in caught.value.errors()]
 
 
 def test_record_model_scales_in_meta_order_and_names_bad_fields() -> None:
-    rec = runtime.record_model(META)
+    rec = schemas.record_model(META)
     good = [
         rec.model_validate({"x": 3.5, "json": 6, "mean radius": 5}),
         rec.model_validate_json('{"mean radius": 1, "json": 2, "x": 3}'),
@@ -63,14 +70,16 @@ def test_record_model_scales_in_meta_order_and_names_bad_fields() -> None:
 
 
 def test_decode_per_objective() -> None:
-    binary = runtime.decode(np.array([[0.2, 0.8], [0.9, 0.1]], np.float32), META)
+    binary = schemas.decode(np.array([[0.2, 0.8], [0.9, 0.1]], np.float32), META)
     assert [(p.label, round(p.probability, 6)) for p in binary] == [("yes", 0.8), ("no", 0.9)]
     assert binary[0].probabilities == pytest.approx({"no": 0.2, "yes": 0.8})
-    multi = runtime.decode(np.array([[0.1, 0.3, 0.6]], np.float32), {**META, "classes": ["a", "b", "c"]})
+    multi = schemas.decode(
+        np.array([[0.1, 0.3, 0.6]], np.float32), META.model_copy(update={"classes": ["a", "b", "c"]})
+    )
     assert multi[0].label == "c" and list(multi[0].probabilities) == ["a", "b", "c"]
-    regression = {**META, "objective": "regression", "classes": None}
-    assert runtime.decode(np.array([[151.5]], np.float32), regression)[0].prediction == 151.5
-    assert runtime.prediction_model(regression) is runtime.RegressionPrediction
+    regression = META.model_copy(update={"objective": "regression", "classes": None})
+    assert schemas.decode(np.array([[151.5]], np.float32), regression)[0].prediction == 151.5
+    assert schemas.prediction_model(regression) is schemas.RegressionPrediction
 
 
 def test_providers_cuda_only_when_a_gpu_is_there_and_torch_sees_it(
@@ -78,41 +87,83 @@ def test_providers_cuda_only_when_a_gpu_is_there_and_torch_sees_it(
 ) -> None:
     import torch
 
-    monkeypatch.setattr(runtime, "NVIDIA_DEVICES", tmp_path / "nvidia[0-9]*")
+    monkeypatch.setattr(session, "NVIDIA_DEVICES", tmp_path / "nvidia[0-9]*")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # onnxruntime-gpu lists CUDA
-    assert runtime.choose_providers() == ["CPUExecutionProvider"]  # no device node: torch is not asked
+    assert session.choose_providers() == ["CPUExecutionProvider"]  # no device node: torch is not asked
     (tmp_path / "nvidia0").touch()
-    assert runtime.choose_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert session.choose_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert runtime.choose_providers() == ["CPUExecutionProvider"]
+    assert session.choose_providers() == ["CPUExecutionProvider"]
 
 
 def test_local_bundle_session_and_task_check(tabular_artifacts: Path) -> None:
-    bundle = runtime.load_bundle("tabular", model_dir=tabular_artifacts)
+    bundle = load_bundle("tabular", model_dir=tabular_artifacts)
     assert bundle.source == str(tabular_artifacts) and bundle.meta.task == "tabular"
-    session = runtime.make_session(bundle)
-    assert session.get_providers()[0] == runtime.choose_providers()[0]
-    assert session.get_session_options().intra_op_num_threads == runtime.ort_threads()
+    opened = session.make_session(bundle)
+    assert opened.get_providers()[0] == session.choose_providers()[0]
+    assert opened.get_session_options().intra_op_num_threads == session.ort_threads()
     with pytest.raises(ValueError, match="holds task 'tabular', not 'tabular_wine'"):
-        runtime.load_bundle("tabular_wine", model_dir=tabular_artifacts)
+        load_bundle("tabular_wine", model_dir=tabular_artifacts)
 
 
-def test_cli_execs_bentoml_with_absolute_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+def _masked_lm_export(folder: Path, task: str) -> Path:
+    """An export folder whose meta.json is a masked-LM pretraining task (what it holds is never read)."""
+    meta = toy_meta("tokens", "masked_lm", task=task)
+    meta.write(folder / "data")
+    (folder / "model.onnx").write_bytes(b"")
+    return folder
+
+
+def test_cli_execs_bentoml_with_absolute_paths(
+    monkeypatch: pytest.MonkeyPatch, tabular_artifacts: Path, tmp_path: Path
+) -> None:
     calls: list[tuple[str, list[str], dict[str, str]]] = []
     monkeypatch.setattr(cli.os, "execve", lambda exe, argv, env: calls.append((exe, argv, env)))
     monkeypatch.setenv("DLPIPE_MODEL_URI", "models:/stale@champion")
-    cli.serve(task="tabular_wine", model_dir="artifacts/tabular_wine")
+    cli.serve(task="tabular", model_dir=os.path.relpath(tabular_artifacts))
     _, argv, env = calls[0]
-    assert argv[1:5] == ["-m", "bentoml", "serve", "serving.tabular:Tabular"]
+    assert argv[1:5] == ["-m", "bentoml", "serve", "serving.app:Service"]
     assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "3000"
-    assert env["DLPIPE_TASK"] == "tabular_wine" and "DLPIPE_MODEL_URI" not in env
-    assert Path(env["DLPIPE_MODEL_DIR"]).is_absolute()
-    with pytest.raises(cli.typer.BadParameter, match="no service"):
+    assert env["DLPIPE_TASK"] == "tabular" and "DLPIPE_MODEL_URI" not in env
+    assert env["DLPIPE_MODEL_DIR"] == str(tabular_artifacts.resolve())
+    with pytest.raises(cli.typer.BadParameter, match="no service for task 'cnn': models:/cnn@champion is not in"):
         cli.serve(task="cnn")
-    with pytest.raises(cli.typer.BadParameter, match="no service"):
-        cli.serve(task="encoder_mlm")  # pretraining only; the fine-tuned `encoder` is what is served
+    with pytest.raises(cli.typer.BadParameter, match="holds task 'tabular', not 'tabular_wine'"):
+        cli.serve(task="tabular_wine", model_dir=str(tabular_artifacts))
+    pretraining = _masked_lm_export(tmp_path / "pretrain", "pretrain")  # the kind decides, whatever the name
+    with pytest.raises(cli.typer.BadParameter, match="no service for task 'pretrain': nothing to serve.*masked-LM"):
+        cli.serve(task="pretrain", model_dir=str(pretraining))
+    assert len(calls) == 1
     cli.serve(task="all")
     assert calls[-1][1][4] == "serving.gateway:Gateway" and calls[-1][2]["DLPIPE_TASK"] == "all"
+
+
+def test_family_comes_from_the_kind_and_what_the_model_carries() -> None:
+    """Families are picked by meta.json's kind (and objective), then by the extra graphs the export wrote; the
+    task's name plays no part (every bundle here is named `digits`)."""
+
+    def family(kind: str, objective: str = "binary", carries: tuple[str, ...] = ()) -> str:
+        meta = toy_meta(kind, objective, task="digits")
+        return families.family_of(Contents(meta, frozenset(carries), "test")).name
+
+    text_graphs = ("tokenizer.json", "embeddings.onnx", "attention.onnx")
+    assert family("tabular") == family("tabular", "regression") == "tabular"
+    assert family("image", "multiclass") == "image"
+    assert family("series", "regression") == "forecast"
+    assert family("text", carries=("tokenizer.json",)) == "text"
+    assert family("text", carries=text_graphs) == "encoder"  # /embed and /attention come with the graphs
+    assert family("tokens", "causal_lm", ("attention.onnx",)) == "decoder"
+    assert family("tokens", "seq2seq") == "seq2seq"
+    with pytest.raises(families.NothingToServe, match="objective masked_lm.*masked-LM"):
+        family("tokens", "masked_lm", text_graphs)
+    with pytest.raises(families.NothingToServe, match="lacks attention.onnx"):
+        family("tokens", "causal_lm")
+    with pytest.raises(families.NothingToServe, match="lacks tokenizer.json"):
+        family("text")
+    served = {kind for kind, _ in families.SERVED}
+    assert served == set(KINDS)  # every kind has a family (or, per objective, a reason there is none)
+    for name, fam in families.FAMILIES.items():
+        assert fam.task_class().family == name  # what /info reports and the settings are keyed by
 
 
 # --- a real server -------------------------------------------------------------------------------------
@@ -171,7 +222,7 @@ def bentoml_server(service: str, task: str, tmp: Path, ready_s: float = 90) -> I
 @pytest.fixture(scope="module")
 def server(tabular_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`bentoml serve` on the registry's champion (same MLFLOW_TRACKING_URI as the fixture), until teardown."""
-    with bentoml_server("serving.tabular:Tabular", "tabular", tmp_path_factory.mktemp("serve")) as url:
+    with bentoml_server("serving.app:Service", "tabular", tmp_path_factory.mktemp("serve")) as url:
         yield url
 
 

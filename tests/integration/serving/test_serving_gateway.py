@@ -23,7 +23,8 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from components.core.contract import load_meta
-from serving import runtime
+from serving import session, settings
+from serving.bundle import load_bundle
 from tests.test_serving import ROOT, bentoml_process
 
 TOKEN = "test-token"
@@ -32,34 +33,34 @@ MAX_BODY = 300_000
 
 
 def test_settings_per_family_with_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert runtime.settings("tabular_wine", "tabular").max_batch_size == 1000
+    assert settings.for_task("tabular_wine", "tabular").max_batch_size == 1000
     monkeypatch.setenv("DLPIPE_SERVING", '{"tabular": {"max_latency_ms": 20}, "tabular_wine": {"timeout_s": 3}}')
-    wine = runtime.settings("tabular_wine", "tabular")
+    wine = settings.for_task("tabular_wine", "tabular")
     assert (wine.max_latency_ms, wine.timeout_s) == (20, 3.0)
-    assert runtime.settings("tabular", "tabular").timeout_s == 30.0
+    assert settings.for_task("tabular", "tabular").timeout_s == 30.0
     monkeypatch.setenv("DLPIPE_SERVING", '{"tabular": {"max_latency": 20}}')
     with pytest.raises(ValueError, match="max_latency"):
-        runtime.settings("tabular", "tabular")
+        settings.for_task("tabular", "tabular")
 
 
 def test_ort_threads_and_workers_fit_the_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     affinity = len(os.sched_getaffinity(0))
-    monkeypatch.setattr(runtime, "CPU_MAX", tmp_path / "cpu.max")
+    monkeypatch.setattr(session, "CPU_MAX", tmp_path / "cpu.max")
     for quota, cores in (("max 100000", affinity), ("50000 100000", 1), ("10000000 100000", affinity)):
-        runtime.CPU_MAX.write_text(quota)
-        assert runtime.available_cores() == cores, quota
+        session.CPU_MAX.write_text(quota)
+        assert session.available_cores() == cores, quota
     monkeypatch.delenv("DLPIPE_ORT_THREADS", raising=False)
     monkeypatch.delenv("DLPIPE_SERVING", raising=False)
     for cores, threads, threads_of_4 in ((1, 1, 1), (2, 1, 1), (6, 3, 1), (32, 4, 4)):
-        monkeypatch.setattr(runtime, "available_cores", lambda n=cores: n)
-        assert (runtime.ort_threads(), runtime.ort_threads(workers=4)) == (threads, threads_of_4)
-    monkeypatch.setattr(runtime, "available_cores", lambda: 6)
-    workers = {family: runtime.settings(family, family).worker_count() for family in runtime.SETTINGS}
+        monkeypatch.setattr(session, "available_cores", lambda n=cores: n)
+        assert (session.ort_threads(), session.ort_threads(workers=4)) == (threads, threads_of_4)
+    monkeypatch.setattr(session, "available_cores", lambda: 6)
+    workers = {family: settings.for_task(family, family).worker_count() for family in settings.SETTINGS}
     assert workers == {"tabular": 6, "image": 6, "forecast": 6, "text": 6, "decoder": 1, "encoder": 1, "seq2seq": 6}
     monkeypatch.setenv("DLPIPE_SERVING", '{"tabular_wine": {"workers": 2}}')
-    assert runtime.settings("tabular_wine", "tabular").worker_count() == 2
+    assert settings.for_task("tabular_wine", "tabular").worker_count() == 2
     monkeypatch.setenv("DLPIPE_ORT_THREADS", "3")
-    assert runtime.ort_threads() == 3
+    assert session.ort_threads() == 3
 
 
 def test_bentoml_timeout_middleware_cancels_its_timer_and_still_times_out() -> None:
@@ -104,16 +105,37 @@ def test_bentoml_timeout_middleware_cancels_its_timer_and_still_times_out() -> N
 
 def test_bundle_from_alias_pinned_version_or_export(tabular_artifacts: Path) -> None:
     registration = json.loads((tabular_artifacts / "registration.json").read_text())
-    champion = runtime.load_bundle("tabular")
+    champion = load_bundle("tabular")
     assert (champion.source, champion.version) == ("models:/tabular@champion", registration["champion_version"])
     assert champion.metrics["roc_auc"] == pytest.approx(registration["score"])
-    pinned = runtime.load_bundle("tabular", model_uri=f"models:/tabular/{registration['version']}")
+    pinned = load_bundle("tabular", model_uri=f"models:/tabular/{registration['version']}")
     assert pinned.version == registration["version"] and pinned.source.endswith(f"/{registration['version']}")
-    local = runtime.load_bundle("tabular", model_dir=tabular_artifacts)
+    local = load_bundle("tabular", model_dir=tabular_artifacts)
     assert local.version == registration["version"] and local.metrics["roc_auc"] == registration["score"]
 
 
 # --- the gateway ---------------------------------------------------------------------------------------------
+
+
+def test_gateway_picks_every_servable_task_by_kind(
+    monkeypatch: pytest.MonkeyPatch, tabular_artifacts: Path, tmp_path: Path
+) -> None:
+    """Champions and exports whose kind some family serves; a masked-LM export is skipped, or refused by name."""
+    from serving import gateway
+    from tests.test_serving import _masked_lm_export
+
+    _masked_lm_export(tmp_path / "artifacts" / "pretrain", "pretrain")
+    monkeypatch.setenv("DLPIPE_ARTIFACTS", str(tmp_path / "artifacts"))
+    for name in ("DLPIPE_TASKS", "DLPIPE_MODEL_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    chosen = gateway.sources()
+    assert chosen["tabular"] == {} and "pretrain" not in chosen  # the registry's champion; nothing to serve
+    monkeypatch.setenv("DLPIPE_TASKS", "tabular,pretrain")
+    with pytest.raises(RuntimeError, match="no servable model for 'pretrain': nothing to serve"):
+        gateway.sources()
+    monkeypatch.setenv("DLPIPE_TASKS", "tabular,cnn")
+    with pytest.raises(RuntimeError, match=r"no servable model for \['cnn'\]"):
+        gateway.sources()
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +279,7 @@ def test_request_id_metrics_and_json_logs(gateway, record) -> None:
 def test_shutdown_finishes_the_request_in_flight(tabular_artifacts: Path, record, tmp_path: Path) -> None:
     env = {"DLPIPE_TASK": "tabular", "DLPIPE_MODEL_DIR": str(tabular_artifacts)}
     body = json.dumps({"records": [record]}).encode()
-    with bentoml_process("serving.tabular:Tabular", tmp_path, env) as (proc, url):
+    with bentoml_process("serving.app:Service", tmp_path, env) as (proc, url):
         host, port = url.removeprefix("http://").split(":")
         head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
         with socket.create_connection((host, int(port)), timeout=30) as conn:

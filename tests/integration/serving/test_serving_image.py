@@ -1,4 +1,4 @@
-"""Image serving: a real `bentoml serve serving.image:Image` on `models:/digits@champion`, checked against
+"""Image serving: a real `bentoml serve serving.app:Service` on `models:/digits@champion`, checked against
 onnxruntime run directly on the same preprocessing, and every kind of bad upload answered 4xx by name."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from components.data.images import ImageError
-from serving import cli, runtime
+from serving import cli, families, schemas
+from serving.bundle import load_bundle
 from tests.test_serving import bentoml_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ def _png(pixels: np.ndarray, mode: str = "L") -> bytes:
 @pytest.fixture(scope="module")
 def digits(digits_artifacts: Path) -> tuple[dict, np.ndarray, np.ndarray]:
     """meta and the test split as raw 0..255 pixels [N, 1, 8, 8] with labels."""
-    meta = runtime.load_bundle("digits", model_dir=digits_artifacts).meta
+    meta = load_bundle("digits", model_dir=digits_artifacts).meta
     with np.load(digits_artifacts / "data" / "test.npz") as data:
         return meta, data["x"], data["y"]
 
@@ -39,26 +40,29 @@ def test_preprocessing_matches_training(digits_artifacts: Path, digits) -> None:
 
     meta, raw, _ = digits
     x, _ = load_split(digits_artifacts / "data", "test")
-    np.testing.assert_allclose(runtime.image_from_array(raw[:256], meta), x[:256], atol=1e-6)
-    np.testing.assert_allclose(runtime.image_from_upload(_png(raw[0, 0]), meta), x[:1], atol=1e-6)
+    np.testing.assert_allclose(schemas.image_from_array(raw[:256], meta), x[:256], atol=1e-6)
+    np.testing.assert_allclose(schemas.image_from_upload(_png(raw[0, 0]), meta), x[:1], atol=1e-6)
     big = np.asarray(Image.fromarray(raw[0, 0]).resize((32, 32), Image.Resampling.NEAREST))
-    assert runtime.image_from_array(big, meta).shape == (1, 1, 8, 8)  # another size: resized
+    assert schemas.image_from_array(big, meta).shape == (1, 1, 8, 8)  # another size: resized
     with pytest.raises(ImageError, match="expects 1 channel"):
-        runtime.image_from_array(np.zeros((3, 8, 8)), meta)
-    best = runtime.top_k(np.array([[0.1, 0.6, 0.3]]), {"classes": ["a", "b", "c"]}, 2)[0]
+        schemas.image_from_array(np.zeros((3, 8, 8)), meta)
+    best = schemas.top_k(np.array([[0.1, 0.6, 0.3]]), meta.model_copy(update={"classes": ["a", "b", "c"]}), 2)[0]
     assert [(c.label, c.probability) for c in best] == [("b", 0.6), ("c", 0.3)]
 
 
-def test_cli_maps_image_tasks_to_the_image_service(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_image_tasks_get_the_image_family(monkeypatch: pytest.MonkeyPatch, digits_artifacts: Path) -> None:
+    """The registry's champion (read without its graphs, as the CLI reads it) and the export are kind image."""
     calls: list[list[str]] = []
     monkeypatch.setattr(cli.os, "execve", lambda exe, argv, env: calls.append(argv))
-    cli.serve(task="fashion")
-    assert calls[0][4] == "serving.image:Image"
+    cli.serve(task="digits")
+    assert calls[0][4] == "serving.app:Service"
+    assert cli._check("digits", None, None) == "image"
+    assert families.family_of(load_bundle("digits", model_dir=digits_artifacts)).name == "image"
 
 
 @pytest.fixture(scope="module")
 def server(digits_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with bentoml_server("serving.image:Image", "digits", tmp_path_factory.mktemp("serve-image")) as url:
+    with bentoml_server("serving.app:Service", "digits", tmp_path_factory.mktemp("serve-image")) as url:
         yield url
 
 
@@ -66,7 +70,7 @@ def test_upload_and_json_match_onnxruntime(server: str, digits_artifacts: Path, 
     from components.release.export import run_onnx
 
     meta, raw, y = digits
-    expected = run_onnx(digits_artifacts / "model.onnx", {"image": runtime.image_from_array(raw[:20], meta)})[0]
+    expected = run_onnx(digits_artifacts / "model.onnx", {"image": schemas.image_from_array(raw[:20], meta)})[0]
     with httpx.Client(base_url=server, timeout=20) as http:
         for i in range(3):
             response = http.post("/predict_image", files={"file": ("d.png", _png(raw[i, 0]), "image/png")})

@@ -39,10 +39,13 @@ def seq2seq_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_onnx_greedy_batch_matches_the_pytorch_cached_translation(seq2seq_artifacts: Path) -> None:
     from components.train.checkpoint import load_trained
-    from serving import runtime
-    from serving.seq2seq import Seq2SeqTask
+    from serving.bundle import load_bundle
+    from serving.families import family_of
 
-    task = Seq2SeqTask(runtime.load_bundle("seq2seq", model_dir=seq2seq_artifacts))
+    bundle = load_bundle("seq2seq", model_dir=seq2seq_artifacts)
+    family = family_of(bundle)
+    assert family.name == "seq2seq"
+    task = family.task_class()(bundle)
     task.start()
     model, meta = load_trained(seq2seq_artifacts)
     with np.load(seq2seq_artifacts / "data/test.npz") as data:
@@ -60,7 +63,7 @@ def test_onnx_greedy_batch_matches_the_pytorch_cached_translation(seq2seq_artifa
 @pytest.fixture(scope="module")
 def translator(seq2seq_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {"DLPIPE_TASK": "seq2seq", "DLPIPE_MODEL_DIR": str(seq2seq_artifacts)}
-    with bentoml_process("serving.seq2seq:Translator", tmp_path_factory.mktemp("serve-seq2seq"), env) as (_, url):
+    with bentoml_process("serving.app:Service", tmp_path_factory.mktemp("serve-seq2seq"), env) as (_, url):
         yield url
 
 

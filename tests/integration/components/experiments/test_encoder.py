@@ -60,7 +60,7 @@ def test_encoder_study_compares_exports_and_serves(encoder_study_root: Path, tmp
     art = encoder_study_root / "artifacts/encoder"
     index = json.loads((art / "graphs/index.json").read_text())["graphs"]
     assert sorted(index) == ["attention.onnx", "embeddings.onnx"] and all((art / "graphs" / g).is_file() for g in index)
-    with bentoml_server("serving.encoder:Encoder", "encoder", tmp_path) as url, httpx.Client(base_url=url) as http:
+    with bentoml_server("serving.app:Service", "encoder", tmp_path) as url, httpx.Client(base_url=url) as http:
         texts = ["a gripping, beautifully acted film", "dull and far too long"]
         answers = http.post("/classify", json={"texts": texts}, timeout=30).json()
         assert [sorted(a["probabilities"]) for a in answers] == [["negative", "positive"]] * 2

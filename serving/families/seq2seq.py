@@ -1,12 +1,12 @@
-"""The encoder-decoder task (`seq2seq`, numbers to English words): `POST /translate`, sources in, greedy
-translations out.
+"""Encoder-decoder tasks (kind tokens, objective seq2seq; task `seq2seq`, numbers to English words):
+`POST /translate`, sources in, greedy translations out.
 
 model.onnx maps (B, 2, T) ids (row 0 the source, row 1 the target so far, BOS first, both padded) to next-token
 logits (B, T, V); greedy decoding reruns it once per target token for the whole batch (the graph has no KV
 cache; the PyTorch model's cached `translate` gives the same tokens, see tests/test_serving_seq2seq.py). Each
 source is checked on its own before it joins an adaptive batch: only the characters the model reads (meta.json's
-one-character vocabulary entries) and at most `max_len` of them. Run: `bentoml serve serving.seq2seq:Translator`
-(or `dlpipe serve --task seq2seq`).
+one-character vocabulary entries) and at most `max_len` of them. Run: `dlpipe serve --task seq2seq`
+(serving/app.py).
 """
 
 # No `from __future__ import annotations`: BentoML reads the endpoint's annotations, built here at run time.
@@ -15,8 +15,10 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import AfterValidator, BaseModel, Field
 
-from components.data.text.lm import SPECIALS
-from serving import guard, runtime, sequence, service
+from components.core.tokens import SEQ2SEQ_SPECIALS as SPECIALS
+from serving import guard, schemas, service
+from serving.bundle import Bundle
+from serving.session import make_session
 
 
 class Translation(BaseModel):
@@ -28,7 +30,7 @@ class Translation(BaseModel):
 class Seq2SeqTask(service.Task):
     family = "seq2seq"
 
-    def __init__(self, bundle: runtime.Bundle) -> None:
+    def __init__(self, bundle: Bundle) -> None:
         super().__init__(bundle)
         self.vocab: list[str] = self.meta.vocab
         self.index = {t: i for i, t in enumerate(self.vocab)}
@@ -37,10 +39,10 @@ class Seq2SeqTask(service.Task):
         self.pad, self.bos, self.eos, _ = (self.index[t] for t in SPECIALS)
 
     def details(self) -> dict[str, Any]:
-        return {"source_characters": self.alphabet, "max_len": self.max_len, "max_texts": sequence.MAX_ITEMS}
+        return {"source_characters": self.alphabet, "max_len": self.max_len, "max_texts": schemas.MAX_ITEMS}
 
     def load(self) -> None:
-        self.session = runtime.make_session(self.bundle, self.threads)
+        self.session = make_session(self.bundle, self.threads)
 
     def warm_up(self) -> None:
         self.translate([self.alphabet[0]])
@@ -88,7 +90,7 @@ class Seq2SeqTask(service.Task):
         ]
 
     def apis(self) -> dict[str, service.Api]:
-        Sources = Annotated[list[self.source_type()], Field(min_length=1, max_length=sequence.MAX_ITEMS)]
+        Sources = Annotated[list[self.source_type()], Field(min_length=1, max_length=schemas.MAX_ITEMS)]
 
         def translate(_: Any, texts: Sources) -> list[Translation]:
             """Translate each source (`{"texts": ["40213", ...]}`) greedily, e.g. 40213 -> "forty thousand two
@@ -97,10 +99,3 @@ class Seq2SeqTask(service.Task):
             return self.translate(texts)
 
         return {"translate": service.Api(translate, batchable=True)}
-
-
-def __getattr__(name: str) -> Any:
-    """`Translator`, built on first access from the environment's task (so the gateway can import this module)."""
-    if name == "Translator":
-        return service.single(Seq2SeqTask, "seq2seq")
-    raise AttributeError(name)

@@ -1,11 +1,12 @@
-"""The causal language model (task `decoder`): `POST /generate`, `/generate_stream`, `/attention`.
+"""Causal language models (kind tokens, objective causal_lm; task `decoder`): `POST /generate`,
+`/generate_stream`, `/attention`.
 
 ONNX Runtime only: model.onnx maps ids (1, T) to logits (1, T, V) for any T up to the context length; each new
 token reruns the window (the graph has no KV cache; the PyTorch model's cache gives the same tokens, see
 tests/test_transformer.py). Sampling is components/core/sampling.py's, seeded per request, so a fixed seed gives
 the same text. attention.onnx returns every layer's and head's weights. The characters the model knows are
 meta.json's vocabulary: a prompt with others is refused (400) naming them.
-Run: `bentoml serve serving.decoder:Decoder` (or `dlpipe serve --task decoder`).
+Run: `dlpipe serve --task decoder` (serving/app.py).
 """
 
 # No `from __future__ import annotations`: BentoML reads the endpoint's annotations, built here at run time.
@@ -17,7 +18,9 @@ from bentoml.exceptions import InvalidArgument
 from pydantic import BaseModel, Field
 
 from components.core.sampling import Sampling, generate_onnx
-from serving import runtime, service
+from serving import service
+from serving.bundle import Bundle
+from serving.session import make_session
 
 MAX_PROMPT_CHARS = 2000
 MAX_NEW_TOKENS = 1000
@@ -45,7 +48,7 @@ class Attention(BaseModel):
 class DecoderTask(service.Task):
     family = "decoder"
 
-    def __init__(self, bundle: runtime.Bundle) -> None:
+    def __init__(self, bundle: Bundle) -> None:
         super().__init__(bundle)
         self.vocab: list[str] = self.meta.vocab
         self.index = {c: i for i, c in enumerate(self.vocab)}
@@ -56,8 +59,8 @@ class DecoderTask(service.Task):
         return {"vocabulary": "".join(self.vocab), "context_length": self.window, "limits": limits}
 
     def load(self) -> None:
-        self.session = runtime.make_session(self.bundle, self.threads)
-        self.attention_session = runtime.make_session(self.bundle, self.threads, output="attention")
+        self.session = make_session(self.bundle, self.threads)
+        self.attention_session = make_session(self.bundle, self.threads, output="attention")
 
     def warm_up(self) -> None:
         list(self.tokens(self.vocab[0], 1, 0.0, None, None, 0))
@@ -126,10 +129,3 @@ class DecoderTask(service.Task):
             "generate_stream": service.Api(generate_stream),
             "attention": service.Api(attention),
         }
-
-
-def __getattr__(name: str) -> Any:
-    """`Decoder`, built on first access from the environment's task (so the gateway can import this module)."""
-    if name == "Decoder":
-        return service.single(DecoderTask, "decoder")
-    raise AttributeError(name)

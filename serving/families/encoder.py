@@ -1,7 +1,8 @@
-"""The fine-tuned transformer encoder (task `encoder`): `POST /classify`, `/embed`, `/attention`, all from ONNX
+"""Text classifiers that carry a transformer encoder's extra graphs (kind text with embeddings.onnx and
+attention.onnx, e.g. the fine-tuned `encoder` task): `POST /classify`, `/embed`, `/attention`, all from ONNX
 graphs (model.onnx, embeddings.onnx, attention.onnx) and the bundle's tokenizer.json, so texts become exactly
 the ids they became in training (components/data/text/tokenization.py: [CLS] ... [SEP], the first max_length - 2
-tokens kept). Run: `bentoml serve serving.encoder:Encoder` (or `dlpipe serve --task encoder`).
+tokens kept). Run: `dlpipe serve --task encoder` (serving/app.py).
 """
 
 # No `from __future__ import annotations`: BentoML reads the endpoint's annotations, built here at run time.
@@ -11,7 +12,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from components.data.text.tokenization import encode
-from serving import runtime, service
+from serving import schemas, service
+from serving.bundle import Bundle, bundle_tokenizer
+from serving.session import make_session
 
 MAX_TEXTS = 64  # per request
 MAX_CHARS = 5000  # per text; tokens beyond max_length are cut anyway
@@ -33,9 +36,9 @@ class Attention(BaseModel):
 class EncoderTask(service.Task):
     family = "encoder"
 
-    def __init__(self, bundle: runtime.Bundle) -> None:
+    def __init__(self, bundle: Bundle) -> None:
         super().__init__(bundle)
-        self.tokenizer = runtime.bundle_tokenizer(bundle)
+        self.tokenizer = bundle_tokenizer(bundle)
         self.max_length = self.meta.tokenizer["max_length"]
 
     def details(self) -> dict[str, Any]:
@@ -44,9 +47,9 @@ class EncoderTask(service.Task):
         return {"classes": self.meta.classes, "tokenizer": tokenizer, "limits": limits}
 
     def load(self) -> None:
-        self.classifier = runtime.make_session(self.bundle, self.threads)
-        self.embedder = runtime.make_session(self.bundle, self.threads, output="embeddings")
-        self.attention_maps = runtime.make_session(self.bundle, self.threads, output="attention")
+        self.classifier = make_session(self.bundle, self.threads)
+        self.embedder = make_session(self.bundle, self.threads, output="embeddings")
+        self.attention_maps = make_session(self.bundle, self.threads, output="attention")
 
     def warm_up(self) -> None:
         ids, _ = self.ids_of(["a warm-up sentence"])
@@ -61,10 +64,10 @@ class EncoderTask(service.Task):
     def apis(self) -> dict[str, service.Api]:
         input_name = self.meta.input.name
 
-        def classify(_: Any, texts: Texts) -> list[runtime.ClassPrediction]:
+        def classify(_: Any, texts: Texts) -> list[schemas.ClassPrediction]:
             """Sentiment of each text: the label, its probability, and every class's probability."""
             ids, _ = self.ids_of(texts)
-            return runtime.decode(self.classifier.run(None, {input_name: ids})[0], self.meta)
+            return schemas.decode(self.classifier.run(None, {input_name: ids})[0], self.meta)
 
         def embed(_: Any, texts: Texts, pooling: Literal["cls", "mean"] = "cls") -> list[Embedding]:
             """One vector per text: the encoder's [CLS] state, or the mean of its real tokens' states."""
@@ -80,10 +83,3 @@ class EncoderTask(service.Task):
             return Attention(tokens=tokens, weights=np.round(weights, 5).tolist())
 
         return {"classify": service.Api(classify), "embed": service.Api(embed), "attention": service.Api(attention)}
-
-
-def __getattr__(name: str) -> Any:
-    """`Encoder`, built on first access from the environment's task (so the gateway can import this module)."""
-    if name == "Encoder":
-        return service.single(EncoderTask, "encoder")
-    raise AttributeError(name)

@@ -1,0 +1,231 @@
+"""Model bundles: what a served task is made of (model.onnx, its meta.json, and the extra graphs and tokenizer.json
+it carries), loaded from the MLflow registry (an alias, default `champion`, or a pinned version), a local export
+(artifacts/<task>), or the BentoML model store inside a Bento; and copied into that store for a Bento.
+
+`describe` reads what a model source holds (its meta.json and the names of its extra files) without its graphs:
+what the CLI and the gateway choose a family from before a service imports anything. MLflow and BentoML are
+imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.core.contract import META_FILE, TaskMeta, load_meta
+from components.core.errors import DlpipeError
+from components.core.io import read_json
+
+TOKENIZER = "tokenizer.json"  # text tasks' tokenizer, shipped beside meta.json
+BUNDLE_FILE = "bundle.json"  # source, version and metrics of a bundle saved to the BentoML model store
+PACKED = Path(__file__).with_name("packed.json")  # in a Bento's code only: its task and model store tag
+
+
+class ModelNotFound(DlpipeError, LookupError):
+    """No model where a task's model source points: no registered version, or no export in the folder."""
+
+
+@dataclass(frozen=True)
+class Contents:
+    """What a model source holds, read without its graphs: meta.json, the names of the extra files it carries
+    beside model.onnx (extra graphs, tokenizer.json), and where it is."""
+
+    meta: TaskMeta
+    carries: frozenset[str]
+    source: str
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A servable model: the ONNX bytes (no temp files left behind), its meta.json, where it came from, the
+    registry version and the metrics it was registered with (empty when unknown)."""
+
+    onnx: bytes
+    meta: TaskMeta
+    source: str
+    files: dict[str, bytes] | None = None  # token models' attention/embeddings.onnx; text tasks' tokenizer.json
+    version: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def carries(self) -> frozenset[str]:
+        """The names of the extra files beside model.onnx."""
+        return frozenset(self.files or {})
+
+
+def extra_file_names() -> tuple[str, ...]:
+    """The files a bundle may carry beside model.onnx: export's extra graphs (as register names them) and the
+    tokenizer."""
+    from components.release.register import EXTRA_GRAPHS
+
+    return (*EXTRA_GRAPHS, TOKENIZER)
+
+
+def _extra_paths(folder: Path) -> dict[str, Path]:
+    found = {name: sorted(Path(folder).rglob(name)) for name in extra_file_names()}
+    return {name: paths[0] for name, paths in found.items() if paths}
+
+
+def _check_task(meta: TaskMeta, source: str, task: str) -> None:
+    if meta.task != task:
+        raise ValueError(f"{source} holds task {meta.task!r}, not {task!r}")
+
+
+def load_bundle(
+    task: str, model_uri: str | None = None, model_dir: str | Path | None = None, bento_model: str | None = None
+) -> Bundle:
+    """Load `model_dir` (an artifacts/<task> folder), `bento_model` (a BentoML model store tag, what a built
+    Bento carries) or `model_uri` (`models:/<task>@<alias>` or `models:/<task>/<version>`; default
+    `models:/<task>@champion`)."""
+    if sum(x is not None for x in (model_uri, model_dir, bento_model)) > 1:
+        raise ValueError("give one of a model URI, a model folder or a BentoML model tag")
+    if model_dir:
+        bundle = _local_bundle(Path(model_dir), task)
+    elif bento_model:
+        bundle = _store_bundle(bento_model)
+    else:
+        bundle = _registry_bundle(model_uri or f"models:/{task}@champion")
+    _check_task(bundle.meta, bundle.source, task)
+    return bundle
+
+
+def describe(task: str, model_uri: str | None = None, model_dir: str | Path | None = None) -> Contents:
+    """What `load_bundle(task, model_uri, model_dir)` would load, without downloading or reading its graphs.
+
+    Raises ModelNotFound when the source holds no model, ValueError when it holds another task's."""
+    if model_uri and model_dir:
+        raise ValueError("give one of a model URI or a model folder")
+    if model_dir:
+        folder = Path(model_dir)
+        if not (folder / "model.onnx").is_file() or not (folder / "data" / META_FILE).is_file():
+            raise ModelNotFound(f"{folder}: no exported model (model.onnx and data/{META_FILE}); run the export step")
+        contents = Contents(load_meta(folder / "data"), frozenset(_extra_paths(folder)), str(folder))
+    else:
+        contents = _registry_contents(model_uri or f"models:/{task}@champion")
+    _check_task(contents.meta, contents.source, task)
+    return contents
+
+
+def _local_bundle(folder: Path, task: str) -> Bundle:
+    """An export folder; its metrics are evaluate's `metrics/<task>.json` two levels up (the repo layout), its
+    version the one register wrote to registration.json, when those exist."""
+    meta = load_meta(folder / "data")
+    metrics_file = folder.parent.parent / "metrics" / f"{task}.json"
+    registration = folder / "registration.json"
+    version = read_json(registration).get("version") if registration.is_file() else None
+    metrics = read_json(metrics_file) if metrics_file.is_file() else {}
+    files = {name: path.read_bytes() for name, path in _extra_paths(folder).items()}
+    return Bundle((folder / "model.onnx").read_bytes(), meta, str(folder), files, version, metrics)
+
+
+def _registry_bundle(uri: str) -> Bundle:
+    from components.release.register import fetch_model
+
+    name, version, metrics = registered_version(uri)
+    with tempfile.TemporaryDirectory(prefix="dlpipe-serve-") as tmp:  # that version, even if the alias moves now
+        path, meta = fetch_model(f"models:/{name}/{version}", Path(tmp))
+        onnx = path.read_bytes()
+        files = {name: p.read_bytes() for name, p in _extra_paths(Path(tmp)).items()}
+    return Bundle(onnx, meta, uri, files, version, metrics)
+
+
+def _model_version(uri: str) -> tuple[Any, Any]:
+    """The MLflow client and the model version a `models:/name@alias` or `models:/name/N` URI points at now."""
+    from mlflow.exceptions import MlflowException
+
+    from components.core import tracking
+
+    client = tracking.configure().MlflowClient()
+    name, _, rest = uri.removeprefix("models:/").partition("/")
+    try:
+        if "@" in name:
+            name, alias = name.split("@", 1)
+            return client, client.get_model_version_by_alias(name, alias)
+        return client, client.get_model_version(name, rest)
+    except MlflowException as err:
+        where = tracking.tracking_uri()
+        raise ModelNotFound(f"{uri} is not in the registry at {where} ({err.error_code}); register it first") from None
+
+
+def registered_version(uri: str) -> tuple[str, str, dict[str, float]]:
+    """The model name and version a `models:/name@alias` or `models:/name/N` URI points at now, and the test
+    metrics its run logged at evaluation (evaluate logs them as `test_<metric>`)."""
+    client, mv = _model_version(uri)
+    run_metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+    tested = {k.removeprefix("test_"): v for k, v in run_metrics.items() if k.startswith("test_")}
+    return mv.name, str(mv.version), tested
+
+
+def _registry_contents(uri: str) -> Contents:
+    """meta.json and the extra file names of a registered version: register logs them as the model's extra files
+    (MLflow keeps those under `extra_files/`); only meta.json is downloaded."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    _, mv = _model_version(uri)
+    repo = get_artifact_repository(f"models:/{mv.name}/{mv.version}")
+    names = {Path(info.path).name for info in repo.list_artifacts("extra_files")}
+    if META_FILE not in names:
+        raise ModelNotFound(f"{uri}: no {META_FILE} among the registered model's files; register it again")
+    with tempfile.TemporaryDirectory(prefix="dlpipe-describe-") as tmp:
+        meta = load_meta(Path(repo.download_artifacts(f"extra_files/{META_FILE}", tmp)).parent)
+    return Contents(meta, frozenset(names & set(extra_file_names())), uri)
+
+
+def _store_bundle(tag: str) -> Bundle:
+    import bentoml
+
+    folder = Path(bentoml.models.get(tag).path)
+    saved = read_json(folder / BUNDLE_FILE)
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.name in saved["files"]}
+    return Bundle(
+        (folder / "model.onnx").read_bytes(),
+        load_meta(folder),
+        saved["source"],
+        files,
+        saved["version"],
+        saved["metrics"],
+    )
+
+
+def save_to_store(bundle: Bundle, name: str) -> str:
+    """Copy a bundle into the BentoML model store (what `bentoml build` packs into a Bento); return its tag."""
+    import bentoml
+
+    labels = {"task": bundle.meta.task, "version": bundle.version or "local"}
+    with bentoml.models.create(name, labels=labels, metadata={"source": bundle.source}) as model:
+        folder = Path(model.path)
+        (folder / "model.onnx").write_bytes(bundle.onnx)
+        (folder / META_FILE).write_text(bundle.meta.model_dump_json())
+        for file_name, data in (bundle.files or {}).items():
+            (folder / file_name).write_bytes(data)
+        saved = {"source": bundle.source, "version": bundle.version, "metrics": bundle.metrics}
+        (folder / BUNDLE_FILE).write_text(json.dumps(saved | {"files": sorted(bundle.files or {})}))
+    return str(model.tag)
+
+
+def bundle_tokenizer(bundle: Bundle) -> Any:
+    """The bundle's tokenizer (tokenizers.Tokenizer), padding and truncation off: `encode` owns both."""
+    from tokenizers import Tokenizer
+
+    text = (bundle.files or {}).get(TOKENIZER)
+    if text is None:
+        raise ValueError(f"{bundle.source}: no {TOKENIZER} in this model bundle")
+    tok = Tokenizer.from_str(text.decode("utf-8"))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def bundle_from_env(default_task: str = "tabular") -> Bundle:
+    """The bundle picked by DLPIPE_TASK and DLPIPE_MODEL_URI / DLPIPE_MODEL_DIR (what `dlpipe serve` sets),
+    else the model a Bento was built with (serving/packed.json, written by `dlpipe serve build`)."""
+    env = os.environ.get
+    packed = read_json(PACKED) if PACKED.is_file() else {}
+    task = env("DLPIPE_TASK") or packed.get("task") or default_task
+    if env("DLPIPE_MODEL_URI") or env("DLPIPE_MODEL_DIR") or not packed:
+        return load_bundle(task, env("DLPIPE_MODEL_URI"), env("DLPIPE_MODEL_DIR"))
+    return load_bundle(task, bento_model=packed["model"])

@@ -8,6 +8,5 @@ and the registry that picks one (families/), the service builder (service.py), t
 (cli.py) and the playground page.
 
 May import components.core, components.config, components.data and components.release, never training,
-tuning, evaluation or experiments code, nor torch at module level (session.py asks torch about a GPU only
-where an NVIDIA device node exists).
+tuning, evaluation or experiments code, models/ or torch (session.py asks the NVIDIA driver about a GPU directly).
 """

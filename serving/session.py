@@ -2,11 +2,12 @@
 usable), intra-op threads that fit the CPUs this process may use (its affinity mask capped by a cgroup v2 CPU
 quota), and graph input/output names checked against meta.json at start-up.
 
-ONNX Runtime (and torch, only where an NVIDIA device node exists) is imported inside the functions that need it.
+ONNX Runtime is imported inside the functions that need it; torch never is.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 from pathlib import Path
@@ -39,17 +40,29 @@ def ort_threads(workers: int = 1) -> int:
     return int(os.environ.get("DLPIPE_ORT_THREADS") or min(4, max(1, available_cores() // (2 * workers))))
 
 
+def cuda_devices() -> int:
+    """GPUs the NVIDIA driver reports (cuInit + cuDeviceGetCount through libcuda), 0 without a driver or device."""
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
+
+
 def choose_providers() -> list[str]:
     """CUDA only when a GPU is really usable: onnxruntime-gpu lists CUDA even without one, then falls back
-    noisily. torch asks the driver (and loads the CUDA libraries ONNX Runtime needs), but only where an NVIDIA
-    device node exists: importing it costs each serving process ~450 MB of memory."""
+    noisily. The driver is asked directly (no torch: serving carries no training stack), only where an NVIDIA
+    device node exists; ONNX Runtime's own preload_dlls then loads the CUDA and cuDNN libraries of the nvidia-*
+    wheels, which it needs before a CUDA session opens."""
     import onnxruntime as ort
 
-    if CUDA in ort.get_available_providers() and any(NVIDIA_DEVICES.parent.glob(NVIDIA_DEVICES.name)):
-        import torch
-
-        if torch.cuda.is_available():
-            return [CUDA, CPU]
+    device_node = any(NVIDIA_DEVICES.parent.glob(NVIDIA_DEVICES.name))
+    if CUDA in ort.get_available_providers() and device_node and cuda_devices() > 0:
+        ort.preload_dlls(directory="")
+        return [CUDA, CPU]
     return [CPU]
 
 

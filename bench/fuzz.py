@@ -5,7 +5,7 @@
     python bench/fuzz.py                       # every task with an export under artifacts/ (after `make run`)
     python bench/fuzz.py --tasks tabular digits --cases 1000
 
-`fuzz()` is the harness tests/test_fuzz.py runs too.
+`fuzz()` is the harness tests/e2e/test_fuzz.py runs too.
 """
 
 from __future__ import annotations

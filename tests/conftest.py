@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,32 +15,6 @@ from components.data.prepare import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")
-
-# Files moved whole, unedited (a concurrent branch is changing them), still import helpers from their old module
-# paths: `tests.test_serving` and `tests.test_playground` resolve to those modules at their new paths. Drop this once
-# they import from the new paths.
-MOVED = {
-    "tests.test_serving": "tests.integration.serving.test_serving",
-    "tests.test_playground": "tests.e2e.test_playground",
-}
-
-
-class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """An old path -> a module holding the moved module's names (the moved module itself is untouched)."""
-
-    def find_spec(self, name: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
-        return importlib.util.spec_from_loader(name, self) if name in MOVED else None
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
-        return None
-
-    def exec_module(self, module: object) -> None:
-        moved = importlib.import_module(MOVED[module.__name__])
-        module.__dict__.update({k: v for k, v in vars(moved).items() if not k.startswith("__")})
-
-
-if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
-    sys.meta_path.append(_MovedModules())
 
 
 @pytest.fixture(scope="session", autouse=True)

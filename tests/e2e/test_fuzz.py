@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from bench.fuzz import fuzz
-from tests.test_serving import bentoml_server
+from tests.helpers.serving import bentoml_server
 
 TASKS = ("tabular", "digits")  # a task's own service: serving.app, whatever its family
 CASES = 500

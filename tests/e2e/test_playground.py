@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import NEEDS_CHROMIUM
-from tests.test_serving import bentoml_server
+from tests.helpers.playground import open_card
+from tests.helpers.serving import bentoml_server
 
 pytestmark = NEEDS_CHROMIUM
 
@@ -28,17 +29,6 @@ def digits_url(digits_artifacts: Path, tmp_path_factory: pytest.TempPathFactory)
 def tabular_url(tabular_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with bentoml_server("serving.app:Service", "tabular", tmp_path_factory.mktemp("play-tabular")) as url:
         yield url
-
-
-def open_card(browser, url: str, task: str):
-    """Load the page from the service and wait until it has discovered `task`; its card."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser.get(f"{url}/playground/")
-    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'section[data-task="{task}"]'))
-    assert browser.find_element(By.ID, "status").text == f"Serving 1 model: {task}"
-    return browser.find_element(By.CSS_SELECTOR, f'section[data-task="{task}"]')
 
 
 def shown(browser, card) -> list[tuple[str, float]]:

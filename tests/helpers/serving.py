@@ -1,10 +1,89 @@
-"""A real `bentoml serve` on loopback for the tests that serve a model outside tests/integration/serving/.
-
-The harness is defined in tests/integration/serving/test_serving.py, moved there whole and unedited while a
-concurrent branch changes it; its definitions move here once that file can be edited."""
+"""A real `bentoml serve` on loopback for every test that serves a model, and the small fixtures of serving
+tests (a masked-LM export that has nothing to serve).
+"""
 
 from __future__ import annotations
 
-from tests.integration.serving.test_serving import bentoml_process, bentoml_server
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-__all__ = ["bentoml_process", "bentoml_server"]
+import httpx
+import pytest
+
+from components.core.contract import TaskMeta
+
+
+def toy_meta(kind: str = "tabular", objective: str = "binary", **fields: Any) -> TaskMeta:
+    """A meta.json of `kind` with what the contract requires and `fields`, for helpers that need no model."""
+    spec = {"name": "x", "shape": [None, 3]}
+    required = {"task": "toy", "dataset": "toy", "splits": {"train": 1}, "data_sha256": "0", "input": spec}
+    return TaskMeta.model_validate({**required, "output": spec, "kind": kind, "objective": objective, **fields})
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _masked_lm_export(folder: Path, task: str) -> Path:
+    """An export folder whose meta.json is a masked-LM pretraining task (what it holds is never read)."""
+    meta = toy_meta("tokens", "masked_lm", task=task)
+    meta.write(folder / "data")
+    (folder / "model.onnx").write_bytes(b"")
+    return folder
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def bentoml_process(
+    service: str, tmp: Path, env: dict[str, str], ready_s: float = 90
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A real `bentoml serve` of `service` (a service path or a Bento tag) on a free loopback port, with
+    `env` added to this process's environment; the process and its URL, until exit."""
+    env = {k: v for k, v in os.environ.items() if k != "DLPIPE_MODEL_DIR"} | env
+    env |= {"BENTOML_HOME": env.get("BENTOML_HOME") or str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    port = str(_free_port())
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp / "server.log").open("w")
+    cmd = [sys.executable, "-m", "bentoml", "serve", service, "--host", "127.0.0.1", "--port", port]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + ready_s
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"server did not get ready:\n{(tmp / 'server.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        yield proc, url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # the group holds bentoml's worker processes too
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@contextlib.contextmanager
+def bentoml_server(service: str, task: str, tmp: Path, ready_s: float = 90) -> Iterator[str]:
+    """A real `bentoml serve` of `service` on `models:/<task>@champion` on a free loopback port, until exit."""
+    env = {"DLPIPE_TASK": task, "DLPIPE_MODEL_URI": f"models:/{task}@champion"}
+    with bentoml_process(service, tmp, env, ready_s) as (_, url):
+        yield url

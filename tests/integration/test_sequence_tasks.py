@@ -19,7 +19,7 @@ from components.core.errors import DataError
 from components.data.series import seasonal_naive
 from serving import cli, families
 from serving.bundle import load_bundle
-from tests.test_serving import bentoml_server
+from tests.helpers.serving import bentoml_server
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,14 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,19 +15,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from components.core.contract import KINDS, TaskMeta, load_meta
+from components.core.contract import KINDS, load_meta
 from serving import cli, families, schemas, session
 from serving.bundle import Contents, load_bundle
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def toy_meta(kind: str = "tabular", objective: str = "binary", **fields: Any) -> TaskMeta:
-    """A meta.json of `kind` with what the contract requires and `fields`, for helpers that need no model."""
-    spec = {"name": "x", "shape": [None, 3]}
-    required = {"task": "toy", "dataset": "toy", "splits": {"train": 1}, "data_sha256": "0", "input": spec}
-    return TaskMeta.model_validate({**required, "output": spec, "kind": kind, "objective": objective, **fields})
-
+from tests.helpers.serving import _masked_lm_export, bentoml_server, toy_meta
 
 META = toy_meta(
     feature_names=["mean radius", "json", "x"],
@@ -106,14 +91,6 @@ def test_local_bundle_session_and_task_check(tabular_artifacts: Path) -> None:
         load_bundle("tabular_wine", model_dir=tabular_artifacts)
 
 
-def _masked_lm_export(folder: Path, task: str) -> Path:
-    """An export folder whose meta.json is a masked-LM pretraining task (what it holds is never read)."""
-    meta = toy_meta("tokens", "masked_lm", task=task)
-    meta.write(folder / "data")
-    (folder / "model.onnx").write_bytes(b"")
-    return folder
-
-
 def test_cli_execs_bentoml_with_absolute_paths(
     monkeypatch: pytest.MonkeyPatch, tabular_artifacts: Path, tmp_path: Path
 ) -> None:
@@ -164,59 +141,6 @@ def test_family_comes_from_the_kind_and_what_the_model_carries() -> None:
     assert served == set(KINDS)  # every kind has a family (or, per objective, a reason there is none)
     for name, fam in families.FAMILIES.items():
         assert fam.task_class().family == name  # what /info reports and the settings are keyed by
-
-
-# --- a real server -------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def bentoml_process(
-    service: str, tmp: Path, env: dict[str, str], ready_s: float = 90
-) -> Iterator[tuple[subprocess.Popen, str]]:
-    """A real `bentoml serve` of `service` (a service path or a Bento tag) on a free loopback port, with
-    `env` added to this process's environment; the process and its URL, until exit."""
-    env = {k: v for k, v in os.environ.items() if k != "DLPIPE_MODEL_DIR"} | env
-    env |= {"BENTOML_HOME": env.get("BENTOML_HOME") or str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
-    port = str(_free_port())
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp / "server.log").open("w")
-    cmd = [sys.executable, "-m", "bentoml", "serve", service, "--host", "127.0.0.1", "--port", port]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + ready_s
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not get ready:\n{(tmp / 'server.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        yield proc, url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)  # the group holds bentoml's worker processes too
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-
-
-@contextlib.contextmanager
-def bentoml_server(service: str, task: str, tmp: Path, ready_s: float = 90) -> Iterator[str]:
-    """A real `bentoml serve` of `service` on `models:/<task>@champion` on a free loopback port, until exit."""
-    env = {"DLPIPE_TASK": task, "DLPIPE_MODEL_URI": f"models:/{task}@champion"}
-    with bentoml_process(service, tmp, env, ready_s) as (_, url):
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from components.core.contract import load_meta
 from serving import session, settings
 from serving.bundle import load_bundle
-from tests.test_serving import ROOT, bentoml_process
+from tests.helpers.serving import ROOT, bentoml_process
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -122,7 +122,7 @@ def test_gateway_picks_every_servable_task_by_kind(
 ) -> None:
     """Champions and exports whose kind some family serves; a masked-LM export is skipped, or refused by name."""
     from serving import gateway
-    from tests.test_serving import _masked_lm_export
+    from tests.helpers.serving import _masked_lm_export
 
     _masked_lm_export(tmp_path / "artifacts" / "pretrain", "pretrain")
     monkeypatch.setenv("DLPIPE_ARTIFACTS", str(tmp_path / "artifacts"))

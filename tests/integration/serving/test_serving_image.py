@@ -16,7 +16,7 @@ from PIL import Image
 from components.data.images import ImageError
 from serving import cli, families, schemas
 from serving.bundle import load_bundle
-from tests.test_serving import bentoml_server
+from tests.helpers.serving import bentoml_server
 
 ROOT = Path(__file__).resolve().parents[1]
 

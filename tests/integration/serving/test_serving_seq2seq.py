@@ -14,8 +14,8 @@ import torch
 
 from components.config import TrainConfig, stage_config, validate
 from tests.conftest import NEEDS_CHROMIUM, PARAMS
-from tests.test_playground import open_card
-from tests.test_serving import bentoml_process
+from tests.helpers.playground import open_card
+from tests.helpers.serving import bentoml_process
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@
 ONNX Runtime only: model.onnx maps ids (1, T) to logits (1, T, V) for any T up to the context length; each new
 token reruns the window (the graph has no KV cache; the PyTorch model's cache gives the same tokens, see
 tests/integration/models/test_transformer.py). Sampling is components/core/sampling.py's, seeded per request, so a
-fixed seed gives the same text. attention.onnx returns every layer's and head's weights. The characters the model knows are
-meta.json's vocabulary: a prompt with others is refused (400) naming them.
+fixed seed gives the same text. attention.onnx returns every layer's and head's weights. The characters the model
+knows are meta.json's vocabulary: a prompt with others is refused (400) naming them.
 Run: `dlpipe serve --task decoder` (serving/app.py).
 """
 

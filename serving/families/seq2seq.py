@@ -4,8 +4,9 @@
 model.onnx maps (B, 2, T) ids (row 0 the source, row 1 the target so far, BOS first, both padded) to next-token
 logits (B, T, V); greedy decoding reruns it once per target token for the whole batch (the graph has no KV
 cache; the PyTorch model's cached `translate` gives the same tokens, see
-tests/integration/serving/test_serving_seq2seq.py). Each source is checked on its own before it joins an adaptive batch: only the characters the model reads (meta.json's
-one-character vocabulary entries) and at most `max_len` of them. Run: `dlpipe serve --task seq2seq`
+tests/integration/serving/test_serving_seq2seq.py). Each source is checked on its own before it joins an
+adaptive batch: only the characters the model reads (meta.json's one-character vocabulary entries) and at most
+`max_len` of them. Run: `dlpipe serve --task seq2seq`
 (serving/app.py).
 """
 

@@ -3,6 +3,7 @@
 Flat inputs give `in_features`; images give `in_channels` and `image_size`; value sequences [batch, time, F]
 give `in_features` = F; token ids give `vocab_size` and `pad_id` (and `max_len`, for models with a position
 table), or whatever meta.json's `model_inputs` says (see `input_kwargs`).
+Imports: torch and torchvision only, nothing of components/ (tests/unit/test_architecture.py checks it).
 """
 
 from __future__ import annotations

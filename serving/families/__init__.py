@@ -83,20 +83,20 @@ NOT_SERVED: dict[tuple[str, str | None], str] = {  # (kind, objective) -> why th
 def family_of(bundle: Servable) -> Family:
     """The family serving `bundle`; NothingToServe naming the reason when there is none."""
     meta = bundle.meta
-    what = f"task {meta.task!r} (kind {meta.kind}, objective {meta.objective})"
     key = (meta.kind, meta.objective)
+    what = f"nothing to serve for kind {meta.kind}, objective {meta.objective}"
     reason = NOT_SERVED.get(key) or NOT_SERVED.get((meta.kind, None))
     if reason:
-        raise NothingToServe(f"nothing to serve for {what}: {reason}")
+        raise NothingToServe(f"{what}: {reason}")
     names = SERVED.get(key) or SERVED.get((meta.kind, None))
     if not names:
-        raise NothingToServe(f"nothing to serve for {what}: no serving family for it")
+        raise NothingToServe(f"{what}: no serving family for it")
     missing: frozenset[str] = frozenset()
     for name in names:
         missing = FAMILIES[name].needs - bundle.carries
         if not missing:
             return FAMILIES[name]
-    raise NothingToServe(f"{what}: its model lacks {', '.join(sorted(missing))}; export and register it again")
+    raise NothingToServe(f"{what}: the model lacks {', '.join(sorted(missing))}; export and register it again")
 
 
 def servable(bundle: Servable) -> bool:

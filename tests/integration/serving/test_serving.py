@@ -13,76 +13,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from pydantic import ValidationError
 
-from components.core.contract import KINDS, load_meta
-from serving import cli, families, schemas, session
-from serving.bundle import Contents, load_bundle
-from tests.helpers.serving import _masked_lm_export, bentoml_server, toy_meta
-
-META = toy_meta(
-    feature_names=["mean radius", "json", "x"],
-    classes=["no", "yes"],
-    scaler={"mean": [1.0, 2.0, 3.0], "scale": [2.0, 4.0, 0.5]},
-)
-
-
-def _errors(model: type[schemas.FeatureRecord], payload: str) -> list[tuple[tuple, str, str]]:
-    with pytest.raises(ValidationError) as caught:
-        model.model_validate_json(payload)
-    return [(e["loc"], e["type"], e["msg"]) for e in caught.value.errors()]
-
-
-def test_record_model_scales_in_meta_order_and_names_bad_fields() -> None:
-    rec = schemas.record_model(META)
-    good = [
-        rec.model_validate({"x": 3.5, "json": 6, "mean radius": 5}),
-        rec.model_validate_json('{"mean radius": 1, "json": 2, "x": 3}'),
-    ]
-    np.testing.assert_allclose(rec.matrix(good), [[2.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
-    assert rec.matrix(good).dtype == np.float32
-    assert rec.model_json_schema()["properties"]["mean radius"]["examples"] == [1.0]
-
-    base = '{"mean radius": 1, "json": 2, "x": 3'
-    assert _errors(rec, '{"json": 2, "x": 3}') == [(("mean radius",), "missing", "Field required")]
-    assert _errors(rec, base + ', "f0": 1}')[0][:2] == (("f0",), "extra_forbidden")
-    assert _errors(rec, '{"mean radius": "1.5", "json": 2, "x": 3}')[0][:2] == (("mean radius",), "float_type")
-    assert _errors(rec, '{"mean radius": true, "json": 2, "x": 3}')[0][:2] == (("mean radius",), "float_type")
-    assert _errors(rec, '{"mean radius": NaN, "json": 2, "x": 3}')[0][:2] == (("mean radius",), "finite_number")
-    assert _errors(rec, '{"mean radius": 1e999, "json": 2, "x": 3}')[0][:2] == (("mean radius",), "finite_number")
-    overflow = _errors(rec, '{"mean radius": 1, "json": 2, "x": 2e38}')
-    assert overflow[0][1] == "value_error" and overflow[0][2].endswith("after scaling): x")
-
-
-def test_decode_per_objective() -> None:
-    binary = schemas.decode(np.array([[0.2, 0.8], [0.9, 0.1]], np.float32), META)
-    assert [(p.label, round(p.probability, 6)) for p in binary] == [("yes", 0.8), ("no", 0.9)]
-    assert binary[0].probabilities == pytest.approx({"no": 0.2, "yes": 0.8})
-    multi = schemas.decode(
-        np.array([[0.1, 0.3, 0.6]], np.float32), META.model_copy(update={"classes": ["a", "b", "c"]})
-    )
-    assert multi[0].label == "c" and list(multi[0].probabilities) == ["a", "b", "c"]
-    regression = META.model_copy(update={"objective": "regression", "classes": None})
-    assert schemas.decode(np.array([[151.5]], np.float32), regression)[0].prediction == 151.5
-    assert schemas.prediction_model(regression) is schemas.RegressionPrediction
-
-
-def test_providers_cuda_only_when_the_driver_reports_a_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import ctypes.util
-
-    import onnxruntime as ort
-
-    no_driver = ctypes.util.find_library("cuda") is None
-    assert session.cuda_devices() == 0 or not no_driver  # no libcuda here: no GPU, and no error
-    loaded = []
-    monkeypatch.setattr(ort, "preload_dlls", lambda **kw: loaded.append(kw))
-    monkeypatch.setattr(session, "NVIDIA_DEVICES", tmp_path / "nvidia[0-9]*")
-    monkeypatch.setattr(session, "cuda_devices", lambda: 1)  # onnxruntime-gpu lists CUDA either way
-    assert session.choose_providers() == ["CPUExecutionProvider"]  # no device node: the driver is not asked
-    (tmp_path / "nvidia0").touch()
-    assert session.choose_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"] and loaded
-    monkeypatch.setattr(session, "cuda_devices", lambda: 0)
-    assert session.choose_providers() == ["CPUExecutionProvider"]
+from components.core.contract import load_meta
+from serving import cli, session
+from serving.bundle import load_bundle
+from tests.helpers.serving import _masked_lm_export, bentoml_server
 
 
 def test_local_bundle_session_and_task_check(tabular_artifacts: Path) -> None:
@@ -117,34 +52,6 @@ def test_cli_execs_bentoml_with_absolute_paths(
     assert len(calls) == 1
     cli.serve(task="all")
     assert calls[-1][1][4] == "serving.gateway:Gateway" and calls[-1][2]["DLPIPE_TASK"] == "all"
-
-
-def test_family_comes_from_the_kind_and_what_the_model_carries() -> None:
-    """Families are picked by meta.json's kind (and objective), then by the extra graphs the export wrote; the
-    task's name plays no part (every bundle here is named `digits`)."""
-
-    def family(kind: str, objective: str = "binary", carries: tuple[str, ...] = ()) -> str:
-        meta = toy_meta(kind, objective, task="digits")
-        return families.family_of(Contents(meta, frozenset(carries), "test")).name
-
-    text_graphs = ("tokenizer.json", "embeddings.onnx", "attention.onnx")
-    assert family("tabular") == family("tabular", "regression") == "tabular"
-    assert family("image", "multiclass") == "image"
-    assert family("series", "regression") == "forecast"
-    assert family("text", carries=("tokenizer.json",)) == "text"
-    assert family("text", carries=text_graphs) == "encoder"  # /embed and /attention come with the graphs
-    assert family("tokens", "causal_lm", ("attention.onnx",)) == "decoder"
-    assert family("tokens", "seq2seq") == "seq2seq"
-    with pytest.raises(families.NothingToServe, match="objective masked_lm.*masked-LM"):
-        family("tokens", "masked_lm", text_graphs)
-    with pytest.raises(families.NothingToServe, match="lacks attention.onnx"):
-        family("tokens", "causal_lm")
-    with pytest.raises(families.NothingToServe, match="lacks tokenizer.json"):
-        family("text")
-    served = {kind for kind, _ in families.SERVED}
-    assert served == set(KINDS)  # every kind has a family (or, per objective, a reason there is none)
-    for name, fam in families.FAMILIES.items():
-        assert fam.task_class().family == name  # what /info reports and the settings are keyed by
 
 
 @pytest.fixture(scope="module")

@@ -23,84 +23,16 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from components.core.contract import load_meta
-from serving import session, settings
 from serving.bundle import load_bundle
 from tests.helpers.serving import ROOT, bentoml_process
 
 TOKEN = "test-token"
+
+
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 MAX_BODY = 300_000
-
-
-def test_settings_per_family_with_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert settings.for_task("tabular_wine", "tabular").max_batch_size == 1000
-    monkeypatch.setenv("DLPIPE_SERVING", '{"tabular": {"max_latency_ms": 20}, "tabular_wine": {"timeout_s": 3}}')
-    wine = settings.for_task("tabular_wine", "tabular")
-    assert (wine.max_latency_ms, wine.timeout_s) == (20, 3.0)
-    assert settings.for_task("tabular", "tabular").timeout_s == 30.0
-    monkeypatch.setenv("DLPIPE_SERVING", '{"tabular": {"max_latency": 20}}')
-    with pytest.raises(ValueError, match="max_latency"):
-        settings.for_task("tabular", "tabular")
-
-
-def test_ort_threads_and_workers_fit_the_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    affinity = len(os.sched_getaffinity(0))
-    monkeypatch.setattr(session, "CPU_MAX", tmp_path / "cpu.max")
-    for quota, cores in (("max 100000", affinity), ("50000 100000", 1), ("10000000 100000", affinity)):
-        session.CPU_MAX.write_text(quota)
-        assert session.available_cores() == cores, quota
-    monkeypatch.delenv("DLPIPE_ORT_THREADS", raising=False)
-    monkeypatch.delenv("DLPIPE_SERVING", raising=False)
-    for cores, threads, threads_of_4 in ((1, 1, 1), (2, 1, 1), (6, 3, 1), (32, 4, 4)):
-        monkeypatch.setattr(session, "available_cores", lambda n=cores: n)
-        assert (session.ort_threads(), session.ort_threads(workers=4)) == (threads, threads_of_4)
-    monkeypatch.setattr(session, "available_cores", lambda: 6)
-    workers = {family: settings.for_task(family, family).worker_count() for family in settings.SETTINGS}
-    assert workers == {"tabular": 6, "image": 6, "forecast": 6, "text": 6, "decoder": 1, "encoder": 1, "seq2seq": 6}
-    monkeypatch.setenv("DLPIPE_SERVING", '{"tabular_wine": {"workers": 2}}')
-    assert settings.for_task("tabular_wine", "tabular").worker_count() == 2
-    monkeypatch.setenv("DLPIPE_ORT_THREADS", "3")
-    assert session.ort_threads() == 3
-
-
-def test_bentoml_timeout_middleware_cancels_its_timer_and_still_times_out() -> None:
-    """BentoML 1.4's TimeoutMiddleware left each request's timer alive for the whole timeout (60,000 live
-    timers at 1,500 req/s): the soak test's memory growth and long garbage-collection pauses."""
-    import asyncio
-
-    from bentoml._internal.server.http import traffic
-
-    from serving import guard
-
-    guard.patch_bentoml_timeout()
-    assert traffic.TimeoutMiddleware is guard.CancellingTimeoutMiddleware
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["path"] == "/slow":
-            await asyncio.sleep(5)
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    async def call(middleware: Any, path: str) -> list[dict[str, Any]]:
-        sent: list[dict[str, Any]] = []
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        await middleware({"type": "http", "path": path}, None, send)
-        return sent
-
-    async def main() -> None:
-        middleware = traffic.TimeoutMiddleware(app, timeout=60)
-        for _ in range(200):
-            assert (await call(middleware, "/fast"))[0]["status"] == 200
-        loop = asyncio.get_running_loop()
-        assert not [h for h in loop._scheduled if not h.cancelled()]  # no timer left waiting
-        started = time.monotonic()
-        answer = await call(traffic.TimeoutMiddleware(app, timeout=0.2), "/slow")
-        assert answer[0]["status"] == 504 and time.monotonic() - started < 2
-
-    asyncio.run(main())
 
 
 def test_bundle_from_alias_pinned_version_or_export(tabular_artifacts: Path) -> None:
@@ -112,9 +44,6 @@ def test_bundle_from_alias_pinned_version_or_export(tabular_artifacts: Path) -> 
     assert pinned.version == registration["version"] and pinned.source.endswith(f"/{registration['version']}")
     local = load_bundle("tabular", model_dir=tabular_artifacts)
     assert local.version == registration["version"] and local.metrics["roc_auc"] == registration["score"]
-
-
-# --- the gateway ---------------------------------------------------------------------------------------------
 
 
 def test_gateway_picks_every_servable_task_by_kind(
@@ -273,9 +202,6 @@ def test_request_id_metrics_and_json_logs(gateway, record) -> None:
     assert entry["task"] == "tabular" and entry["logger"] == "dlpipe.access" and entry["ms"] > 0
 
 
-# --- a task's own service: graceful shutdown -----------------------------------------------------------------
-
-
 def test_shutdown_finishes_the_request_in_flight(tabular_artifacts: Path, record, tmp_path: Path) -> None:
     env = {"DLPIPE_TASK": "tabular", "DLPIPE_MODEL_DIR": str(tabular_artifacts)}
     body = json.dumps({"records": [record]}).encode()
@@ -291,9 +217,6 @@ def test_shutdown_finishes_the_request_in_flight(tabular_artifacts: Path, record
             answer = read_response(conn)
         assert answer[0] == 200 and b'"label"' in answer[1]
         assert proc.wait(timeout=30) == 0
-
-
-# --- packaging ---------------------------------------------------------------------------------------------
 
 
 def test_bento_builds_offline_and_serves_its_packed_model(tabular_artifacts: Path, tmp_path: Path) -> None:

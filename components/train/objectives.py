@@ -15,10 +15,10 @@ from torch import Tensor, nn
 
 from components.config import ConfigError
 from components.core.contract import (
-    SEQUENCE_OBJECTIVES,  # noqa: F401  (a vocabulary distribution per position)
+    SEQUENCE_OBJECTIVES,
     TaskMeta,
 )
-from components.core.tokens import IGNORE  # noqa: F401
+from components.core.tokens import IGNORE
 
 LOSSES = {
     "binary": ("bce", "mse"),

@@ -45,6 +45,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)  # the group holds bentoml's worker processes too
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+# bentoml picks free ports for its own sockets (circus's control socket, workers) by binding and releasing
+# them; on a busy machine another process can take one before circus binds it again. A start that dies of
+# that is tried again on new ports; any other failure fails the test at once.
+_PORT_RACE = "Address already in use"
+_STARTS = 3
+
+
 @contextlib.contextmanager
 def bentoml_process(
     service: str, tmp: Path, env: dict[str, str], ready_s: float = 90
@@ -53,32 +70,38 @@ def bentoml_process(
     `env` added to this process's environment; the process and its URL, until exit."""
     env = {k: v for k, v in os.environ.items() if k != "DLPIPE_MODEL_DIR"} | env
     env |= {"BENTOML_HOME": env.get("BENTOML_HOME") or str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
-    port = str(_free_port())
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp / "server.log").open("w")
-    cmd = [sys.executable, "-m", "bentoml", "serve", service, "--host", "127.0.0.1", "--port", port]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    for start in range(1, _STARTS + 1):
+        port = str(_free_port())
+        url = f"http://127.0.0.1:{port}"
+        log_path = tmp / "server.log"
+        cmd = [sys.executable, "-m", "bentoml", "serve", service, "--host", "127.0.0.1", "--port", port]
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + ready_s
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not get ready:\n{(tmp / 'server.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+        ready = False
+        try:
+            while not ready:
+                if proc.poll() is not None or time.monotonic() > deadline:
                     break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+                with contextlib.suppress(httpx.TransportError):
+                    ready = httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+                if not ready:
+                    time.sleep(0.2)
+        except BaseException:
+            _stop(proc)
+            raise
+        if ready:
+            break
+        _stop(proc)
+        text = log_path.read_text()
+        if _PORT_RACE not in text or start == _STARTS:
+            pytest.fail(f"server did not get ready (start {start} of {_STARTS}):\n{text[-3000:]}")
+    try:
         yield proc, url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)  # the group holds bentoml's worker processes too
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        _stop(proc)
 
 
 @contextlib.contextmanager

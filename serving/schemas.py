@@ -198,7 +198,7 @@ class ImageItem(BaseModel):
             x = image_from_array(self.pixels, self.meta)
         except images.ImageError as err:
             raise ValueError(str(err)) from None
-        except (ValueError, TypeError) as err:
+        except (ValueError, TypeError, OverflowError) as err:  # OverflowError: an integer beyond float64
             raise ValueError(f"pixels: {err}") from None
         if len(x) != 1:
             raise ValueError("pixels: one image per item, shaped [H, W] or [C, H, W]; send more images as more items")

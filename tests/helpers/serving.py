@@ -110,3 +110,38 @@ def bentoml_server(service: str, task: str, tmp: Path, ready_s: float = 90) -> I
     env = {"DLPIPE_TASK": task, "DLPIPE_MODEL_URI": f"models:/{task}@champion"}
     with bentoml_process(service, tmp, env, ready_s) as (_, url):
         yield url
+
+
+def toy_tasks() -> dict[str, Any]:
+    """One `Task` of every serving family, built from toy bundles (meta.json, a tiny tokenizer; no graphs, so
+    no session is opened): what the request validators are derived from, without a trained model."""
+    from components.data.text.tokenization import TRUNCATION, train_tokenizer
+    from serving import families
+    from serving.bundle import TOKENIZER, Bundle
+
+    tokenizer = train_tokenizer(["a good film", "a bad film"] * 4, vocab_size=40, min_frequency=1).to_str().encode()
+    chars = list("[]ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ")
+    scaler = {"mean": [1.0, 2.0], "scale": [2.0, 0.5]}
+    pre = {"resize": [8, 8], "grayscale": True, "channels": 1, "mean": [0.5], "std": [0.25]}
+    text_tok = {"max_length": 16, "max_chars": 200, "truncation": TRUNCATION}
+    metas = {
+        "tabular": toy_meta(feature_names=["mean radius", "x"], classes=["no", "yes"], scaler=scaler),
+        "image": toy_meta("image", "multiclass", classes=["a", "b", "c"], preprocessing=pre),
+        "forecast": toy_meta(
+            "series", "regression", scaler={"mean": [1.0], "scale": [2.0]}, horizon=2, series={"window": 4}
+        ),
+        "text": toy_meta("text", classes=["neg", "pos"], tokenizer=text_tok),
+        "encoder": toy_meta("text", classes=["neg", "pos"], tokenizer=text_tok),
+        "decoder": toy_meta("tokens", "causal_lm", vocab=chars, model_inputs={"max_len": 8}),
+        "seq2seq": toy_meta(
+            "tokens",
+            "seq2seq",
+            vocab=["[PAD]", "[BOS]", "[EOS]", "[UNK]", *"0123456789", "one"],
+            model_inputs={"max_len": 6},
+        ),
+    }
+    files = {"text": {TOKENIZER: tokenizer}, "encoder": {TOKENIZER: tokenizer}}
+    return {
+        name: families.FAMILIES[name].task_class()(Bundle(b"", meta, "toy", files.get(name)))
+        for name, meta in metas.items()
+    }

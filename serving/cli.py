@@ -57,7 +57,9 @@ def serve(
     """Serve a task's model over HTTP (POST /predict or the family's endpoints; GET /info; Swagger UI at /).
 
     `--task all` serves every task with a champion or an export from one process ($DLPIPE_TASKS narrows
-    it), each under /<task>/. Replaces this process with `bentoml serve`. Paths are made absolute and
+    it), each under /<task>/. $DLPIPE_API_TOKEN (surrounding whitespace stripped; set but empty is refused)
+    protects the prediction routes; a non-loopback --host without it prints a warning. Replaces this process
+    with `bentoml serve`. Paths are made absolute and
     DLPIPE_HOME is fixed first, because BentoML changes into its working directory (the repo root) before
     importing the service.
     """
@@ -69,6 +71,14 @@ def serve(
         raise typer.BadParameter("--model-uri names one model; the gateway serves each task's champion")
     if task != "all":
         _check(task, model_dir, model_uri)
+    from serving.guard import api_token, exposure_warning
+
+    try:
+        api_token()
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="DLPIPE_API_TOKEN") from None
+    if warning := exposure_warning(host):
+        typer.echo(f"warning: {warning}", err=True)
     service = GATEWAY if task == "all" else SERVICE
     env = {k: v for k, v in os.environ.items() if k not in ("DLPIPE_MODEL_DIR", "DLPIPE_MODEL_URI")}
     env |= {"DLPIPE_TASK": task, "DLPIPE_HOME": str(tracking.home())}

@@ -2,19 +2,25 @@
 has to think about.
 
 For every request: a request id (the client's `X-Request-ID` when it is a sane token, else a new one),
-echoed as a response header and written in one JSON access-log line; per-task Prometheus series
-(requests by route and status, latency) for the task routes. For a POST to a prediction route, in this
-order: the bearer token when $DLPIPE_API_TOKEN is set (401), pickle in any form (415: BentoML itself
-unpickles `application/vnd.bentoml+pickle` between its own services, never from clients), any other
-Content-Type than the route takes (415), a body over the size limit (413, from Content-Length or while
-reading), a JSON body that is not UTF-8 or a malformed multipart one (400), and no response started
-within the task's timeout (504; a stalled upload counts). GET routes (/info, /tasks, /docs.json,
-/metrics, health, playground) stay open.
+echoed as a response header, added to every JSON error body and written in one JSON access-log line;
+per-task Prometheus series (requests by route and status, latency) for the task routes; security headers
+on every answer (a CSP that lets the playground load only its own files, nosniff, no framing). For a POST
+to a prediction route, in this order: the bearer token when $DLPIPE_API_TOKEN is set (401), the route's
+requests in flight in this worker at its limit (503 with Retry-After), pickle in any form (415: BentoML
+itself unpickles `application/vnd.bentoml+pickle` between its own services, never from clients), any
+other Content-Type than the route takes (415), a body over the size limit (413, from Content-Length or
+while reading), a JSON body that is not UTF-8, a malformed multipart one, or one whose file field is text
+(400: BentoML would fetch it as a URL), and no response started within the task's timeout (504; a stalled
+upload counts). When the guard stops waiting for a request (its timeout, or the client gone), `stopped()`
+turns true in the request's work, so a long loop (a generation) ends at its next step instead of running
+on unseen. GET routes (/info, /tasks, /docs.json, /metrics, health, playground) stay open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import hmac
 import json
@@ -22,13 +28,14 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,6 +52,17 @@ PICKLE_PROTOCOLS = range(2, 6)  # a pickle of protocol >= 2 starts with b"\x80" 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 PROBES = {"/livez", "/readyz", "/healthz", "/metrics"}  # polled every few seconds: not worth a log line
+RETRY_AFTER_S = 2  # what a 503 for a full route tells the client to wait
+SECURITY_HEADERS = {  # every answer; the playground is the only HTML, and it loads only its own files
+    "content-security-policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+# BentoML's Swagger UI at / loads its own inline scripts and styles: a CSP for it would break it.
+SWAGGER_PATHS = {"/", "/docs"}
+LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|::1|\[::1\])$")
 
 access_log = logging.getLogger("dlpipe.access")
 
@@ -55,6 +73,8 @@ class Route:
 
     task: str
     body: str | None = "application/json"  # or "multipart/form-data" (uploads)
+    files: frozenset[str] = frozenset()  # multipart fields that must be uploaded files, never text
+    limit: int | None = None  # requests in flight at once per worker; one more gets 503 (None: no limit)
 
 
 class Refusal(Exception):
@@ -68,8 +88,9 @@ class Guard:
 
     def __init__(self, app: ASGIApp, routes: dict[str, Route], timeouts: dict[str, float]) -> None:
         self.app, self.routes, self.timeouts = app, routes, timeouts
-        self.token = os.environ.get("DLPIPE_API_TOKEN") or None
+        self.token = api_token()
         self.max_body = int(os.environ.get("DLPIPE_MAX_BODY_BYTES") or MAX_BODY_BYTES)
+        self.in_flight: dict[str, int] = dict.fromkeys(routes, 0)
         configure_json_logs()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -82,19 +103,20 @@ class Guard:
         status = 500  # what the client sees when the app fails without answering
         started = time.perf_counter()
 
-        async def send_with_id(message: Message) -> None:
+        send_with_id = _with_request_id(send, request_id, scope["path"] not in SWAGGER_PATHS)
+
+        async def send_seen(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["x-request-id"] = request_id
-            await send(message)
+            await send_with_id(message)
 
         route = self.routes.get(scope["path"])
         try:
             if route is None or route.body is None or scope["method"] != "POST":
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, receive, send_seen)
             else:
-                await self._guarded(route, scope, headers, receive, send_with_id)
+                await self._guarded(route, scope, headers, receive, send_seen)
         finally:
             seconds = time.perf_counter() - started
             if route is not None:
@@ -109,25 +131,48 @@ class Guard:
         """Refuse what the route must not see; run it with the checked body, or answer 504 when it has not
         started answering within the task's timeout (the work is cancelled, the client is not kept waiting)."""
 
+        timeout = self.timeouts[route.task]
+        stop = threading.Event()
+
         async def run(send: Send) -> None:
+            _stop.set((stop, time.monotonic() + timeout))  # in the work's own context: its threads see it
             try:
-                body = await self._checked_body(route, headers, receive)
+                self._authorize(headers)
+                with self._slot(scope["path"], route):
+                    body = await self._checked_body(route, headers, receive)
+                    await self.app(scope, _replay(body, receive), send)
             except Refusal as no:
                 await JSONResponse({"error": no.error}, no.status, no.headers)(scope, receive, send)
-                return
-            await self.app(scope, _replay(body, receive), send)
 
-        timeout = self.timeouts[route.task]
-        if not await answered_within(run, send, timeout):
+        try:
+            answered = await answered_within(run, send, timeout)
+        finally:
+            stop.set()  # work still running (timed out, client gone) ends at its next `stopped()` check
+        if not answered:
             error = f"no answer within {timeout:g} s (the {route.task} task's timeout)"
             await JSONResponse({"error": error}, status_code=504)(scope, receive, send)
 
-    async def _checked_body(self, route: Route, headers: Headers, receive: Receive) -> bytes:
+    def _authorize(self, headers: Headers) -> None:
         if self.token is not None:
             given = headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 error = "missing or wrong bearer token (Authorization: Bearer <DLPIPE_API_TOKEN>)"
                 raise Refusal(401, error, {"WWW-Authenticate": "Bearer"})
+
+    @contextlib.contextmanager
+    def _slot(self, path: str, route: Route) -> Iterator[None]:
+        """Count the request as in flight on its route until its work has really ended (a cancelled request's
+        thread included); Refusal 503 when the route already has `route.limit` requests in flight here."""
+        if route.limit is not None and self.in_flight[path] >= route.limit:
+            error = f"{path} is busy: {route.limit} requests in flight (its limit per worker); retry later"
+            raise Refusal(503, error, {"Retry-After": str(RETRY_AFTER_S)})
+        self.in_flight[path] += 1
+        try:
+            yield
+        finally:
+            self.in_flight[path] -= 1
+
+    async def _checked_body(self, route: Route, headers: Headers, receive: Receive) -> bytes:
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype in PICKLE_TYPES:
             raise Refusal(415, f"pickle is never accepted ({ctype}); send {route.body}")
@@ -141,7 +186,7 @@ class Guard:
                 raise Refusal(415, "pickle is never accepted (the body is a pickle stream)")
             raise Refusal(415, f"Content-Type must be {route.body}, not 'application/octet-stream'")
         if ctype == "multipart/form-data":
-            await _check_multipart(headers, body)
+            await _check_multipart(headers, body, route.files)
         if ctype == "application/json":
             try:
                 body.decode("utf-8")
@@ -200,6 +245,32 @@ def patch_bentoml_timeout() -> None:
     traffic.TimeoutMiddleware = CancellingTimeoutMiddleware
 
 
+def patch_bentoml_error_logs() -> None:
+    """BentoML logs the full traceback of every refused request (a pydantic ValidationError, a 4xx
+    BentoMLException): a fuzzer or a bad client writes pages of log per 400. Those become one line, at
+    INFO, naming the route and the error; 5xx keep their traceback."""
+    from _bentoml_impl.server import app
+    from bentoml.exceptions import BentoMLException
+    from pydantic import ValidationError
+
+    original = getattr(app.log_exception, "__wrapped__", app.log_exception)
+    refused = logging.getLogger("dlpipe.refused")
+
+    @functools.wraps(original)
+    def log_exception(request: Any, exc_info: Any = True) -> None:
+        err = sys.exc_info()[1]
+        client_error = isinstance(err, ValidationError) or (
+            isinstance(err, BentoMLException) and err.error_code.value < 500
+        )
+        if not client_error:
+            original(request, exc_info)
+            return
+        error = f"{err.error_count()} validation errors" if isinstance(err, ValidationError) else str(err)
+        refused.info("refused", extra={"fields": {"path": request.url.path, "error": error[:500]}})
+
+    app.log_exception = log_exception
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks, size, more = [], 0, True
     while more:
@@ -215,18 +286,77 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _check_multipart(headers: Headers, body: bytes) -> None:
-    """Starlette refuses a malformed multipart body with a 400 that BentoML turns into a 500: parse it here
-    first (found by fuzzing /predict_image)."""
+async def _check_multipart(headers: Headers, body: bytes, files: frozenset[str]) -> None:
+    """Parse the multipart body as BentoML will, and refuse (400) what it would mishandle: a malformed body
+    (Starlette's 400 became BentoML's 500; found by fuzzing /predict_image); a file field sent as text, which
+    BentoML fetches as a URL (`file=http://...`: a request forgery from the server, and a download around the
+    body limit; `file:///etc/passwd` was a 500); a text field that Python's JSON parser refuses with a
+    ValueError (an integer of more than 4,300 digits), which BentoML lets out as a 500."""
 
     async def chunks() -> AsyncIterator[bytes]:
         yield body
 
     try:
-        await (await MultiPartParser(headers, chunks()).parse()).close()
+        form = await MultiPartParser(headers, chunks()).parse()
     except MultiPartException as err:
         detail = f"{err.message} ({err.__cause__})" if err.__cause__ else err.message
         raise Refusal(400, f"malformed multipart/form-data body: {detail}") from None
+    try:
+        for name, value in form.multi_items():
+            if name in files and not isinstance(value, UploadFile):
+                error = f"field {name!r} must be an uploaded file (a part with a filename), not text; "
+                raise Refusal(400, error + "URLs are never fetched")
+            if isinstance(value, str):
+                try:
+                    json.loads(value)
+                except json.JSONDecodeError:
+                    pass  # BentoML passes it on as a string, for the field's validator to judge
+                except ValueError as err:
+                    raise Refusal(400, f"field {name!r}: {err}") from None
+    finally:
+        await form.close()
+
+
+def _with_request_id(send: Send, request_id: str, secure: bool) -> Send:
+    """`send` that adds the request id as a header and into a JSON error body (an object; BentoML's list
+    `[{"error": ...}]` becomes that object), and the security headers (`secure`) to every answer."""
+    error: Message | None = None
+    chunks: list[bytes] = []
+
+    async def sending(message: Message) -> None:
+        nonlocal error
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            headers["x-request-id"] = request_id
+            if secure:
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            if message["status"] >= 400 and headers.get("content-type", "").startswith("application/json"):
+                error = message  # held until its body is complete
+                return
+        elif message["type"] == "http.response.body" and error is not None:
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = _error_with_id(b"".join(chunks), request_id)
+            MutableHeaders(scope=error)["content-length"] = str(len(body))
+            await send(error)
+            message = {"type": "http.response.body", "body": body}
+        await send(message)
+
+    return sending
+
+
+def _error_with_id(body: bytes, request_id: str) -> bytes:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
+        data = data[0]  # BentoML answers a 4xx BentoMLException as a one-element list
+    if not isinstance(data, dict):
+        return body
+    return json.dumps({**data, "request_id": request_id}).encode()
 
 
 def _replay(body: bytes, then: Receive) -> Receive:
@@ -241,6 +371,34 @@ def _replay(body: bytes, then: Receive) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replayed
+
+
+_stop: contextvars.ContextVar[tuple[threading.Event, float]] = contextvars.ContextVar("dlpipe_stop")
+
+
+def stopped() -> bool:
+    """Whether the guard has stopped waiting for the current request (its timeout passed, or the client went
+    away): long work (each generated token) checks it and ends. False outside a guarded request."""
+    stop = _stop.get(None)
+    return stop is not None and (stop[0].is_set() or time.monotonic() > stop[1])
+
+
+def api_token() -> str | None:
+    """$DLPIPE_API_TOKEN without surrounding whitespace (a Secret mounted from a file often ends in a newline);
+    None when unset. Set but empty or only whitespace is an error, never "no auth": fail closed."""
+    raw = os.environ.get("DLPIPE_API_TOKEN")
+    if raw is None:
+        return None
+    if not raw.strip():
+        raise ValueError("DLPIPE_API_TOKEN is set but empty; set a token, or unset the variable to serve without one")
+    return raw.strip()
+
+
+def exposure_warning(host: str) -> str | None:
+    """A warning when binding `host` serves beyond this machine while no $DLPIPE_API_TOKEN protects the routes."""
+    if LOOPBACK.match(host.strip()) or api_token() is not None:
+        return None
+    return f"serving on {host} without DLPIPE_API_TOKEN: anyone who reaches this address can call every route"
 
 
 @functools.cache

@@ -8,12 +8,19 @@ Every service gets: adaptive batching from the task's settings (serving/settings
 call of each model before the service reports ready, `GET /info` (or `/<task>/info` and `GET /tasks`),
 the playground page at `/playground/`, the guard (serving/guard.py), BentoML's access log replaced by the
 guard's JSON one, and a bind on 127.0.0.1 unless `--host` (or $BENTOML_HOST) says otherwise.
+
+Slow work cannot stall the rest: BentoML runs every synchronous endpoint of a worker in one thread pool,
+one thread by default, so one long generation queued everything behind it (other routes, and in the
+gateway every other task). The pool here has a thread for each long request a route may hold
+(`Settings.max_in_flight_long`, the guard's limit for long routes) plus `SHORT_THREADS` for the rest.
 """
 
 from __future__ import annotations
 
 import functools
 import gc
+import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,16 +38,19 @@ from serving.bundle import Bundle
 from serving.session import ort_threads
 
 PLAYGROUND = Path(__file__).parent / "playground"
+SHORT_THREADS = 4  # threads of a worker's pool for its short calls, beside one per long request allowed
 
 
 @dataclass
 class Api:
     """One endpoint of a task: `func(service, **typed request fields) -> typed answer`; `batchable` endpoints
-    take and return lists that BentoML joins across requests; `body` is the Content-Type it takes."""
+    take and return lists that BentoML joins across requests; `body` is the Content-Type it takes; `long`
+    ones (a generation: seconds of work per request) get the task's `max_in_flight_long` limit."""
 
     func: Callable[..., Any]
     batchable: bool = False
     body: str = "application/json"
+    long: bool = False
 
 
 class Task:
@@ -81,8 +91,11 @@ class Task:
     def batching(self) -> dict[str, int]:
         return {"max_batch_size": self.settings.max_batch_size, "max_latency_ms": self.settings.max_latency_ms}
 
+    def limit(self, api: Api) -> int:
+        return self.settings.max_in_flight_long if api.long else self.settings.max_in_flight
+
     def info(self, schemas: dict[str, Any]) -> dict[str, Any]:
-        base = {"task": self.name, "family": self.family, "source": self.bundle.source}
+        base = {"task": self.name, "family": self.family, "source": public_source(self.bundle.source)}
         base |= {"version": self.bundle.version, "metrics": self.bundle.metrics, "input_schema": schemas}
         return base | self.details()
 
@@ -91,9 +104,14 @@ def build(tasks: list[Task], name: str | None = None, prefixed: bool = False) ->
     """One BentoML service serving `tasks`: routes `/<endpoint>` (one task) or `/<task>/<endpoint>`."""
     if not tasks or (len(tasks) > 1 and not prefixed):
         raise ValueError("one task at the root, or any number of tasks under their prefixes")
+    guard.api_token()  # an empty $DLPIPE_API_TOKEN fails the start here, before any model loads
+    if warning := guard.exposure_warning(os.environ.get("BENTOML_HOST") or "127.0.0.1"):
+        guard.configure_json_logs()
+        logging.getLogger("dlpipe.guard").warning(warning)
     namespace: dict[str, Any] = {}
     routes: dict[str, guard.Route] = {}
     endpoints: dict[str, dict[str, str]] = {}  # task -> route -> API attribute
+    threads = SHORT_THREADS
     for task in tasks:
         namespace |= {attr: bentoml.depends(on) for attr, on in task.dependencies().items()}
         base = f"/{task.name}" if prefixed else ""
@@ -101,9 +119,11 @@ def build(tasks: list[Task], name: str | None = None, prefixed: bool = False) ->
             attr = f"{task.name}_{api_name}" if prefixed else api_name
             api.func.__name__ = api.func.__qualname__ = attr  # BentoML names the API after its function
             batching = {"batchable": True, **task.batching()} if api.batchable else {}
-            namespace[attr] = bentoml.api(route=f"{base}/{api_name}", **batching)(api.func)
-            routes[f"{base}/{api_name}"] = guard.Route(task.name, api.body)
+            namespace[attr] = method = bentoml.api(route=f"{base}/{api_name}", **batching)(api.func)
+            files = frozenset(method.input_spec.multipart_fields)
+            routes[f"{base}/{api_name}"] = guard.Route(task.name, api.body, files, task.limit(api))
             endpoints.setdefault(task.name, {})[f"{base}/{api_name}"] = attr
+            threads += task.limit(api) if api.long else 0
         routes[f"{base}/info"] = guard.Route(task.name, body=None)
 
     def __init__(self: Any) -> None:
@@ -121,11 +141,13 @@ def build(tasks: list[Task], name: str | None = None, prefixed: bool = False) ->
             task.workers, task.threads = 1, ort_threads(1)
     namespace |= {"__init__": __init__, "__is_ready__": __is_ready__}
     guard.patch_bentoml_timeout()
+    guard.patch_bentoml_error_logs()
     cls = type(name or f"dlpipe_{tasks[0].name}", (), namespace)
     timeouts = {task.name: task.settings.timeout_s for task in tasks}
     svc = bentoml.service(
         name=name or f"dlpipe_{tasks[0].name}",
         workers=tasks[0].workers,
+        threads=threads,
         traffic={"timeout": max(timeouts.values()) + 10},  # a backstop: the guard answers 504 first, per task
         logging={"access": {"enabled": False}},  # the guard writes the access log, as JSON with the request id
         http={"host": "127.0.0.1"},
@@ -156,6 +178,12 @@ def build(tasks: list[Task], name: str | None = None, prefixed: bool = False) ->
     svc.mount_asgi_app(Starlette(routes=pages), path="/")
     svc.add_asgi_middleware(guard.Guard, routes=routes, timeouts=timeouts)
     return svc
+
+
+def public_source(source: str) -> str:
+    """A model source as /info shows it: a registry URI as it is, a local export by its folder's name only
+    (an absolute path of the host tells a caller nothing it needs)."""
+    return source if ":/" in source else Path(source).name
 
 
 def model_service(task: Task, infer: Callable[..., Any], load: Callable[[], None]) -> Any:

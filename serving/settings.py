@@ -16,13 +16,16 @@ from serving.schemas import MAX_IMAGES
 
 
 class Settings(BaseModel):
-    """How one task is served: its adaptive batching window and its per-request timeout."""
+    """How one task is served: its adaptive batching window, its per-request timeout, its worker processes
+    and how many requests each route takes at once (per worker)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     max_batch_size: PositiveInt = 256
     max_latency_ms: PositiveInt = 1000
     timeout_s: float = Field(30.0, gt=0)
     workers: PositiveInt | None = None  # HTTP worker processes of the task's own service; None: one per core
+    max_in_flight: PositiveInt = 256  # requests in flight per route and worker; one more gets 503
+    max_in_flight_long: PositiveInt = 2  # the same for long routes (generations): each holds a thread for seconds
 
     def worker_count(self) -> int:
         """Python serves one request at a time per process: a light model's service needs a process per core

@@ -6,19 +6,24 @@ token reruns the window (the graph has no KV cache; the PyTorch model's cache gi
 tests/integration/models/test_transformer.py). Sampling is components/core/sampling.py's, seeded per request, so a
 fixed seed gives the same text. attention.onnx returns every layer's and head's weights. The characters the model
 knows are meta.json's vocabulary: a prompt with others is refused (400) naming them.
+
+Generations are long work: both run in the worker's thread pool (the stream too, one token per step, never on
+the event loop), at most `max_in_flight_long` at once per route and worker (the guard answers 503 beyond), and
+each stops at its next token once the guard has stopped waiting for it (the task's timeout, or the client gone).
 Run: `dlpipe serve --task decoder` (serving/app.py).
 """
 
 # No `from __future__ import annotations`: BentoML reads the endpoint's annotations, built here at run time.
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import Generator, Iterator
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import numpy as np
-from bentoml.exceptions import InvalidArgument
+from bentoml.exceptions import BentoMLException, InvalidArgument
 from pydantic import BaseModel, Field
 
 from components.core.sampling import Sampling, generate_onnx
-from serving import service
+from serving import guard, service
 from serving.bundle import Bundle
 from serving.session import make_session
 
@@ -75,7 +80,10 @@ class DecoderTask(service.Task):
     def tokens(self, prompt: str, max_new_tokens: int, temperature: float, top_k, top_p, seed: int) -> Iterator[int]:
         how = Sampling(temperature=temperature, top_k=top_k, top_p=top_p)
         step = lambda ids: self.session.run(None, {"ids": ids})[0]  # noqa: E731
-        return generate_onnx(step, self.encode(prompt), max_new_tokens, how, seed, self.window)
+        for token in generate_onnx(step, self.encode(prompt), max_new_tokens, how, seed, self.window):
+            if guard.stopped():  # nobody waits for the rest: the timeout passed, or the client left
+                return
+            yield token
 
     def attention(self, text: str) -> Attention:
         ids = np.asarray([self.encode(text)], dtype=np.int64)
@@ -105,9 +113,11 @@ class DecoderTask(service.Task):
         ) -> Generated:
             """Continue `prompt`; the same seed and settings always give the same text."""
             ids = list(self.tokens(prompt, max_new_tokens, temperature, top_k, top_p, seed))
+            if guard.stopped():  # cut short: never answer a partial text as if it were whole
+                raise BentoMLException("generation stopped at the task's timeout", error_code=HTTPStatus(504))
             return Generated(text="".join(self.vocab[i] for i in ids), tokens=len(ids))
 
-        async def generate_stream(
+        def generate_stream(
             _: Any,
             prompt: Prompt,
             max_new_tokens: NewTokens = 200,
@@ -115,8 +125,9 @@ class DecoderTask(service.Task):
             top_k: TopK = None,
             top_p: TopP = None,
             seed: Seed = 0,
-        ) -> AsyncGenerator[str, None]:
-            """The same as /generate, streamed: each character is sent as soon as it is drawn."""
+        ) -> Generator[str, None, None]:
+            """The same as /generate, streamed: each character is sent as soon as it is drawn (the stream ends
+            early at the task's timeout)."""
             for i in self.tokens(prompt, max_new_tokens, temperature, top_k, top_p, seed):
                 yield self.vocab[i]
 
@@ -125,7 +136,7 @@ class DecoderTask(service.Task):
             return self.attention(text)
 
         return {
-            "generate": service.Api(generate),
-            "generate_stream": service.Api(generate_stream),
+            "generate": service.Api(generate, long=True),
+            "generate_stream": service.Api(generate_stream, long=True),
             "attention": service.Api(attention),
         }

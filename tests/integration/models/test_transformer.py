@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -118,3 +120,22 @@ def test_generate_endpoint_is_seeded_streams_and_names_its_limits(decoder_server
             answer = http.post("/generate", json=bad)
             assert answer.status_code == 400 and needle in answer.text, answer.text[:300]
         assert http.post("/attention", json={"text": "x" * 100}).status_code == 400  # longer than the context
+
+
+def test_long_generations_cannot_stall_the_service(decoder_server: str) -> None:
+    """Six 1,000-token generations at once: two run (the route's limit per worker), four are refused at once
+    with 503 and Retry-After, and a short call of another route answers while the long ones still run. Before,
+    the worker's one thread queued every call behind the six (a 5-token /generate waited 3 s)."""
+    long = {"prompt": "ROMEO:", "max_new_tokens": 1000, "seed": 1}
+    with httpx.Client(base_url=decoder_server, timeout=120) as http, ThreadPoolExecutor(6) as pool:
+        calls = [pool.submit(http.post, "/generate", json=long) for _ in range(6)]
+        refused: list[httpx.Response] = []
+        started = time.monotonic()
+        while len(refused) < 4 and time.monotonic() - started < 60:
+            refused = [c.result() for c in calls if c.done() and c.result().status_code == 503]
+            time.sleep(0.01)
+        assert len(refused) == 4 and all(r.headers["retry-after"] for r in refused), [c.done() for c in calls]
+        assert "in flight" in refused[0].json()["error"]
+        short = http.post("/attention", json={"text": "To be"})
+        assert short.status_code == 200 and sum(not c.done() for c in calls) == 2  # the long ones still run
+        assert sorted(c.result().status_code for c in calls) == [200, 200, 503, 503, 503, 503]

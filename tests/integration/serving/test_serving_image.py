@@ -3,10 +3,15 @@ onnxruntime run directly on the same preprocessing, and every kind of bad upload
 
 from __future__ import annotations
 
+import http.server
 import io
+import json
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import numpy as np
@@ -61,9 +66,16 @@ def test_image_tasks_get_the_image_family(monkeypatch: pytest.MonkeyPatch, digit
 
 
 @pytest.fixture(scope="module")
-def server(digits_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with bentoml_server("serving.app:Service", "digits", tmp_path_factory.mktemp("serve-image")) as url:
-        yield url
+def served(digits_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The digits service's URL and its log file."""
+    tmp = tmp_path_factory.mktemp("serve-image")
+    with bentoml_server("serving.app:Service", "digits", tmp) as url:
+        yield url, tmp / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(served: tuple[str, Path]) -> str:
+    return served[0]
 
 
 def test_upload_and_json_match_onnxruntime(server: str, digits_artifacts: Path, digits) -> None:
@@ -145,3 +157,68 @@ def test_bad_input_gets_4xx_naming_the_problem(case: str, status: int, needle: s
     assert response.status_code == status, response.text[:300]
     assert needle in response.text, response.text[:300]
     assert httpx.post(f"{server}/predict_image", files={"file": ("d.png", good)}, timeout=10).status_code == 200
+
+
+class _Listener(http.server.BaseHTTPRequestHandler):
+    hits: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.hits.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(_png(np.zeros((8, 8), np.uint8)))
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_file_field_given_as_text_is_refused_and_nothing_is_fetched(server: str) -> None:
+    """BentoML fetches a multipart `file` field given as text as a URL: `file:///etc/passwd` was a 500, a public
+    host's URL was downloaded by the server (around the body limit). A listener on loopback shows nothing is
+    fetched (BentoML blocks loopback by IP, not the names that resolve to it)."""
+    listener = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Listener)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    port = listener.server_address[1]
+    try:
+        urls = ["file:///etc/passwd", f"http://127.0.0.1:{port}/a.png", f"http://localhost:{port}/b.png"]
+        for url in urls:
+            answer = httpx.post(f"{server}/predict_image", files={"file": (None, url)}, timeout=10)
+            assert answer.status_code == 400, answer.text[:300]
+            assert "must be an uploaded file" in answer.json()["error"], answer.text[:300]
+    finally:
+        listener.shutdown()
+    assert _Listener.hits == []
+
+
+def test_numbers_that_overflow_are_400s_with_the_request_id(server: str, digits) -> None:
+    """A 400-digit integer as a pixel was a 500 (OverflowError out of numpy); a 5,000-digit top_k in a form was
+    a 500 (Python's JSON parser refuses it with a ValueError)."""
+    _, raw, _ = digits
+    huge = json.dumps({"images": [{"pixels": raw[0, 0].tolist()}]}).replace("0", "9" * 400, 1)
+    answer = httpx.post(f"{server}/predict", content=huge, headers={"content-type": "application/json"}, timeout=10)
+    assert answer.status_code == 400 and "pixels" in answer.text, answer.text[:300]
+    assert answer.json()["request_id"] == answer.headers["x-request-id"]
+    upload = {"file": ("d.png", _png(raw[0, 0]), "image/png")}
+    for top_k, needle in (("9" * 5000, "top_k"), ("9" * 400, "top_k")):
+        answer = httpx.post(f"{server}/predict_image", files=upload, data={"top_k": top_k}, timeout=10)
+        assert answer.status_code == 400 and needle in answer.text, answer.text[:300]
+        assert answer.json()["request_id"] == answer.headers["x-request-id"]
+
+
+def test_the_playground_is_served_with_security_headers(server: str) -> None:
+    page = httpx.get(f"{server}/playground/", timeout=10)
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff" and page.headers["x-frame-options"] == "DENY"
+    assert "/" not in httpx.get(f"{server}/info", timeout=10).json()["source"].removeprefix("models:/")
+
+
+def test_refused_requests_log_one_line_each_not_a_traceback(served: tuple[str, Path]) -> None:
+    """Runs after the module's bad-input tests: BentoML logged a full traceback for each 400."""
+    url, log = served
+    for _ in range(3):
+        assert httpx.post(f"{url}/predict", json={"images": []}, timeout=10).status_code == 400
+    time.sleep(0.5)
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    assert text.count('"logger": "dlpipe.refused"') >= 3

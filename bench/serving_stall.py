@@ -7,6 +7,7 @@ generations; now a route takes `max_in_flight_long` generations per worker (503 
 other calls keep threads of their own.
 
     python bench/serving_stall.py --artifacts artifacts      # the decoder's export (after `make run`)
+    python bench/serving_stall.py --gateway                  # the gateway: the short calls go to tabular
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(url: str, path: str, longs: int, shorts: int) -> None:
+def measure(url: str, path: str, longs: int, shorts: int, prefix: str = "") -> None:
     """Start `longs` long generations, then send `shorts` short requests to `path` one after another."""
     long_status: list[int] = []
 
     def long_call() -> None:
         try:
-            long_status.append(httpx.post(f"{url}/generate", json=LONG, timeout=300).status_code)
+            long_status.append(httpx.post(f"{url}{prefix}/generate", json=LONG, timeout=300).status_code)
         except httpx.TimeoutException:
             long_status.append(0)
 
@@ -73,7 +74,19 @@ def main() -> None:
     parser.add_argument("--artifacts", type=Path, default=servers.ARTIFACTS)
     parser.add_argument("--long", type=int, default=6, help="long generations at once")
     parser.add_argument("--short", type=int, default=20, help="short requests of each kind, one after another")
+    parser.add_argument("--gateway", action="store_true", help="decoder and tabular in the gateway")
     args = parser.parse_args()
+    if args.gateway:
+        from components.core.contract import load_meta
+
+        meta = load_meta(args.artifacts / "tabular" / "data")
+        SHORT["/tabular/predict"] = {"records": [dict(zip(meta.feature_names, meta.scaler["mean"], strict=True))]}
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            servers.gateway(["decoder", "tabular"], args.artifacts, Path(tmp)) as server,
+        ):
+            measure(server.url, "/tabular/predict", args.long, args.short, prefix="/decoder")
+        return
     model_dir = servers.export_of("decoder", args.artifacts)
     if model_dir is None:
         raise SystemExit(f"no decoder export under {args.artifacts}: run `make run` first")

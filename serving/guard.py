@@ -62,6 +62,7 @@ SECURITY_HEADERS = {  # every answer; the playground is the only HTML, and it lo
 }
 # BentoML's Swagger UI at / loads its own inline scripts and styles: a CSP for it would break it.
 SWAGGER_PATHS = {"/", "/docs"}
+ERROR_TYPES = ("application/json", "text/plain")  # error bodies that get the request id (as JSON)
 LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|::1|\[::1\])$")
 
 access_log = logging.getLogger("dlpipe.access")
@@ -331,7 +332,7 @@ def _with_request_id(send: Send, request_id: str, secure: bool) -> Send:
             if secure:
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
-            if message["status"] >= 400 and headers.get("content-type", "").startswith("application/json"):
+            if message["status"] >= 400 and headers.get("content-type", "").startswith(ERROR_TYPES):
                 error = message  # held until its body is complete
                 return
         elif message["type"] == "http.response.body" and error is not None:
@@ -339,7 +340,8 @@ def _with_request_id(send: Send, request_id: str, secure: bool) -> Send:
             if message.get("more_body", False):
                 return
             body = _error_with_id(b"".join(chunks), request_id)
-            MutableHeaders(scope=error)["content-length"] = str(len(body))
+            held = MutableHeaders(scope=error)
+            held["content-length"], held["content-type"] = str(len(body)), "application/json"
             await send(error)
             message = {"type": "http.response.body", "body": body}
         await send(message)
@@ -348,14 +350,16 @@ def _with_request_id(send: Send, request_id: str, secure: bool) -> Send:
 
 
 def _error_with_id(body: bytes, request_id: str) -> bytes:
+    """An error body as a JSON object with the request id: a text one (Starlette's 404 "Not Found") becomes
+    `{"error": text}`, BentoML's one-element list its object, any other JSON value `{"error": value}`."""
     try:
         data = json.loads(body)
     except ValueError:
-        return body
+        data = body.decode("utf-8", "replace")
     if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
         data = data[0]  # BentoML answers a 4xx BentoMLException as a one-element list
     if not isinstance(data, dict):
-        return body
+        data = {"error": data}
     return json.dumps({**data, "request_id": request_id}).encode()
 
 

@@ -186,6 +186,8 @@ def test_security_headers_and_the_request_id_in_every_error_body() -> None:
             listed = await http.post("/bento", json={})  # BentoML's 4xx shape, a one-element list, becomes an object
             assert listed.json() == {"error": "bad image", "request_id": listed.headers["x-request-id"]}
             assert int(listed.headers["content-length"]) == len(listed.content)
+            missing = await http.get("/nowhere", headers={"x-request-id": "r-2"})  # Starlette's text 404
+            assert missing.status_code == 404 and missing.json() == {"error": "Not Found", "request_id": "r-2"}
 
     asyncio.run(main())
 

@@ -59,9 +59,8 @@ def serve(
     `--task all` serves every task with a champion or an export from one process ($DLPIPE_TASKS narrows
     it), each under /<task>/. $DLPIPE_API_TOKEN (surrounding whitespace stripped; set but empty is refused)
     protects the prediction routes; a non-loopback --host without it prints a warning. Replaces this process
-    with `bentoml serve`. Paths are made absolute and
-    DLPIPE_HOME is fixed first, because BentoML changes into its working directory (the repo root) before
-    importing the service.
+    with `bentoml serve`. Paths are made absolute and DLPIPE_HOME is fixed first, because BentoML changes
+    into its working directory (the repo root) before importing the service.
     """
     if ctx is not None and ctx.invoked_subcommand is not None:
         return

@@ -319,8 +319,8 @@ async def _check_multipart(headers: Headers, body: bytes, files: frozenset[str])
 
 
 def _with_request_id(send: Send, request_id: str, secure: bool) -> Send:
-    """`send` that adds the request id as a header and into a JSON error body (an object; BentoML's list
-    `[{"error": ...}]` becomes that object), and the security headers (`secure`) to every answer."""
+    """`send` that adds the request id as a header and into the error body (made a JSON object), Retry-After
+    to every 503, and the security headers (`secure`) to every answer."""
     error: Message | None = None
     chunks: list[bytes] = []
 
@@ -329,6 +329,8 @@ def _with_request_id(send: Send, request_id: str, secure: bool) -> Send:
         if message["type"] == "http.response.start":
             headers = MutableHeaders(scope=message)
             headers["x-request-id"] = request_id
+            if message["status"] == 503:  # BentoML's own 503 (a batch it cannot form in time) says when, too
+                headers.setdefault("retry-after", str(RETRY_AFTER_S))
             if secure:
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)

@@ -220,5 +220,6 @@ def test_refused_requests_log_one_line_each_not_a_traceback(served: tuple[str, P
         assert httpx.post(f"{url}/predict", json={"images": []}, timeout=10).status_code == 400
     time.sleep(0.5)
     text = log.read_text()
-    assert "Traceback" not in text, text[-3000:]
+    for traceback_of_a_4xx in ("ValidationError", "bentoml.exceptions."):  # the last line of such a traceback
+        assert traceback_of_a_4xx not in text, text[-3000:]
     assert text.count('"logger": "dlpipe.refused"') >= 3

@@ -86,7 +86,10 @@ def _guarded(routes: dict[str, Any], timeout: float = 5.0) -> tuple[Any, dict[st
     async def bento(_: Any) -> JSONResponse:
         return JSONResponse([{"error": "bad image"}], status_code=400)
 
-    paths = {"/slow": slow, "/spin": spin, "/upload": echo, "/echo": echo, "/bento": bento}
+    async def overloaded(_: Any) -> JSONResponse:
+        return JSONResponse({"error": "batch not formed in time"}, status_code=503)
+
+    paths = {"/slow": slow, "/spin": spin, "/upload": echo, "/echo": echo, "/bento": bento, "/busy": overloaded}
     app = Starlette(routes=[Route(p, f, methods=["GET", "POST"]) for p, f in paths.items()])
     return guard.Guard(app, routes=routes, timeouts={"t": timeout}), seen
 
@@ -186,6 +189,8 @@ def test_security_headers_and_the_request_id_in_every_error_body() -> None:
             listed = await http.post("/bento", json={})  # BentoML's 4xx shape, a one-element list, becomes an object
             assert listed.json() == {"error": "bad image", "request_id": listed.headers["x-request-id"]}
             assert int(listed.headers["content-length"]) == len(listed.content)
+            busy = await http.get("/busy")  # BentoML's own 503 says when to come back too
+            assert busy.headers["retry-after"] == str(guard.RETRY_AFTER_S) and "request_id" in busy.json()
             missing = await http.get("/nowhere", headers={"x-request-id": "r-2"})  # Starlette's text 404
             assert missing.status_code == 404 and missing.json() == {"error": "Not Found", "request_id": "r-2"}
 

@@ -20,6 +20,7 @@ from kfp import dsl, kubernetes
 
 from components import kubeflow as c
 from components.config import STAGES, ConfigError, KubeflowConfig, Resources, kubeflow_config, stage_config, tasks
+from components.core.secrets import mask
 
 NO_OVERRIDES: list = []  # a shared default, never mutated
 GPU = "nvidia.com/gpu"
@@ -112,7 +113,9 @@ def build_pipeline(task: str, params: dict[str, Any]) -> Any:
     if task not in tasks(params):
         raise ConfigError(f"unknown task {task!r}; tasks in params: {', '.join(tasks(params))}")
     cfgs = {stage: stage_config(params, stage, task) for stage in STAGES}  # a typo fails here, not in the cluster
-    raw = {stage: params.get(stage, {}).get(task) or {} for stage in STAGES}
+    # The compiled pipeline is shared: a password in a block (tune.storage) is masked, the steps get it from the
+    # Secret (OPTUNA_STORAGE; components/tune/study.py reads it when tune.storage is masked).
+    raw = {stage: mask(params.get(stage, {}).get(task) or {}) for stage in STAGES}
     kube = kubeflow_config(params, task)
     finetune = params.get("experiments", {}).get("encoder_finetune")
     finetune = finetune if finetune and Path(finetune.get("pretrained", "")).name == task else None

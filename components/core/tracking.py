@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from components.core.io import read_json, write_json
+from components.core.secrets import mask
 
 PIPELINE_RUN_TAG = "dlpipe.pipeline_run"  # the Kubeflow run that produced an MLflow run (env DLPIPE_PIPELINE_RUN)
 PACKAGES = ("torch", "mlflow", "onnx", "onnxruntime-gpu", "kfp", "dvc", "optuna", "bentoml", "scikit-learn")
@@ -126,6 +127,6 @@ def mark_pipeline_failed(task: str, pipeline_run: str, message: str) -> list[str
         run = client.create_run(exp, run_name=f"{task}-pipeline", tags={**provenance(), PIPELINE_RUN_TAG: pipeline_run})
         ids = [run.info.run_id]
     for run_id in ids:
-        client.set_tag(run_id, "dlpipe.pipeline_error", message[:5000])
+        client.set_tag(run_id, "dlpipe.pipeline_error", mask(message)[:5000])
         client.set_terminated(run_id, status="FAILED")
     return ids

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from components.core.errors import DlpipeError
 from components.core.layout import REPO
+from components.core.secrets import mask
 from components.data.ingest import DATASETS, ingest
 
 DVC_FILE = "data.dvc"
@@ -29,7 +30,7 @@ def dvc(*args: str, cwd: Path = Path("."), check: bool = True) -> subprocess.Com
     cmd = [str(exe) if exe.exists() else "dvc", *args]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise DataVersionError(f"`dvc {' '.join(args)}` failed:\n{proc.stderr.strip() or proc.stdout.strip()}")
+        raise DataVersionError(mask(f"`dvc {' '.join(args)}` failed:\n{proc.stderr.strip() or proc.stdout.strip()}"))
     return proc
 
 

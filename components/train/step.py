@@ -15,6 +15,7 @@ from components.config import TrainConfig, flatten
 from components.core import tracking
 from components.core.contract import TaskMeta, load_meta
 from components.core.io import atomic_write, read_json, write_json
+from components.core.secrets import mask
 from components.data.augment import POLICY, PREVIEW, load_transform
 from components.data.splits import load_split
 from components.train import distributed, objectives, transfer
@@ -114,7 +115,8 @@ def _log_inputs(
 ) -> None:
     """What the run starts from, in MLflow: flattened config, data hash, model size and summary, resume and
     transfer tags, the augment policy and its preview."""
-    mlflow.log_params({**flatten(cfg), "task": task, "dataset": meta.dataset, "objective": meta.objective})
+    params = {**flatten(cfg), "task": task, "dataset": meta.dataset, "objective": meta.objective}
+    mlflow.log_params(mask(params))
     mlflow.set_tags(
         {
             "data_sha256": meta.data_sha256,
@@ -124,7 +126,7 @@ def _log_inputs(
             **{f"transfer.{k}": str(v) for k, v in transferred.items()},
         }
     )
-    mlflow.log_dict(cfg.model_dump(), "config.json")
+    mlflow.log_dict(mask(cfg.model_dump()), "config.json")
     summary_text = summarize(model, meta.input.shape, meta.input.dtype)
     mlflow.log_text(summary_text, "model_summary.txt")
     for name in (POLICY, PREVIEW):

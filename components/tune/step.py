@@ -22,6 +22,7 @@ from typing import Any
 from components.config import ConfigError, TrainConfig, TuneConfig, validate
 from components.config.resolve import apply_point
 from components.core import tracking
+from components.core.secrets import mask
 from components.tune.report import _write_best, plot_study, summarise
 from components.tune.study import TuningError, open_study, sample
 
@@ -120,8 +121,8 @@ def setup(task: str, cfg: TuneConfig, train_raw: dict[str, Any]) -> tuple[TuneCo
     mlflow = tracking.configure()
     experiment = tracking.experiment_id(task)
     with mlflow.start_run(experiment_id=experiment, run_name=f"{task}-tune", tags=tracking.provenance()) as run:
-        mlflow.log_params({f"tune.{k}": v for k, v in cfg.model_dump(exclude={"space"}).items()})
-        mlflow.log_dict(cfg.model_dump(), "tune_config.json")
+        mlflow.log_params(mask({f"tune.{k}": v for k, v in cfg.model_dump(exclude={"space"}).items()}))
+        mlflow.log_dict(mask(cfg.model_dump()), "tune_config.json")
     return cfg, run.info.run_id
 
 

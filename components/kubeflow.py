@@ -179,23 +179,22 @@ def train(
     mlflow_tracking_uri: str,
     pipeline_run: str,
     gpus: int,
+    checkpoint_root: str,
     model: Output[Model],
 ):
     """Train into `model` (checkpoint.pt, history.csv, run.json: the MLflow run the later steps reopen).
-    With `gpus` > 1 the pod runs `torchrun --nproc-per-node gpus dlpipe train` (DDP on one node)."""
+    With `gpus` > 1 the pod runs `torchrun --nproc-per-node gpus dlpipe train` (DDP on one node). With
+    `checkpoint_root` (a mounted PVC), a retried attempt resumes from `<root>/<pipeline run>/<task>`."""
     from pathlib import Path
 
     from components.config import step_config
     from components.core import tracking
-    from components.train.launch import torchrun_train
-    from components.train.step import train as step
+    from components.train.step import retried_train
 
     tracking.for_pipeline_step(mlflow_tracking_uri, pipeline_run)
     cfg = step_config(train_config, overrides, "train", task, tuned=Path(best.path) / "best_params.yaml")
-    if gpus > 1:
-        torchrun_train(Path(data.path), Path(model.path), cfg, task, Path(policy.path), nproc_per_node=gpus)
-    else:
-        step(Path(data.path), Path(model.path), cfg, task, progress=False, augment_dir=Path(policy.path))
+    checkpoints = Path(checkpoint_root) / (pipeline_run or "local") / task if checkpoint_root else None
+    retried_train(Path(data.path), Path(model.path), cfg, task, checkpoints, Path(policy.path), gpus=max(gpus, 1))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,32 @@ def train(
                 _log_outputs(mlflow, out_dir, result, summary)
     finally:
         distributed.cleanup()
+    return summary
+
+
+def retried_train(
+    data_dir: Path,
+    out_dir: Path,
+    cfg: TrainConfig,
+    task: str,
+    checkpoint_dir: Path | None,
+    augment_dir: Path | None = None,
+    gpus: int = 1,
+) -> dict[str, Any]:
+    """The train step of a pipeline that retries it (Kubeflow): with `checkpoint_dir` on storage that outlives
+    the pod (a PVC), training runs there and resumes from the checkpoint a failed attempt left (its MLflow run is
+    closed KILLED and linked); the outputs are then copied into `out_dir`. Without one, every attempt starts over.
+    `gpus` > 1 trains with DDP over that many local processes (torchrun)."""
+    from components.train.launch import torchrun_train
+
+    work = Path(checkpoint_dir) if checkpoint_dir is not None else Path(out_dir)
+    resume = checkpoint_dir is not None
+    if gpus > 1:
+        summary = torchrun_train(data_dir, work, cfg, task, augment_dir, nproc_per_node=gpus, resume=resume)
+    else:
+        summary = train(data_dir, work, cfg, task, resume=resume, progress=False, augment_dir=augment_dir)
+    if work != Path(out_dir):
+        shutil.copytree(work, out_dir, dirs_exist_ok=True)
     return summary
 
 

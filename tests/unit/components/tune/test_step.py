@@ -7,22 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from components.config import PrepareConfig, stage_config
-from components.data.ingest import ingest
-from components.data.prepare import prepare
 from components.tune.step import work
 from components.tune.study import TuningError, open_study
-from tests.conftest import PARAMS
 from tests.helpers.tuning import cfg
-
-
-@pytest.fixture(scope="module")
-def tabular_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tabular-data")
-    prep: PrepareConfig = stage_config(PARAMS, "prepare", "tabular")
-    ingest(prep.dataset, root / "raw")
-    prepare(root / "raw", root / "data", prep, "tabular")
-    return root / "data"
 
 
 def _timeout(signum: int, frame: object) -> None:

@@ -76,11 +76,13 @@ class MaskingFilter(logging.Filter):
 
 
 def mask_logs() -> None:
-    """Mask every log line that reaches the root logger's handlers (a stderr handler is made when there is
-    none)."""
+    """Mask every log line of this process: the filter on every handler there is now, the root logger's and the
+    libraries' own (MLflow's prints "View run ... at: <tracking URI>"); a stderr handler is made for the root
+    logger when it has none. Called again after importing a library that adds handlers (tracking.configure)."""
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.WARNING)
-    for handler in root.handlers:
+    loggers = [root, *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    for handler in {h for logger in loggers for h in logger.handlers}:
         if not any(isinstance(f, MaskingFilter) for f in handler.filters):
             handler.addFilter(MaskingFilter())

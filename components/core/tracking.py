@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from components.core.io import read_json, write_json
-from components.core.secrets import mask
+from components.core.secrets import mask, mask_logs
 
 PIPELINE_RUN_TAG = "dlpipe.pipeline_run"  # the Kubeflow run that produced an MLflow run (env DLPIPE_PIPELINE_RUN)
 PACKAGES = ("torch", "mlflow", "onnx", "onnxruntime-gpu", "kfp", "dvc", "optuna", "bentoml", "scikit-learn")
@@ -46,6 +46,8 @@ def configure() -> Any:
     """Point MLflow at the tracking URI; return the mlflow module."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
+
+    mask_logs()  # MLflow's own handlers print the tracking URI
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)  # the registry follows it unless MLFLOW_REGISTRY_URI says otherwise

@@ -128,3 +128,16 @@ def test_a_failing_dvc_command_and_an_s3_secret_key_are_masked(tmp_path: Path, m
         dvc("remote", "add", "pipeline", url, cwd=tmp_path)
     assert "`dvc remote add pipeline https://user:***@dvc.example/x?secret_key=***` failed" in str(err.value)
     assert PASSWORD not in str(err.value)
+
+
+def test_mlflows_own_log_lines_are_masked() -> None:
+    """MLflow logs through its own handlers (not the root's): "View run ... at: <tracking URI>/#/..."."""
+    from components.core import tracking
+
+    tracking.configure()
+    handlers = logging.getLogger("mlflow").handlers  # propagate=False: the root's filters never see these
+    assert handlers
+    record = logging.LogRecord("mlflow.tracking", logging.INFO, __file__, 1, "View run at: %s/#/x", (STORAGE,), None)
+    for handler in handlers:
+        assert handler.filter(record)
+    assert PASSWORD not in record.getMessage()

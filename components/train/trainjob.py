@@ -28,6 +28,7 @@ from components.train.launch import torchrun_train, train_command, write_config
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 WORKSPACE = Path("/workspace")
 NODE = "node"  # the replicated job and container that the torch-distributed runtime names `node`
+STEP_LABEL = "dlpipe.io/step"  # the same on every attempt of one pipeline run's train step
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 SECRET_ENV = {  # the pipeline's Secrets, passed to the TrainJob's pods by reference, never by value
     "MLFLOW_TRACKING_URI": ("mlflow_secret", "uri"),
@@ -88,7 +89,11 @@ def manifest(
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TrainJob",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "dlpipe"}},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "dlpipe", STEP_LABEL: workdir_of(name).name},
+        },
         "spec": {
             "runtimeRef": {"name": spec.runtime, "apiGroup": GROUP, "kind": "ClusterTrainingRuntime"},
             "trainer": trainer,
@@ -140,13 +145,25 @@ def _run(body: dict[str, Any], timeout_s: int, api: Any = None, poll_s: float = 
         config.load_incluster_config()
         api = client.CustomObjectsApi()
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    # An earlier attempt whose pod was killed outright (no cleanup ran) may still be training into the same
+    # folder: delete it before this attempt resumes from the checkpoint there.
+    step = body["metadata"]["labels"][STEP_LABEL]
+    for old in api.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, label_selector=f"{STEP_LABEL}={step}"
+    )["items"]:
+        _delete(api, namespace, old["metadata"]["name"])
     api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     try:
         with _sigterm_as_exit():
             _wait(api, namespace, name, timeout_s, poll_s)
     except BaseException:
-        api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Foreground")
+        _delete(api, namespace, name)
         raise
+
+
+def _delete(api: Any, namespace: str, name: str) -> None:
+    """Delete a TrainJob with its JobSet and pods (foreground: the TrainJob goes once its pods are gone)."""
+    api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Foreground")
 
 
 def _wait(api: Any, namespace: str, name: str, timeout_s: int, poll_s: float) -> None:

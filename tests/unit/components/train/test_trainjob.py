@@ -61,6 +61,10 @@ class FakeTrainJobs:
         self.pods[name] = [f"{name}-node-0-0", f"{name}-node-0-1"]
         return body
 
+    def list_namespaced_custom_object(self, group, version, namespace, plural, label_selector="") -> dict:
+        key, _, value = label_selector.partition("=")
+        return {"items": [job for job in self.jobs.values() if job["metadata"]["labels"].get(key) == value]}
+
     def get_namespaced_custom_object(self, group, version, namespace, plural, name) -> dict:
         return {**self.jobs[name], "status": {"conditions": self.conditions}}
 
@@ -72,7 +76,9 @@ class FakeTrainJobs:
 
 
 def _body(name: str = "dlpipe-tabular-run1-abc123") -> dict:
-    return {"metadata": {"name": name, "namespace": "kubeflow"}}
+    from components.train.trainjob import STEP_LABEL
+
+    return {"metadata": {"name": name, "namespace": "kubeflow", "labels": {STEP_LABEL: name.rsplit("-", 1)[0]}}}
 
 
 @pytest.mark.parametrize(
@@ -105,3 +111,15 @@ def test_a_completed_trainjob_is_kept_and_a_retry_finds_the_same_workdir() -> No
         retry, "kubeflow", "img", "tabular", workdir_of(retry), DistributedConfig(), {}, {"mlflow_secret": "m"}
     )
     assert job["spec"]["trainer"]["command"][-1] == "--resume"  # the retried attempt resumes from the checkpoint
+
+
+def test_a_retry_deletes_the_trainjob_a_killed_attempt_left_running() -> None:
+    """The launching pod was killed outright (no cleanup ran): its TrainJob still trains into the shared folder."""
+    from components.train.trainjob import _run
+
+    api = FakeTrainJobs([{"type": "Complete", "status": "True"}])
+    api.create_namespaced_custom_object("g", "v", "kubeflow", "trainjobs", _body("dlpipe-tabular-run1-aaaaaa"))
+    api.create_namespaced_custom_object("g", "v", "kubeflow", "trainjobs", _body("dlpipe-tabular-run2-bbbbbb"))
+    _run(_body("dlpipe-tabular-run1-cccccc"), 60, api=api, poll_s=0.01)
+    assert api.deleted == ["dlpipe-tabular-run1-aaaaaa"]  # the other pipeline run's job is left alone
+    assert sorted(api.jobs) == ["dlpipe-tabular-run1-cccccc", "dlpipe-tabular-run2-bbbbbb"]

@@ -68,8 +68,9 @@ def pull(root: Path = Path(".")) -> str:
     rebuild(root)
     if not in_sync(root):
         raise DataVersionError(
-            "data/raw rebuilt from the built-in sources does not hash to data.dvc: a source changed "
-            "(library version?). Inspect with `dvc diff`, then `dlpipe data snapshot` to record the new data."
+            "data/raw rebuilt from the built-in sources does not hash to data.dvc: a source changed (library "
+            "version?), or data.dvc records datasets of your own that only its remote holds (point `dvc remote` at "
+            "it). Inspect with `dvc diff`, then `dlpipe data snapshot` to record the new data."
         )
     dvc("commit", "--force", "--quiet", DVC_FILE, cwd=root)
     dvc("push", "--quiet", DVC_FILE, cwd=root)

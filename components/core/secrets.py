@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
+import traceback
 from typing import Any
 
 MASK = "***"
@@ -86,3 +88,13 @@ def mask_logs() -> None:
     for handler in {h for logger in loggers for h in logger.handlers}:
         if not any(isinstance(f, MaskingFilter) for f in handler.filters):
             handler.addFilter(MaskingFilter())
+
+
+def mask_tracebacks() -> None:
+    """Print an uncaught exception's traceback masked (a Kubeflow step's error ends in the pod's log and the
+    run's error message; a driver's error often quotes the URL it could not reach)."""
+
+    def hook(kind: type[BaseException], err: BaseException, tb: Any) -> None:
+        sys.stderr.write(mask("".join(traceback.format_exception(kind, err, tb))))
+
+    sys.excepthook = hook

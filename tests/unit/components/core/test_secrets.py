@@ -141,3 +141,18 @@ def test_mlflows_own_log_lines_are_masked() -> None:
     for handler in handlers:
         assert handler.filter(record)
     assert PASSWORD not in record.getMessage()
+
+
+def test_a_pipeline_steps_uncaught_error_is_printed_masked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from components.core import tracking
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # restored after the test
+    tracking.for_pipeline_step("", "")
+    try:
+        raise ConnectionError(f"cannot reach {STORAGE}")
+    except ConnectionError as err:
+        sys.excepthook(type(err), err, err.__traceback__)
+    err_text = capsys.readouterr().err
+    assert "ConnectionError: cannot reach postgresql://optuna:***@" in err_text and PASSWORD not in err_text

@@ -107,13 +107,16 @@ def tune_setup(
 
     from components.config import step_config, step_raw, tune_knobs
     from components.core import tracking
+    from components.core.secrets import mask
     from components.tune.step import setup
 
     tracking.for_pipeline_step(mlflow_tracking_uri, pipeline_run)
     cfg = step_config(tune_config, overrides + tune_knobs(task, tune_trials, tune_workers), "tune", task)
     cfg, parent = setup(task, cfg, step_raw(train_config, overrides, "train", task))
     Path(study.path).mkdir(parents=True, exist_ok=True)
-    (Path(study.path) / "study.json").write_text(json.dumps({"config": cfg.model_dump(), "parent_run_id": parent}))
+    # An artifact anyone with the run can read: the storage password stays in the Secret the workers also get.
+    job = {"config": mask(cfg.model_dump()), "parent_run_id": parent}
+    (Path(study.path) / "study.json").write_text(json.dumps(job))
     return list(range(cfg.workers))
 
 
@@ -176,23 +179,22 @@ def train(
     mlflow_tracking_uri: str,
     pipeline_run: str,
     gpus: int,
+    checkpoint_root: str,
     model: Output[Model],
 ):
     """Train into `model` (checkpoint.pt, history.csv, run.json: the MLflow run the later steps reopen).
-    With `gpus` > 1 the pod runs `torchrun --nproc-per-node gpus dlpipe train` (DDP on one node)."""
+    With `gpus` > 1 the pod runs `torchrun --nproc-per-node gpus dlpipe train` (DDP on one node). With
+    `checkpoint_root` (a mounted PVC), a retried attempt resumes from `<root>/<pipeline run>/<task>`."""
     from pathlib import Path
 
     from components.config import step_config
     from components.core import tracking
-    from components.train.launch import torchrun_train
-    from components.train.step import train as step
+    from components.train.step import retried_train
 
     tracking.for_pipeline_step(mlflow_tracking_uri, pipeline_run)
     cfg = step_config(train_config, overrides, "train", task, tuned=Path(best.path) / "best_params.yaml")
-    if gpus > 1:
-        torchrun_train(Path(data.path), Path(model.path), cfg, task, Path(policy.path), nproc_per_node=gpus)
-    else:
-        step(Path(data.path), Path(model.path), cfg, task, progress=False, augment_dir=Path(policy.path))
+    checkpoints = Path(checkpoint_root) / (pipeline_run or "local") / task if checkpoint_root else None
+    retried_train(Path(data.path), Path(model.path), cfg, task, checkpoints, Path(policy.path), gpus=max(gpus, 1))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -302,11 +304,12 @@ def register(
 def mark_failed(status: dsl.PipelineTaskFinalStatus, task: str, mlflow_tracking_uri: str, pipeline_run: str):
     """The exit handler: when a step failed, mark the task's MLflow runs of this pipeline run FAILED."""
     from components.core import tracking
+    from components.core.secrets import mask
 
     if status.state == "SUCCEEDED":
         return
     tracking.for_pipeline_step(mlflow_tracking_uri)
-    message = f"Kubeflow {status.state}: {status.pipeline_task_name}: {status.error_message or 'no message'}"
+    message = mask(f"Kubeflow {status.state}: {status.pipeline_task_name}: {status.error_message or 'no message'}")
     ids = tracking.mark_pipeline_failed(task, pipeline_run, message)
     print(f"marked MLflow runs {', '.join(ids)} FAILED ({message})")
 

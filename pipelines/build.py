@@ -20,9 +20,11 @@ from kfp import dsl, kubernetes
 
 from components import kubeflow as c
 from components.config import STAGES, ConfigError, KubeflowConfig, Resources, kubeflow_config, stage_config, tasks
+from components.core.secrets import mask
 
 NO_OVERRIDES: list = []  # a shared default, never mutated
 GPU = "nvidia.com/gpu"
+CHECKPOINTS = "/checkpoints"  # kubeflow.<task>.checkpoint_pvc's mount on the train step
 CACHED = ("ingest", "prepare")  # pure functions of their inputs: safe to reuse; register writes the registry
 
 
@@ -76,8 +78,13 @@ class _Steps:
         a, kube, gpu_count = self.args, self.kube, self.args["gpu_count"]
         common = {**inputs, "best": best, "train_config": a["train_config"], **self.mine, **self.tracked}
         if kube.distributed is None:
-            trained = c.train(**common, gpus=gpu_count if self.gpu else 0)
-            return self.heavy(trained, gpus=gpu_count).outputs["model"]
+            root = CHECKPOINTS if kube.checkpoint_pvc else ""
+            trained = self.heavy(
+                c.train(**common, gpus=gpu_count if self.gpu else 0, checkpoint_root=root), gpus=gpu_count
+            )
+            if kube.checkpoint_pvc:  # outlives the pod: a retry resumes from the last checkpoint
+                kubernetes.mount_pvc(trained, pvc_name=kube.checkpoint_pvc, mount_path=CHECKPOINTS)
+            return trained.outputs["model"]
         job = {"distributed": kube.distributed.model_dump(), "secret_names": _secret_names(kube)}
         launch = self.retried(self.light(c.train_distributed(**common, image=a["image"], **job)))
         kubernetes.mount_pvc(launch, pvc_name=kube.distributed.workspace_pvc, mount_path="/workspace")
@@ -112,7 +119,9 @@ def build_pipeline(task: str, params: dict[str, Any]) -> Any:
     if task not in tasks(params):
         raise ConfigError(f"unknown task {task!r}; tasks in params: {', '.join(tasks(params))}")
     cfgs = {stage: stage_config(params, stage, task) for stage in STAGES}  # a typo fails here, not in the cluster
-    raw = {stage: params.get(stage, {}).get(task) or {} for stage in STAGES}
+    # The compiled pipeline is shared: a password in a block (tune.storage) is masked, the steps get it from the
+    # Secret (OPTUNA_STORAGE; components/tune/study.py reads it when tune.storage is masked).
+    raw = {stage: mask(params.get(stage, {}).get(task) or {}) for stage in STAGES}
     kube = kubeflow_config(params, task)
     finetune = params.get("experiments", {}).get("encoder_finetune")
     finetune = finetune if finetune and Path(finetune.get("pretrained", "")).name == task else None

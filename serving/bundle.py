@@ -138,6 +138,7 @@ def _model_version(uri: str) -> tuple[Any, Any]:
     from mlflow.exceptions import MlflowException
 
     from components.core import tracking
+    from components.core.secrets import mask
 
     client = tracking.configure().MlflowClient()
     name, _, rest = uri.removeprefix("models:/").partition("/")
@@ -147,7 +148,7 @@ def _model_version(uri: str) -> tuple[Any, Any]:
             return client, client.get_model_version_by_alias(name, alias)
         return client, client.get_model_version(name, rest)
     except MlflowException as err:
-        where = tracking.tracking_uri()
+        where = mask(tracking.tracking_uri())  # a password in the URI is never shown
         raise ModelNotFound(f"{uri} is not in the registry at {where} ({err.error_code}); register it first") from None
 
 

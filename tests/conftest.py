@@ -136,6 +136,16 @@ def digits_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "data"
 
 
+@pytest.fixture(scope="module")
+def tabular_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tabular task's prepared data (no training)."""
+    root = tmp_path_factory.mktemp("tabular-data")
+    prep = stage_config(PARAMS, "prepare", "tabular")
+    ingest(prep.dataset, root / "raw")
+    prepare(root / "raw", root / "data", prep, "tabular")
+    return root / "data"
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, tabular_artifacts: Path) -> Path:
     """A working directory holding params.yaml and the tabular task's prepared data."""

@@ -63,3 +63,8 @@ class KubeflowConfig(_Strict):
     s3_secret: str = Field("dlpipe-s3", description="Secret: access_key, secret_key, endpoint -> AWS_* / S3 endpoint")
     optuna_secret: str = Field("dlpipe-optuna", description="Secret: storage -> OPTUNA_STORAGE (PostgreSQL URL)")
     distributed: DistributedConfig | None = Field(None, description="train as a TrainJob over several nodes")
+    checkpoint_pvc: str | None = Field(
+        None,
+        description="a PVC mounted at /checkpoints on the train step: a retried attempt resumes from the last "
+        "checkpoint (<pvc>/<run id>/<task>) instead of starting over; unset: a retry trains from the start",
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from components.core.io import read_json, write_json
+from components.core.secrets import mask, mask_logs, mask_tracebacks
 
 PIPELINE_RUN_TAG = "dlpipe.pipeline_run"  # the Kubeflow run that produced an MLflow run (env DLPIPE_PIPELINE_RUN)
 PACKAGES = ("torch", "mlflow", "onnx", "onnxruntime-gpu", "kfp", "dvc", "optuna", "bentoml", "scikit-learn")
@@ -30,7 +31,10 @@ def tracking_uri() -> str:
 
 def for_pipeline_step(mlflow_tracking_uri: str, pipeline_run: str = "") -> None:
     """A Kubeflow step's tracking: the run's MLflow URI (empty = the pod's $MLFLOW_TRACKING_URI, e.g. from a
-    Secret) and the pipeline run's id, tagged on every MLflow run so the exit handler can find them."""
+    Secret) and the pipeline run's id, tagged on every MLflow run so the exit handler can find them. The step's
+    log lines and an error's traceback are masked (components/core/secrets.py)."""
+    mask_logs()
+    mask_tracebacks()
     if mlflow_tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
     if pipeline_run:
@@ -45,6 +49,8 @@ def configure() -> Any:
     """Point MLflow at the tracking URI; return the mlflow module."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
+
+    mask_logs()  # MLflow's own handlers print the tracking URI
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)  # the registry follows it unless MLFLOW_REGISTRY_URI says otherwise
@@ -126,6 +132,6 @@ def mark_pipeline_failed(task: str, pipeline_run: str, message: str) -> list[str
         run = client.create_run(exp, run_name=f"{task}-pipeline", tags={**provenance(), PIPELINE_RUN_TAG: pipeline_run})
         ids = [run.info.run_id]
     for run_id in ids:
-        client.set_tag(run_id, "dlpipe.pipeline_error", message[:5000])
+        client.set_tag(run_id, "dlpipe.pipeline_error", mask(message)[:5000])
         client.set_terminated(run_id, status="FAILED")
     return ids

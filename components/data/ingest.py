@@ -16,6 +16,7 @@ Raw formats the prepare step reads:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -223,14 +224,26 @@ def ingest(dataset: str, raw_dir: Path = RAW_DIR) -> Path:
     return out
 
 
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def dataset_dir(raw_dir: Path, name: str) -> Path:
+    """`raw_dir/<name>` for a user's dataset: `name` must be a plain identifier (it becomes a folder, a task and
+    an MLflow name) and not a built-in's (`dlpipe data snapshot` rebuilds those)."""
+    if not NAME.fullmatch(name):
+        raise DataError(f"dataset name {name!r}: use a plain identifier (letters, digits, _; no '/', '..' or spaces)")
+    if name in DATASETS:
+        raise DataError(f"dataset name {name!r} is a built-in dataset's: choose another name")
+    return Path(raw_dir) / name
+
+
 def ingest_images(source: Path, name: str, raw_dir: Path = RAW_DIR) -> Path:
     """Bring a user's image folder (one sub-folder per class of PNG/JPEG files) in as dataset `name`."""
-    source = Path(source)
+    source, out = Path(source), dataset_dir(raw_dir, name)
     classes = sorted(p for p in source.iterdir() if p.is_dir()) if source.is_dir() else []
     files = [f for c in classes for f in sorted(c.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if len(classes) < 2 or not files:
         raise DataError(f"{source}: expected one sub-folder of PNG/JPEG images per class (at least 2 classes)")
-    out = Path(raw_dir) / name
     for f in files:
         atomic_write(out / f.relative_to(source), lambda tmp, f=f: shutil.copyfile(f, tmp))
     return out
@@ -238,14 +251,8 @@ def ingest_images(source: Path, name: str, raw_dir: Path = RAW_DIR) -> Path:
 
 def ingest_csv(source: Path, name: str, raw_dir: Path = RAW_DIR, target: str = "target") -> Path:
     """Bring a user's CSV in as dataset `name`; it must parse and hold a `target` column."""
-    source = Path(source)
-    try:
-        frame = pd.read_csv(source)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataError(f"{source}: cannot read as CSV: {err}") from err
-    if target not in frame.columns:
-        raise DataError(f"{source}: no {target!r} column (columns: {', '.join(map(str, frame.columns))})")
-    out = Path(raw_dir) / name
+    source, out = Path(source), dataset_dir(raw_dir, name)
+    _read_user_csv(source, [target])
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "data.csv", lambda tmp: shutil.copyfile(source, tmp))
     return out
@@ -253,14 +260,15 @@ def ingest_csv(source: Path, name: str, raw_dir: Path = RAW_DIR, target: str = "
 
 def ingest_text(source: Path, name: str, raw_dir: Path = RAW_DIR) -> Path:
     """Bring a user's UTF-8 text file in as dataset `name` (a corpus for the causal_lm objective)."""
-    source = Path(source)
+    source, out = Path(source), dataset_dir(raw_dir, name)
     try:
         text = source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{source}: cannot read as UTF-8 text: {err}") from err
+    except UnicodeDecodeError as err:
+        raise DataError(_not_utf8(source, err)) from None
+    except OSError as err:
+        raise DataError(f"{source}: cannot read: {err.strerror}") from None
     if len(text) < 1000:
         raise DataError(f"{source}: only {len(text)} characters; a language model needs at least 1,000")
-    out = Path(raw_dir) / name
     atomic_write(out / TEXT_FILE, lambda tmp: shutil.copyfile(source, tmp))
     return out
 
@@ -269,7 +277,7 @@ def ingest_text_csv(source: Path, name: str, raw_dir: Path = RAW_DIR, text: str 
     """Bring a user's labelled texts in as dataset `name`: a UTF-8 CSV with a `text` and a `label` column
     (other names via the arguments). Written as data.csv with columns text, target (label as a string);
     rows with an empty text or label are refused, not dropped silently."""
-    source = Path(source)
+    source, out = Path(source), dataset_dir(raw_dir, name)
     frame = _read_user_csv(source, [text, label], dtype=str, keep_default_na=False)
     bad = frame.index[(frame[text].str.strip() == "") | (frame[label].str.strip() == "")]
     if len(bad):
@@ -277,7 +285,7 @@ def ingest_text_csv(source: Path, name: str, raw_dir: Path = RAW_DIR, text: str 
     out_frame = pd.DataFrame({"text": frame[text].str.strip(), "target": frame[label].str.strip()})
     if out_frame["target"].nunique() < 2:
         raise DataError(f"{source}: column {label!r} needs at least 2 different labels")
-    return _write_frame(out_frame, Path(raw_dir) / name)
+    return _write_frame(out_frame, out)
 
 
 def ingest_series_csv(
@@ -286,7 +294,7 @@ def ingest_series_csv(
     """Bring a user's time series in as dataset `name`: a CSV with a time column and a numeric value column
     (empty cells = missing readings, filled by prepare). Written as data.csv with columns date, value,
     sorted by time; unparseable times, non-numeric values and repeated times are refused."""
-    source = Path(source)
+    source, out = Path(source), dataset_dir(raw_dir, name)
     frame = _read_user_csv(source, [time, value])
     when = pd.to_datetime(frame[time], errors="coerce")
     if when.isna().any():
@@ -303,19 +311,32 @@ def ingest_series_csv(
     order = np.argsort(when.to_numpy(), kind="stable")
     iso = when.dt.strftime("%Y-%m-%dT%H:%M:%S" if (when.dt.normalize() != when).any() else "%Y-%m-%d")
     out_frame = pd.DataFrame({"date": iso.to_numpy()[order], "value": values.to_numpy()[order]})
-    return _write_frame(out_frame, Path(raw_dir) / name)
+    return _write_frame(out_frame, out)
 
 
 def _read_user_csv(source: Path, columns: list[str], **kwargs) -> pd.DataFrame:
+    """The user's CSV: UTF-8, with a header, at least one data row and `columns`; else one line naming why."""
     try:
         frame = pd.read_csv(source, encoding="utf-8", **kwargs)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise DataError(f"{source}: cannot read as a UTF-8 CSV: {err}") from err
+    except UnicodeDecodeError as err:
+        raise DataError(_not_utf8(source, err)) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{source}: the file is empty (expected a CSV with a header row)") from None
+    except OSError as err:
+        raise DataError(f"{source}: cannot read: {err.strerror or err}") from None
+    except pd.errors.ParserError as err:
+        raise DataError(f"{source}: not a well-formed CSV: {str(err).strip()}") from None
+    if frame.empty:
+        raise DataError(f"{source}: a header but no data rows")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         have = ", ".join(map(str, frame.columns))
         raise DataError(f"{source}: no {', '.join(map(repr, missing))} column (columns: {have})")
     return frame
+
+
+def _not_utf8(source: Path, err: UnicodeDecodeError) -> str:
+    return f"{source}: not UTF-8 (byte 0x{err.object[err.start]:02x} cannot start a UTF-8 character): save it as UTF-8"
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

@@ -13,6 +13,9 @@ named dynamic axes. Token models also get graphs for attention maps and sentence
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +62,37 @@ class ParityError(DlpipeError):
 
 
 def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) -> dict[str, Any]:
-    """Write `out_dir/model.onnx` and `out_dir/export.json`; fail when parity exceeds the tolerance."""
+    """Write `out_dir/model.onnx` and `out_dir/export.json`; fail when parity exceeds the tolerance.
+
+    Everything is exported and checked in a staging folder inside `out_dir`, then renamed into place
+    (export.json last): a failed checker or parity check leaves no model.onnx and no export.json behind."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    try:
+        info = _export_into(data_dir, model_dir, stage, cfg)
+        write_json(stage / "export.json", info)
+        _publish(stage, out_dir, last=("model.onnx", "export.json"))
+    except BaseException:
+        for name in ("model.onnx", "export.json"):  # an older export would pass for this checkpoint's
+            (out_dir / name).unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return info
+
+
+def _publish(stage: Path, out_dir: Path, last: tuple[str, ...]) -> None:
+    """Rename every file of `stage` to the same place under `out_dir`; the top-level `last` ones last, in order."""
+    files = [p for p in sorted(stage.rglob("*")) if p.is_file() and p.relative_to(stage).as_posix() not in last]
+    for file in [*files, *(stage / name for name in last if (stage / name).is_file())]:
+        target = out_dir / file.relative_to(stage)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(file, target)
+
+
+def _export_into(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) -> dict[str, Any]:
+    """model.onnx (+ token models' graphs) in `out_dir`, checked; its export.json content."""
     model, meta = load_trained(model_dir)
     head = OutputHead(model, meta).eval()
     x_test, _ = load_split(data_dir, "test")
@@ -111,9 +144,7 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
         max_diff = max(max_diff, diff)
     write_json(out_dir / GRAPHS / "index.json", {"graphs": [f"{k}.onnx" for k in extras if k in info]})
     if not max_diff <= cfg.tolerance:
-        onnx_path.unlink()
         raise ParityError(f"ONNX vs PyTorch max abs difference {max_diff:.3g} exceeds {cfg.tolerance:g}")
-    write_json(out_dir / "export.json", info)
     return info
 
 

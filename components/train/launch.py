@@ -22,11 +22,12 @@ def _exe(name: str) -> str:
     return str(beside) if beside.exists() else name
 
 
-def train_command(task: str, data: Path, out: Path, augment: Path) -> list[str]:
-    """`dlpipe train` on explicit folders, reading the resolved config that `write_config` left in `out`."""
+def train_command(task: str, data: Path, out: Path, augment: Path, resume: bool = False) -> list[str]:
+    """`dlpipe train` on explicit folders, reading the resolved config that `write_config` left in `out`; with
+    `resume`, from the checkpoint an earlier attempt left in `out` (if any)."""
     return [
         "dlpipe", "train", task, "--config", str(Path(out) / CONFIG_FILE),
-        "--data", str(data), "--out", str(out), "--augment", str(augment),
+        "--data", str(data), "--out", str(out), "--augment", str(augment), *(["--resume"] if resume else []),
     ]  # fmt: skip
 
 
@@ -36,12 +37,12 @@ def write_config(cfg: TrainConfig, out: Path) -> Path:
 
 
 def torchrun_train(
-    data: Path, out: Path, cfg: TrainConfig, task: str, augment: Path, nproc_per_node: int
+    data: Path, out: Path, cfg: TrainConfig, task: str, augment: Path, nproc_per_node: int, resume: bool = False
 ) -> dict[str, Any]:
     """Train with DDP in `nproc_per_node` processes on this machine; return rank 0's train.json summary."""
     write_config(cfg, out)
     cmd = [_exe("torchrun"), "--standalone", f"--nproc-per-node={nproc_per_node}", "--no-python"]
-    cmd += [_exe("dlpipe"), *train_command(task, data, out, augment)[1:]]
+    cmd += [_exe("dlpipe"), *train_command(task, data, out, augment, resume)[1:]]
     proc = subprocess.run(cmd)
     if proc.returncode != 0:
         raise DlpipeError(

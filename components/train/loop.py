@@ -212,8 +212,12 @@ def _device(cfg: TrainConfig) -> torch.device:
 
 def _resume(path: Path, run: _Run) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Restore model, optimizer, scheduler, scaler and every RNG from checkpoint `path`; return its best
-    weights and loop state."""
-    ckpt = torch.load(path, map_location=run.device, weights_only=True)
+    weights and loop state.
+
+    Loaded onto the CPU: the RNG states must be CPU byte tensors (torch.set_rng_state refuses any other), and
+    load_state_dict copies weights and optimizer state onto the model's device anyway."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    _check_epochs(ckpt, run.cfg, path)
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     if run.scheduler is not None:
@@ -221,6 +225,22 @@ def _resume(path: Path, run: _Run) -> tuple[dict[str, Tensor], dict[str, Any]]:
     run.scaler.load_state_dict(ckpt["scaler"])
     _set_rng_state(ckpt["rng"], run.gen)
     return ckpt["best_model"], ckpt["loop"]
+
+
+EPOCH_SHAPED = ("cosine", "onecycle")  # schedules whose shape is set by train.epochs
+
+
+def _check_epochs(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+    """A resume may change train.epochs only when the schedule does not depend on it, and never to fewer
+    epochs than the checkpoint already ran."""
+    done, before = ckpt["loop"]["epoch"], ckpt["config"]["epochs"]
+    if done > cfg.epochs:
+        raise TrainingError(f"{path} is at epoch {done}, past train.epochs={cfg.epochs}: resume with more epochs")
+    if cfg.epochs != before and cfg.scheduler.name in EPOCH_SHAPED:
+        raise TrainingError(
+            f"{path} was trained with train.epochs={before}, not {cfg.epochs}, and train.scheduler {cfg.scheduler.name}"
+            f" is shaped by the epoch count: resume with train.epochs={before}, or train afresh without --resume"
+        )
 
 
 def _train_epoch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from components.config import TrainConfig, flatten
 from components.core import tracking
 from components.core.contract import TaskMeta, load_meta
 from components.core.io import atomic_write, read_json, write_json
+from components.core.secrets import mask
 from components.data.augment import POLICY, PREVIEW, load_transform
 from components.data.splits import load_split
 from components.train import distributed, objectives, transfer
@@ -102,6 +104,32 @@ def train(
     return summary
 
 
+def retried_train(
+    data_dir: Path,
+    out_dir: Path,
+    cfg: TrainConfig,
+    task: str,
+    checkpoint_dir: Path | None,
+    augment_dir: Path | None = None,
+    gpus: int = 1,
+) -> dict[str, Any]:
+    """The train step of a pipeline that retries it (Kubeflow): with `checkpoint_dir` on storage that outlives
+    the pod (a PVC), training runs there and resumes from the checkpoint a failed attempt left (its MLflow run is
+    closed KILLED and linked); the outputs are then copied into `out_dir`. Without one, every attempt starts over.
+    `gpus` > 1 trains with DDP over that many local processes (torchrun)."""
+    from components.train.launch import torchrun_train
+
+    work = Path(checkpoint_dir) if checkpoint_dir is not None else Path(out_dir)
+    resume = checkpoint_dir is not None
+    if gpus > 1:
+        summary = torchrun_train(data_dir, work, cfg, task, augment_dir, nproc_per_node=gpus, resume=resume)
+    else:
+        summary = train(data_dir, work, cfg, task, resume=resume, progress=False, augment_dir=augment_dir)
+    if work != Path(out_dir):
+        shutil.copytree(work, out_dir, dirs_exist_ok=True)
+    return summary
+
+
 def _log_inputs(
     mlflow: Any,
     cfg: TrainConfig,
@@ -114,7 +142,8 @@ def _log_inputs(
 ) -> None:
     """What the run starts from, in MLflow: flattened config, data hash, model size and summary, resume and
     transfer tags, the augment policy and its preview."""
-    mlflow.log_params({**flatten(cfg), "task": task, "dataset": meta.dataset, "objective": meta.objective})
+    params = {**flatten(cfg), "task": task, "dataset": meta.dataset, "objective": meta.objective}
+    mlflow.log_params(mask(params))
     mlflow.set_tags(
         {
             "data_sha256": meta.data_sha256,
@@ -124,7 +153,7 @@ def _log_inputs(
             **{f"transfer.{k}": str(v) for k, v in transferred.items()},
         }
     )
-    mlflow.log_dict(cfg.model_dump(), "config.json")
+    mlflow.log_dict(mask(cfg.model_dump()), "config.json")
     summary_text = summarize(model, meta.input.shape, meta.input.dtype)
     mlflow.log_text(summary_text, "model_summary.txt")
     for name in (POLICY, PREVIEW):

@@ -22,6 +22,7 @@ from typing import Any
 from components.config import ConfigError, TrainConfig, TuneConfig, validate
 from components.config.resolve import apply_point
 from components.core import tracking
+from components.core.secrets import mask
 from components.tune.report import _write_best, plot_study, summarise
 from components.tune.study import TuningError, open_study, sample
 
@@ -80,6 +81,9 @@ def work(
         except optuna.TrialPruned:
             _mark_run(out, "PRUNED")
             raise
+        except TrainingError as err:  # the trial is FAIL; its reason is what the study reports if all fail
+            trial.set_user_attr("error", str(err))
+            raise
         finally:
             shutil.rmtree(out, ignore_errors=True)
         value = summary["best_metrics"][cfg.metric]
@@ -92,9 +96,36 @@ def work(
 
     study.optimize(
         objective,
-        callbacks=[MaxTrialsCallback(cfg.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))],
+        callbacks=[
+            MaxTrialsCallback(cfg.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+            _failure_budget(cfg.n_trials, task),
+        ],
         catch=(TrainingError,),  # a diverging trial is FAIL, the study goes on
     )
+
+
+def _failure_budget(n_trials: int, task: str) -> Any:
+    """A study runs at most `n_trials` failed trials: then it stops, and when no trial finished at all it fails
+    with the first trial's error (a study whose every trial diverges would otherwise never reach n_trials)."""
+    from optuna.trial import TrialState
+
+    def callback(study: Any, trial: Any) -> None:
+        if trial.state != TrialState.FAIL:
+            return
+        trials = study.get_trials(deepcopy=False)
+        failed = [t for t in trials if t.state == TrialState.FAIL]
+        if len(failed) < n_trials:
+            return
+        if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
+            study.stop()
+            return
+        first = min(failed, key=lambda t: t.number)
+        raise TuningError(
+            f"all {len(failed)} trials failed; the first (trial {first.number}): "
+            f"{first.user_attrs.get('error', 'no message')} (check train.{task} and tune.{task}.space)"
+        )
+
+    return callback
 
 
 def _mark_run(out: Path, state: str) -> None:
@@ -120,8 +151,8 @@ def setup(task: str, cfg: TuneConfig, train_raw: dict[str, Any]) -> tuple[TuneCo
     mlflow = tracking.configure()
     experiment = tracking.experiment_id(task)
     with mlflow.start_run(experiment_id=experiment, run_name=f"{task}-tune", tags=tracking.provenance()) as run:
-        mlflow.log_params({f"tune.{k}": v for k, v in cfg.model_dump(exclude={"space"}).items()})
-        mlflow.log_dict(cfg.model_dump(), "tune_config.json")
+        mlflow.log_params(mask({f"tune.{k}": v for k, v in cfg.model_dump(exclude={"space"}).items()}))
+        mlflow.log_dict(mask(cfg.model_dump()), "tune_config.json")
     return cfg, run.info.run_id
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from components.config import TuneConfig
 from components.core import tracking
 from components.core.errors import DlpipeError
+from components.core.secrets import is_masked, mask
 
 
 class TuningError(DlpipeError):
@@ -17,7 +18,16 @@ class TuningError(DlpipeError):
 
 
 def storage_url(cfg: TuneConfig) -> str:
-    return cfg.storage or os.environ.get("OPTUNA_STORAGE") or f"sqlite:///{tracking.home() / 'optuna.db'}"
+    """tune.storage, else $OPTUNA_STORAGE, else SQLite in the home. A tune.storage whose password was masked
+    (a compiled pipeline, study.json) is the same database as $OPTUNA_STORAGE, which holds the password."""
+    env = os.environ.get("OPTUNA_STORAGE")
+    if cfg.storage and is_masked(cfg.storage):
+        if not env:
+            raise TuningError(
+                f"tune.storage {cfg.storage!r} has its password masked: set $OPTUNA_STORAGE (the Secret's `storage`)"
+            )
+        return env
+    return cfg.storage or env or f"sqlite:///{tracking.home() / 'optuna.db'}"
 
 
 def make_storage(cfg: TuneConfig) -> Any:
@@ -32,7 +42,7 @@ def make_storage(cfg: TuneConfig) -> Any:
             return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
         return optuna.storages.RDBStorage(url, heartbeat_interval=cfg.heartbeat_s, grace_period=2 * cfg.heartbeat_s)
     except Exception as err:  # the driver's own errors vary (sqlalchemy, psycopg2, OS errors)
-        raise TuningError(f"tune.storage {url!r} cannot be opened: {err}") from err
+        raise TuningError(mask(f"tune.storage {url!r} cannot be opened: {err}")) from None
 
 
 def make_sampler(cfg: TuneConfig) -> Any:

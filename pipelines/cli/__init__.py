@@ -7,9 +7,13 @@ Heavy libraries are imported inside the commands so `--help` answers at once.
 
 from __future__ import annotations
 
+import sys
+import traceback
+
 import typer
 
 from components.core.errors import DlpipeError
+from components.core.secrets import mask, mask_logs
 from pipelines.cli import steps  # noqa: F401  (registers the step commands on app)
 from pipelines.cli.app import app
 from pipelines.cli.data import data_app
@@ -24,9 +28,14 @@ app.add_typer(experiment_app, name="experiment")
 
 
 def main() -> None:
-    """Entry point: config errors print one clear line instead of a traceback."""
+    """Entry point: config errors print one clear line instead of a traceback. Every error and log line is
+    masked (components/core/secrets.py): a storage URL's password never reaches the terminal or a CI log."""
+    mask_logs()
     try:
         app()
     except (DlpipeError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {mask(str(err))}", err=True)
         raise SystemExit(2) from None
+    except Exception:  # a bug or a library's own error: the traceback, masked
+        sys.stderr.write(mask(traceback.format_exc()))
+        raise SystemExit(1) from None

@@ -14,7 +14,10 @@ data_app = typer.Typer(
 
 @data_app.command("pull")
 def data_pull() -> None:
-    """Materialise data/raw as data.dvc records it: from the DVC remote, else rebuilt and verified."""
+    """Materialise data/raw as data.dvc records it: from the DVC remote, every file checked against its md5.
+
+    A local-folder remote that lacks the snapshot (a fresh clone) gets it rebuilt from the built-in sources,
+    verified and pushed; any other failed pull is reported, and nothing is rebuilt or pushed."""
     from components.data.datastore import pull
 
     how = "pulled from the DVC remote" if pull() == "remote" else "rebuilt from the sources, verified, pushed"
@@ -23,7 +26,9 @@ def data_pull() -> None:
 
 @data_app.command("snapshot")
 def data_snapshot() -> None:
-    """Rebuild data/raw from the built-in sources, record it in data.dvc and push it (commit data.dvc after)."""
+    """Rebuild the built-in datasets in data/raw, record data/raw in data.dvc and push it (commit data.dvc after).
+
+    Your own datasets (written by `dlpipe data ingest`) stay as they are and are recorded with the rest."""
     from components.data.datastore import snapshot
 
     typer.echo(f"data.dvc now records {snapshot()}")
@@ -54,7 +59,9 @@ def data_ingest(
     time_column: str = "date",
     value_column: str = "value",
 ) -> None:
-    """Write one dataset into data/raw/<name>/ (then `dlpipe data snapshot` to version it)."""
+    """Write one dataset into data/raw/<name>/ (then `dlpipe data snapshot` to version it with the built-ins).
+
+    NAME is a plain identifier (letters, digits, _) and not a built-in's; the file must be UTF-8 with data rows."""
     from components.data.ingest import (
         ingest,
         ingest_csv,

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from components.config import ConfigError, check_run_overrides, load_params, tasks
+from components.core.secrets import has_secret, mask
 
 pipeline_app = typer.Typer(
     help="Kubeflow Pipelines: the same steps as `dvc repro`, one pipeline per task and `all` "
@@ -55,7 +56,7 @@ FINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELING")
 
 def _fail(message: str) -> None:
     """One clear line on stderr instead of a traceback."""
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {mask(message)}", err=True)
     raise typer.Exit(2)
 
 
@@ -191,8 +192,15 @@ def _probe(host: str, token: str | None) -> None:
 def _arguments(
     task: str, overrides: list[str] | None, only: list[str] | None, params: Path, **shared: Any
 ) -> dict[str, Any]:
-    """The run's pipeline arguments: overrides, the `all` pipeline's task list, and the shared parameters given."""
+    """The run's pipeline arguments: overrides, the `all` pipeline's task list, and the shared parameters given.
+    A password in any of them is refused: Kubeflow stores run parameters in clear, for anyone who sees the run."""
     arguments = {"params_overrides": overrides or [], **{k: v for k, v in shared.items() if v is not None}}
+    for name, value in arguments.items():
+        if has_secret(json.dumps(value)):
+            _fail(
+                f"{name} carries a password or secret ({mask(json.dumps(value))}): Kubeflow would store it in the "
+                "run's parameters; put it in the Kubernetes Secret the steps read (docs/kubeflow.md, Secrets)"
+            )
     if only:
         known = tasks(load_params(params))
         if task != "all" or not set(only) <= set(known):

@@ -124,3 +124,29 @@ def test_user_series_csv(tmp_path: Path) -> None:
     src.write_text("date,value\n2020-01-01,1\n2020-01-02,abc\n")
     with pytest.raises(DataError, match="non-numeric"):
         ingest_series_csv(src, "s", tmp_path / "raw")
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "..", "/tmp/abs", "with space", "", "co2"])
+def test_a_dataset_name_that_is_not_a_plain_new_identifier_is_refused(name: str, tmp_path: Path) -> None:
+    src = tmp_path / "mine.csv"
+    src.write_text("f,target\n1,a\n2,b\n")
+    with pytest.raises(DataError, match="dataset name"):
+        ingest_csv(src, name, tmp_path / "raw" / "deep")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [src]  # nothing written anywhere
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the file is empty"),
+        (b"f,target\n", "a header but no data rows"),
+        (b"f,target\n1,caf\xe9\n2,b\n", r"not UTF-8 \(byte 0xe9"),
+    ],
+)
+def test_an_empty_or_non_utf8_file_is_one_clear_error(content: bytes, message: str, tmp_path: Path) -> None:
+    src = tmp_path / "mine.csv"
+    src.write_bytes(content)
+    for door in (ingest_csv, lambda s, n, r: ingest_series_csv(s, n, r, time="f", value="target")):
+        with pytest.raises(DataError, match=message):
+            door(src, "mine", tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()

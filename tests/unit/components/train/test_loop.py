@@ -147,3 +147,37 @@ def test_nan_loss_stops_without_overwriting_checkpoint(tmp_path) -> None:
     with pytest.raises(TrainingError, match="nan"):
         fit(model_for(c), F.binary_cross_entropy_with_logits, (bad, y), toy(32, 1), c, checkpoint=ckpt, progress=False)
     assert ckpt.read_bytes() == before
+
+
+def test_resume_loads_the_checkpoint_onto_the_cpu_whatever_the_training_device(tmp_path) -> None:
+    """A GPU run resumes: the RNG states must stay CPU tensors (torch.set_rng_state refuses any other). The meta
+    device stands in for the GPU: a checkpoint mapped onto the training device cannot be restored."""
+    from components.train.loop import _resume, _Run
+
+    x, y = toy()
+    c = cfg(epochs=2, batch_size=8)
+    ckpt = tmp_path / "c.pt"
+    fit(model_for(c), F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), c, checkpoint=ckpt, progress=False)
+    run = _Run(model_for(c), (x, y), toy(32, 1), c, torch.device("cpu"), None)
+    run.device = torch.device("meta")  # the device the loop trains on: not the CPU
+    seed_everything(7)
+    best, state = _resume(ckpt, run)
+    assert state["epoch"] == 2 and all(t.device.type == "cpu" for t in best.values())
+    assert torch.equal(torch.get_rng_state(), torch.load(ckpt, weights_only=True)["rng"]["torch"])
+
+
+@pytest.mark.parametrize("scheduler", ["cosine", "onecycle"])
+def test_resume_with_another_epoch_count_refuses_an_epoch_shaped_schedule(tmp_path, scheduler: str) -> None:
+    x, y = toy()
+    two, four = cfg(epochs=2, scheduler={"name": scheduler}), cfg(epochs=4, scheduler={"name": scheduler})
+    ckpt = tmp_path / "c.pt"
+    fit(model_for(two), F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), two, checkpoint=ckpt, progress=False)
+    before = ckpt.read_bytes()
+    with pytest.raises(TrainingError, match=r"train\.epochs=2, not 4, and train\.scheduler .* resume with train"):
+        fit(model_for(four), F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), four, checkpoint=ckpt,
+            resume=True, progress=False)  # fmt: skip
+    one = cfg(epochs=1, scheduler={"name": scheduler})
+    with pytest.raises(TrainingError, match="is at epoch 2, past train.epochs=1"):
+        fit(model_for(one), F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), one, checkpoint=ckpt,
+            resume=True, progress=False)  # fmt: skip
+    assert ckpt.read_bytes() == before

@@ -1,0 +1,42 @@
+"""atomic_write: flushed to disk before the rename, normal file permissions, nothing half-written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from components.core import io
+
+
+def test_atomic_write_fsyncs_before_the_rename_and_keeps_normal_permissions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(f"fsync {os.readlink(f'/proc/self/fd/{fd}')}"),
+                                                 fsync(fd))[1])  # fmt: skip
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(f"replace {b}"), replace(a, b))[1])
+    old = os.umask(0o022)
+    try:
+        path = io.write_json(tmp_path / "out" / "result.json", {"ok": 1})
+    finally:
+        os.umask(old)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)  # not mkstemp's private 0600
+    file_synced = next(i for i, e in enumerate(events) if e.startswith("fsync") and ".result.json." in e)
+    renamed = events.index(f"replace {path}")
+    assert file_synced < renamed  # the bytes are on disk before the name points at them
+    assert events[renamed + 1 :] == [f"fsync {path.parent}"]  # and the rename is, too
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    path = io.write_json(tmp_path / "result.json", {"ok": 1})
+
+    def half(tmp: Path) -> None:
+        tmp.write_text('{"ok": ')
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        io.atomic_write(path, half)
+    assert io.read_json(path) == {"ok": 1} and [p.name for p in tmp_path.iterdir()] == ["result.json"]

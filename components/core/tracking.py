@@ -16,7 +16,18 @@ from typing import Any
 from components.core.io import read_json, write_json
 
 PIPELINE_RUN_TAG = "dlpipe.pipeline_run"  # the Kubeflow run that produced an MLflow run (env DLPIPE_PIPELINE_RUN)
-PACKAGES = ("torch", "mlflow", "onnx", "onnxruntime-gpu", "kfp", "dvc", "optuna", "bentoml", "scikit-learn")
+PACKAGES = (
+    "torch",
+    "mlflow",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "kfp",
+    "dvc",
+    "optuna",
+    "bentoml",
+    "scikit-learn",
+)
 
 
 def home() -> Path:

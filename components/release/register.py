@@ -52,7 +52,7 @@ def register(
             onnx.load(onnx_path),
             name="model",
             registered_model_name=task,
-            pip_requirements=[f"onnxruntime=={version('onnxruntime-gpu')}", f"onnx=={version('onnx')}"],
+            pip_requirements=serving_requirements(),
             extra_files=[str(p) for p in bundle],
             metadata={"task": task, "primary_metric": cfg.primary_metric, "score": score},
             save_as_external_data=False,
@@ -79,6 +79,14 @@ def register(
             mlflow.log_metric("register.champion_score_before", previous)
     write_json(Path(out_path), decision)
     return decision
+
+
+def serving_requirements() -> list[str]:
+    """What the MLflow model needs to score: the CPU build of ONNX Runtime at the version installed here (whichever
+    build this machine has: onnxruntime-gpu and onnxruntime ship the same module), and onnx."""
+    import onnxruntime
+
+    return [f"onnxruntime=={onnxruntime.__version__}", f"onnx=={version('onnx')}"]
 
 
 def qualifies(metrics: dict[str, float], cfg: RegisterConfig) -> bool:

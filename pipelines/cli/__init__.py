@@ -23,10 +23,27 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(experiment_app, name="experiment")
 
 
+# Modules of optional dependencies (pyproject's extras) -> the extra that installs them.
+EXTRAS = {
+    "kfp": "kubeflow",
+    "kfp_server_api": "kubeflow",
+    "kubernetes": "kubeflow",
+    "psycopg2": "postgres",
+    "optuna_dashboard": "dashboard",
+    "safetensors": "minilm",
+}
+
+
 def main() -> None:
-    """Entry point: config errors print one clear line instead of a traceback."""
+    """Entry point: config errors and a missing optional dependency print one clear line instead of a traceback."""
     try:
         app()
     except (DlpipeError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
+        raise SystemExit(2) from None
+    except ModuleNotFoundError as err:
+        extra = EXTRAS.get((err.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        typer.echo(f"error: {err.name} is not installed; it comes with pip install 'dlpipe[{extra}]'", err=True)
         raise SystemExit(2) from None

@@ -68,18 +68,18 @@ class FeatureRecord(BaseModel):
 
     @classmethod
     def matrix(cls, records: Sequence[FeatureRecord]) -> np.ndarray:
-        """The model input: records scaled as prepare scaled the training data, float32 [rows, features]."""
-        mean, scale = cls.scaler
-        return ((np.stack([r.raw() for r in records]) - mean) / scale).astype(np.float32)
+        """The model input: raw values, float32 [rows, features] (the graph applies prepare's scaling)."""
+        return np.stack([r.raw() for r in records]).astype(np.float32)
 
     @model_validator(mode="after")
     def _fits_float32(self) -> FeatureRecord:
         mean, scale = self.scaler
-        too_big = np.abs((self.raw() - mean) / scale) > FLOAT32_MAX
+        raw = self.raw()
+        too_big = (np.abs(raw) > FLOAT32_MAX) | (np.abs((raw - mean) / scale) > FLOAT32_MAX)
         if too_big.any():
             aliases = [f.alias for f in type(self).model_fields.values()]
             names = ", ".join(name for name, bad in zip(aliases, too_big, strict=True) if bad)
-            raise ValueError(f"out of range for the model (float32 overflow after scaling): {names}")
+            raise ValueError(f"out of range for the model (float32 overflow after scaling, or raw): {names}")
         return self
 
 

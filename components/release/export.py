@@ -8,6 +8,10 @@ into the graph cannot pass unnoticed; token ids' length is bounded by the model'
 records the example's sequence length in the output shape metadata of LSTM/GRU graphs; ONNX Runtime would then
 warn on every call with another length, so model.onnx's output dims are rewritten to meta.json's shape with
 named dynamic axes. Token models also get graphs for attention maps and sentence vectors (GRAPHS).
+
+The graph takes what a user has: tabular models take raw feature values in meta.json's feature order, the
+training scaler (meta.json `scaler`) runs inside the graph as its first op, so the registered model stands alone
+and no server scales again. Parity is checked on raw inputs (the test split un-scaled).
 """
 
 from __future__ import annotations
@@ -43,10 +47,11 @@ class KindExport:
 
     token_ids: bool = False  # int64 ids: shorter checks keep their start; attention / sentence-vector graphs too
     scaled_parity: bool = False  # outputs in raw units: parity compared in the scaled units the network computes in
+    raw_features: bool = False  # the input scaler (meta.json `scaler`) goes inside the graph: raw values in
 
 
 EXPORTS: dict[str, KindExport] = {  # kind (meta.json) -> its export behaviour
-    "tabular": KindExport(),
+    "tabular": KindExport(raw_features=True),
     "image": KindExport(),
     "series": KindExport(scaled_parity=True),
     "text": KindExport(token_ids=True),
@@ -61,8 +66,11 @@ class ParityError(DlpipeError):
 def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) -> dict[str, Any]:
     """Write `out_dir/model.onnx` and `out_dir/export.json`; fail when parity exceeds the tolerance."""
     model, meta = load_trained(model_dir)
-    head = OutputHead(model, meta).eval()
+    head: torch.nn.Module = OutputHead(model, meta).eval()
     x_test, _ = load_split(data_dir, "test")
+    if EXPORTS[meta.kind].raw_features:
+        head = Standardized(head, meta.scaler).eval()
+        x_test = head.unscale(x_test)
     if len(meta.output.shape) > 2:
         x_test = x_test[:PARITY_ROWS]
     in_name, out_name = meta.input.name, meta.output.name
@@ -137,6 +145,24 @@ def _cut(x: np.ndarray, axis: int, length: int, tokens: bool) -> np.ndarray:
     last = np.moveaxis(out, axis, -1)[..., -1]  # a view into `out`
     last[last != PAD_ID] = SEP_ID
     return out
+
+
+class Standardized(torch.nn.Module):
+    """A model that takes raw feature values: prepare's scaler ((x - mean) / scale) runs first, in the graph."""
+
+    def __init__(self, model: torch.nn.Module, scaler: dict[str, list[float]]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(scaler["mean"], dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(scaler["scale"], dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.scale)
+
+    def unscale(self, x: np.ndarray) -> np.ndarray:
+        """Scaled features (a prepared split) back to raw values, float32."""
+        mean, scale = (b.double().numpy() for b in (self.mean, self.scale))
+        return (x.astype(np.float64) * scale + mean).astype(np.float32)
 
 
 class Method(torch.nn.Module):

@@ -28,7 +28,9 @@ def test_onnx_matches_pytorch_on_any_batch(tabular_artifacts: Path, batch: int) 
     x = np.resize(x, (batch, x.shape[1])).astype(np.float32)
     with torch.no_grad():
         expected = OutputHead(model, meta)(torch.as_tensor(x)).numpy()
-    got = run_onnx(tabular_artifacts / "model.onnx", {"features": x})[0]
+    # the graph takes raw feature values: prepare's scaling is its first op
+    raw = x.astype(np.float64) * np.asarray(meta.scaler["scale"]) + np.asarray(meta.scaler["mean"])
+    got = run_onnx(tabular_artifacts / "model.onnx", {"features": raw.astype(np.float32)})[0]
     assert got.shape == (batch, 2)
     assert np.max(np.abs(got - expected)) <= 1e-4
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from components.core.errors import DlpipeError
-from pipelines.cli import steps  # noqa: F401  (registers the step commands on app)
+from pipelines.cli import predict, steps  # noqa: F401  (register their commands on app)
 from pipelines.cli.app import app
 from pipelines.cli.data import data_app
 from pipelines.cli.experiments import experiment_app

@@ -79,7 +79,7 @@ class FeatureRecord(BaseModel):
         if too_big.any():
             aliases = [f.alias for f in type(self).model_fields.values()]
             names = ", ".join(name for name, bad in zip(aliases, too_big, strict=True) if bad)
-            raise ValueError(f"out of range for the model (float32 overflow after scaling, or raw): {names}")
+            raise ValueError(f"out of range for the model (float32 overflow, raw or after scaling): {names}")
         return self
 
 

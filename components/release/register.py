@@ -179,11 +179,11 @@ def model_card(meta: TaskMeta, metrics: dict[str, float], primary_metric: str) -
 
 
 def serving_requirements() -> list[str]:
-    """What the MLflow model needs to score: the CPU build of ONNX Runtime at the version installed here (whichever
-    build this machine has: onnxruntime-gpu and onnxruntime ship the same module), and onnx."""
+    """What the MLflow model needs to score (pyfunc_onnx's imports): the CPU build of ONNX Runtime at the version
+    installed here (onnxruntime-gpu and onnxruntime ship the same module), onnx, numpy and pandas."""
     import onnxruntime
 
-    return [f"onnxruntime=={onnxruntime.__version__}", f"onnx=={version('onnx')}"]
+    return [f"onnxruntime=={onnxruntime.__version__}"] + [f"{p}=={version(p)}" for p in ("onnx", "numpy", "pandas")]
 
 
 def qualifies(metrics: dict[str, float], cfg: RegisterConfig) -> bool:

@@ -9,7 +9,7 @@ TASK   ?= tabular
 PORT   ?= 3000
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup fashion-data browser run test test-fast lint serve pipeline-compile pipeline-local bench clean help
+.PHONY: setup fashion-data browser run test test-fast lint serve dashboard mlflow-ui pipeline-compile pipeline-local bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -50,6 +50,21 @@ lint: setup  ## ruff, hadolint
 
 serve: setup  ## serve TASK's champion model on 127.0.0.1:PORT (after `make run`)
 	dlpipe serve --task $(TASK) --port $(PORT)
+
+# The embedded stores `make run` writes (components/core/tracking.py, components/tune/study.py); the environment's
+# OPTUNA_STORAGE / MLFLOW_TRACKING_URI win, as they do for the steps.
+STORE := $(abspath $(or $(DLPIPE_HOME),.))
+OPTUNA_URL := $(or $(OPTUNA_STORAGE),sqlite:///$(STORE)/optuna.db)
+MLFLOW_URL := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(STORE)/mlflow.db)
+
+DASHBOARD_PORT ?= 8080
+MLFLOW_PORT ?= 5000
+
+dashboard: setup  ## optuna-dashboard on the tuning studies at 127.0.0.1:DASHBOARD_PORT (8080)
+	optuna-dashboard --host 127.0.0.1 --port $(DASHBOARD_PORT) $(OPTUNA_URL)
+
+mlflow-ui: setup  ## MLflow's UI on the runs and registered models at 127.0.0.1:MLFLOW_PORT (5000)
+	mlflow ui --backend-store-uri $(MLFLOW_URL) --default-artifact-root $(STORE)/mlruns --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
 
 pipeline-compile: setup  ## compile the Kubeflow pipelines (every task, and all) to pipelines/compiled/
 	dlpipe pipeline compile

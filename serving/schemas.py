@@ -9,7 +9,7 @@ Tabular (`POST /predict`): each record holds every feature named in meta.json, a
 still finite in float32 after scaling; unknown fields are refused.
 
 Images (`POST /predict`, `POST /predict_image`): pixel arrays or PNG/JPEG uploads, preprocessed exactly as
-meta.json's `preprocessing` says (resized, converted, normalised as in training).
+meta.json's `preprocessing` says (resized, converted; the ONNX graph normalises, as in training).
 
 Forecast (`POST /forecast`): each item is `{"history": [v1, ..., vn]}`, raw values oldest first. The model
 reads the last `window` values (meta.json `series.window`, its minimum history); a longer history is
@@ -68,18 +68,18 @@ class FeatureRecord(BaseModel):
 
     @classmethod
     def matrix(cls, records: Sequence[FeatureRecord]) -> np.ndarray:
-        """The model input: records scaled as prepare scaled the training data, float32 [rows, features]."""
-        mean, scale = cls.scaler
-        return ((np.stack([r.raw() for r in records]) - mean) / scale).astype(np.float32)
+        """The model input: raw values, float32 [rows, features] (the graph applies prepare's scaling)."""
+        return np.stack([r.raw() for r in records]).astype(np.float32)
 
     @model_validator(mode="after")
     def _fits_float32(self) -> FeatureRecord:
         mean, scale = self.scaler
-        too_big = np.abs((self.raw() - mean) / scale) > FLOAT32_MAX
+        raw = self.raw()
+        too_big = (np.abs(raw) > FLOAT32_MAX) | (np.abs((raw - mean) / scale) > FLOAT32_MAX)
         if too_big.any():
             aliases = [f.alias for f in type(self).model_fields.values()]
             names = ", ".join(name for name, bad in zip(aliases, too_big, strict=True) if bad)
-            raise ValueError(f"out of range for the model (float32 overflow after scaling): {names}")
+            raise ValueError(f"out of range for the model (float32 overflow, raw or after scaling): {names}")
         return self
 
 
@@ -140,12 +140,13 @@ class TopClass(BaseModel):
 
 
 def image_from_upload(data: bytes, meta: TaskMeta) -> np.ndarray:
-    """PNG/JPEG bytes -> model input [1, C, H, W]: decoded safely, converted, resized, normalised as in training.
+    """PNG/JPEG bytes -> model input [1, C, H, W]: decoded safely, converted, resized; 0..255 float32 pixels (the
+    graph normalises them as in training).
 
     Raises images.ImageError naming the problem (not an image, truncated, too large, wrong channels)."""
     pre = meta.preprocessing
     pixels = images.to_array(images.decode(data), pre["resize"][0], pre["grayscale"])  # uint8 (C, H, W)
-    return images.normalise(pixels[None], pre)
+    return pixels[None].astype(np.float32)
 
 
 def image_from_array(array: Any, meta: TaskMeta) -> np.ndarray:
@@ -173,7 +174,7 @@ def image_from_array(array: Any, meta: TaskMeta) -> np.ndarray:
     if list(pixels.shape[2:]) != list(size):
         mode = "L" if channels == 1 else "RGB"
         pixels = np.stack([_resize(p, mode, size) for p in pixels])
-    return images.normalise(pixels, pre)
+    return pixels.astype(np.float32)
 
 
 class ImageItem(BaseModel):

@@ -17,7 +17,19 @@ from components.core.io import read_json, write_json
 from components.core.secrets import mask, mask_logs, mask_tracebacks
 
 PIPELINE_RUN_TAG = "dlpipe.pipeline_run"  # the Kubeflow run that produced an MLflow run (env DLPIPE_PIPELINE_RUN)
-PACKAGES = ("torch", "mlflow", "onnx", "onnxruntime-gpu", "kfp", "dvc", "optuna", "bentoml", "scikit-learn")
+DVC_TAGS = {"DVC_EXP_NAME": "dvc.exp_name", "DVC_EXP_BASELINE_REV": "dvc.exp_baseline_rev"}
+PACKAGES = (
+    "torch",
+    "mlflow",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "kfp",
+    "dvc",
+    "optuna",
+    "bentoml",
+    "scikit-learn",
+)
 
 
 def home() -> Path:
@@ -75,6 +87,9 @@ def provenance() -> dict[str, str]:
     tags = {"git_commit": _git_commit()}
     if os.environ.get("DLPIPE_PIPELINE_RUN"):
         tags[PIPELINE_RUN_TAG] = os.environ["DLPIPE_PIPELINE_RUN"]
+    for env, tag in DVC_TAGS.items():  # `dvc exp run` names the experiment it runs the stages for
+        if os.environ.get(env):
+            tags[tag] = os.environ[env]
     for pkg in PACKAGES:
         with suppress(PackageNotFoundError):
             tags[f"version.{pkg}"] = version(pkg)

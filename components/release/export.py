@@ -8,6 +8,12 @@ into the graph cannot pass unnoticed; token ids' length is bounded by the model'
 records the example's sequence length in the output shape metadata of LSTM/GRU graphs; ONNX Runtime would then
 warn on every call with another length, so model.onnx's output dims are rewritten to meta.json's shape with
 named dynamic axes. Token models also get graphs for attention maps and sentence vectors (GRAPHS).
+
+The graph takes what a user has: tabular models take raw feature values in meta.json's feature order, image
+models 0..255 pixel values [N, C, H, W] (float32, already resized and converted to the model's channels); the
+training scaler (meta.json `scaler`) or the image normalisation (meta.json `preprocessing`: x / 255 - mean, / std)
+runs inside the graph as its first op, so the registered model stands alone and no server scales again. Parity
+is checked on those raw inputs.
 """
 
 from __future__ import annotations
@@ -46,11 +52,13 @@ class KindExport:
 
     token_ids: bool = False  # int64 ids: shorter checks keep their start; attention / sentence-vector graphs too
     scaled_parity: bool = False  # outputs in raw units: parity compared in the scaled units the network computes in
+    raw_features: bool = False  # the input scaler (meta.json `scaler`) goes inside the graph: raw values in
+    raw_pixels: bool = False  # the normalisation (meta.json `preprocessing`) goes inside the graph: 0..255 pixels in
 
 
 EXPORTS: dict[str, KindExport] = {  # kind (meta.json) -> its export behaviour
-    "tabular": KindExport(),
-    "image": KindExport(),
+    "tabular": KindExport(raw_features=True),
+    "image": KindExport(raw_pixels=True),
     "series": KindExport(scaled_parity=True),
     "text": KindExport(token_ids=True),
     "tokens": KindExport(token_ids=True),
@@ -94,8 +102,16 @@ def _publish(stage: Path, out_dir: Path, last: tuple[str, ...]) -> None:
 def _export_into(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) -> dict[str, Any]:
     """model.onnx (+ token models' graphs) in `out_dir`, checked; its export.json content."""
     model, meta = load_trained(model_dir)
-    head = OutputHead(model, meta).eval()
+    head: torch.nn.Module = OutputHead(model, meta).eval()
     x_test, _ = load_split(data_dir, "test")
+    if EXPORTS[meta.kind].raw_features:
+        head = Standardized(head, meta.scaler).eval()
+        x_test = head.unscale(x_test)
+    elif EXPORTS[meta.kind].raw_pixels:
+        pre = meta.preprocessing
+        scale = [255.0 * s for s in pre["std"]]  # x / 255 - mean, / std  ==  (x - 255 mean) / (255 std)
+        head = Standardized(head, {"mean": [255.0 * m for m in pre["mean"]], "scale": scale}, axis=1).eval()
+        x_test = head.unscale(x_test)
     if len(meta.output.shape) > 2:
         x_test = x_test[:PARITY_ROWS]
     in_name, out_name = meta.input.name, meta.output.name
@@ -168,6 +184,26 @@ def _cut(x: np.ndarray, axis: int, length: int, tokens: bool) -> np.ndarray:
     last = np.moveaxis(out, axis, -1)[..., -1]  # a view into `out`
     last[last != PAD_ID] = SEP_ID
     return out
+
+
+class Standardized(torch.nn.Module):
+    """A model that takes raw values: (x - mean) / scale per feature (the last axis) or per channel (`axis=1` of
+    [N, C, H, W]) runs first, in the graph."""
+
+    def __init__(self, model: torch.nn.Module, scaler: dict[str, list[float]], axis: int = -1) -> None:
+        super().__init__()
+        self.model = model
+        shape = (-1,) if axis == -1 else (1, -1, 1, 1)
+        self.register_buffer("mean", torch.tensor(scaler["mean"], dtype=torch.float32).reshape(shape))
+        self.register_buffer("scale", torch.tensor(scaler["scale"], dtype=torch.float32).reshape(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.scale)
+
+    def unscale(self, x: np.ndarray) -> np.ndarray:
+        """Scaled inputs (a loaded split) back to raw values, float32."""
+        mean, scale = (b.double().numpy() for b in (self.mean, self.scale))
+        return (x.astype(np.float64) * scale + mean).astype(np.float32)
 
 
 class Method(torch.nn.Module):

@@ -1,5 +1,11 @@
 """Register step: log the ONNX model to MLflow, create a version named after the task, and move the
 `champion` alias only when the new version beats the current champion on the task's primary metric.
+
+The MLflow model stands alone: model.onnx (tabular graphs scale raw features themselves), meta.json (class
+names, features, preprocessing) and export.json as extra files, a `python_function` flavour that answers one row
+per input row (components/release/pyfunc_onnx.py, copied into the model), and for tabular tasks a signature and
+an input example of raw rows. The registered model and the version carry a model card (data, metrics, intended
+use, limits) as their description.
 """
 
 from __future__ import annotations
@@ -10,15 +16,18 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from components.config import ConfigError, RegisterConfig
 from components.core import tracking
 from components.core.contract import TaskMeta, load_meta
 from components.core.io import read_json, write_json
+from components.data.splits import load_split
 
 SCORE_TAG = "primary_metric_value"
 EXTRA_GRAPHS = ("attention.onnx", "embeddings.onnx")  # token models: attention maps, sentence vectors
+PYFUNC_FILE = "pyfunc_onnx.py"  # the python_function loader copied into the MLflow model
 
 
 def register(
@@ -45,20 +54,16 @@ def register(
     bundle += [p for p in (Path(export_dir) / "graphs" / f for f in EXTRA_GRAPHS) if p.is_file()]
     bundle += [p for p in [Path(data_dir) / "tokenizer.json"] if p.is_file()]  # text tasks serve with it
 
+    meta = load_meta(data_dir)
     mlflow = tracking.configure()
     client = mlflow.MlflowClient()
     with tracking.resume_task_run(model_dir):
-        info = mlflow.onnx.log_model(
-            onnx.load(onnx_path),
-            name="model",
-            registered_model_name=task,
-            pip_requirements=[f"onnxruntime=={version('onnxruntime-gpu')}", f"onnx=={version('onnx')}"],
-            extra_files=[str(p) for p in bundle],
-            metadata={"task": task, "primary_metric": cfg.primary_metric, "score": score},
-            save_as_external_data=False,
-        )
+        info = log_model(mlflow, onnx_path, bundle, meta, data_dir, task, cfg.primary_metric, score)
         new_version = str(info.registered_model_version)
         client.set_model_version_tag(task, new_version, SCORE_TAG, str(score))
+        card = model_card(meta, metrics, cfg.primary_metric)
+        client.update_registered_model(task, description=card)
+        client.update_model_version(task, new_version, description=card)
         previous = champion_score(client, task, cfg.alias)
         better = previous is None or (score > previous if cfg.greater_is_better else score < previous)
         if better:
@@ -79,6 +84,106 @@ def register(
             mlflow.log_metric("register.champion_score_before", previous)
     write_json(Path(out_path), decision)
     return decision
+
+
+def log_model(
+    mlflow: Any,
+    onnx_path: Path,
+    bundle: list[Path],
+    meta: TaskMeta,
+    data_dir: Path,
+    task: str,
+    primary_metric: str,
+    score: float,
+) -> Any:
+    """Log model.onnx as MLflow model `model` of the active run, registered as `task`: the ONNX flavour (what
+    serving downloads) with pyfunc_onnx as its `python_function` loader, and for tabular tasks a signature and
+    five raw test rows as the input example (MLflow checks the example against the loader while logging)."""
+    from mlflow.models import Model, infer_signature
+
+    example = signature = None
+    if meta.kind == "tabular":
+        from components.release.pyfunc_onnx import RowsModel
+
+        x, _ = load_split(data_dir, "test")
+        raw = np.asarray(x[:5], np.float64) * np.asarray(meta.scaler["scale"]) + np.asarray(meta.scaler["mean"])
+        example = pd_frame(raw, meta.feature_names or [])
+        signature = infer_signature(example, RowsModel(onnx_path).predict(example))
+    return Model.log(
+        artifact_path=None,
+        name="model",
+        flavor=_RowsFlavor,
+        onnx_model=onnx.load(onnx_path),
+        registered_model_name=task,
+        signature=signature,
+        input_example=example,
+        pip_requirements=serving_requirements(),
+        code_paths=[str(Path(__file__).with_name(PYFUNC_FILE))],
+        onnx_execution_providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+        extra_files=[str(p) for p in bundle],
+        metadata={
+            "task": task,
+            "kind": meta.kind,
+            "objective": meta.objective,
+            "classes": meta.classes,
+            "feature_names": meta.feature_names,
+            "primary_metric": primary_metric,
+            "score": score,
+        },
+        save_as_external_data=False,
+    )
+
+
+def pd_frame(values: np.ndarray, columns: list[str]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(values, columns=columns)
+
+
+class _RowsFlavor:
+    """mlflow.onnx's save_model, then `python_function` pointed at pyfunc_onnx (in the model's code/ folder)
+    instead of mlflow.onnx's loader, which flattens (rows, classes) outputs and asks for CUDA unconditionally."""
+
+    __name__ = "mlflow.onnx"
+
+    @staticmethod
+    def save_model(path: str, mlflow_model: Any, **kwargs: Any) -> None:
+        import mlflow.onnx
+        from mlflow.models.model import MLMODEL_FILE_NAME
+
+        mlflow.onnx.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+        mlflow_model.flavors["python_function"]["loader_module"] = PYFUNC_FILE.removesuffix(".py")
+        mlflow_model.save(str(Path(path) / MLMODEL_FILE_NAME))
+
+
+def model_card(meta: TaskMeta, metrics: dict[str, float], primary_metric: str) -> str:
+    """The registered model's description: what it was trained on, how it scores, what it is for, its limits."""
+    scores = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if isinstance(v, int | float))
+    takes = {
+        "tabular": f"raw values of {len(meta.feature_names or [])} named features (scaled inside the graph)",
+        "image": "images as preprocessed tensors (meta.json `preprocessing`: resize, channels, mean, std)",
+    }.get(meta.kind, f"`{meta.input.name}` tensors of shape {meta.input.shape} (see meta.json)")
+    gives = f"probabilities of classes {meta.classes}" if meta.classes else f"`{meta.output.name}` {meta.output.shape}"
+    lines = [
+        f"**{meta.task}**: {meta.objective} on dataset `{meta.dataset}` (raw data sha256 {meta.data_sha256[:12]}).",
+        f"- Data: {meta.splits.get('train')} training, {meta.splits.get('val')} validation, "
+        f"{meta.splits.get('test')} test examples.",
+        f"- Test metrics: {scores} (primary: {primary_metric}).",
+        f"- Input: {takes}. Output: {gives}.",
+        "- Intended use: demonstration and evaluation of the dlpipe pipeline; score rows with "
+        "`mlflow models predict`, `dlpipe predict` or `dlpipe serve`.",
+        "- Limits: trained on one small public dataset; scores hold only for inputs drawn like its test split; "
+        "not validated for decisions about people (e.g. medical diagnosis).",
+    ]
+    return "\n".join(lines)
+
+
+def serving_requirements() -> list[str]:
+    """What the MLflow model needs to score (pyfunc_onnx's imports): the CPU build of ONNX Runtime at the version
+    installed here (onnxruntime-gpu and onnxruntime ship the same module), onnx, numpy and pandas."""
+    import onnxruntime
+
+    return [f"onnxruntime=={onnxruntime.__version__}"] + [f"{p}=={version(p)}" for p in ("onnx", "numpy", "pandas")]
 
 
 def qualifies(metrics: dict[str, float], cfg: RegisterConfig) -> bool:

@@ -14,7 +14,7 @@ import typer
 
 from components.core.errors import DlpipeError
 from components.core.secrets import mask, mask_logs
-from pipelines.cli import steps  # noqa: F401  (registers the step commands on app)
+from pipelines.cli import predict, steps  # noqa: F401  (register their commands on app)
 from pipelines.cli.app import app
 from pipelines.cli.data import data_app
 from pipelines.cli.experiments import experiment_app
@@ -27,15 +27,34 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(experiment_app, name="experiment")
 
 
+# Modules of optional dependencies (pyproject's extras) -> the extra that installs them.
+EXTRAS = {
+    "kfp": "kubeflow",
+    "kfp_server_api": "kubeflow",
+    "kubernetes": "kubeflow",
+    "psycopg2": "postgres",
+    "optuna_dashboard": "dashboard",
+    "safetensors": "minilm",
+}
+
+
 def main() -> None:
-    """Entry point: config errors print one clear line instead of a traceback. Every error and log line is
-    masked (components/core/secrets.py): a storage URL's password never reaches the terminal or a CI log."""
+    """Entry point: config errors and a missing optional dependency print one clear line instead of a traceback.
+    Every error and log line is masked (components/core/secrets.py): a storage URL's password never reaches the
+    terminal or a CI log."""
     mask_logs()
     try:
         app()
     except (DlpipeError, FileNotFoundError) as err:
         typer.echo(f"error: {mask(str(err))}", err=True)
         raise SystemExit(2) from None
+    except ModuleNotFoundError as err:
+        extra = EXTRAS.get((err.name or "").partition(".")[0])
+        if extra is not None:
+            typer.echo(f"error: {err.name} is not installed; it comes with pip install 'dlpipe[{extra}]'", err=True)
+            raise SystemExit(2) from None
+        sys.stderr.write(mask(traceback.format_exc()))
+        raise SystemExit(1) from None
     except Exception:  # a bug or a library's own error: the traceback, masked
         sys.stderr.write(mask(traceback.format_exc()))
         raise SystemExit(1) from None

@@ -45,7 +45,7 @@ class TabularTask(service.Task):
         Prediction = schemas.prediction_model(self.meta)
 
         def predict(_: Any, records: Records) -> list[Prediction]:
-            """Score records of raw feature values (the service applies the saved scaling)."""
+            """Score records of raw feature values (the model applies the training scaling in its graph)."""
             guard.observe_batch(self.name, "predict", len(records))
             return self.score(records)
 

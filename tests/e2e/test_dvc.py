@@ -73,3 +73,52 @@ def test_dvc_repro_tabular(repo_copy: tuple[Path, dict[str, str]], tabular_artif
     run = client.get_run(champion.run_id)
     assert run.data.metrics["test_accuracy"] == metrics["accuracy"]
     assert run.data.tags["data_sha256"] and run.data.tags["version.torch"]
+
+
+def _experiments(shown: list[dict]) -> dict[str, dict]:
+    """`dvc exp show --json` -> {experiment name: its data (metrics, params)}, at any depth of the answer."""
+    found: dict[str, dict] = {}
+    stack: list = [shown]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("name") and isinstance(node.get("data"), dict):
+                found[node["name"]] = node["data"]
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def test_dvc_experiments_keep_their_metrics_and_name_their_mlflow_runs(repo_copy: tuple[Path, dict[str, str]]) -> None:
+    """Two `dvc exp run -S ...` experiments: `dvc exp show` lists each with its params and test metrics, and each
+    experiment's MLflow run carries the experiment's name (and the experiment shows the run's id)."""
+    repo, env = repo_copy
+    if not (repo / "data" / "raw").is_dir():
+        sh("dlpipe", "data", "pull", cwd=repo, env=env)
+    for key, value in (("user.name", "dlpipe tests"), ("user.email", "tests@dlpipe.invalid")):
+        sh("git", "config", key, value, cwd=repo, env=env)
+    sh("git", "add", "-A", cwd=repo, env=env)
+    sh("git", "commit", "-q", "-m", "baseline", cwd=repo, env=env)
+    # no tuning (n_trials=0): train --tuned would otherwise take lr from the study's best point
+    for name, lr in (("lr-small", 0.0005), ("lr-large", 0.01)):
+        sets = [f"train.tabular.lr={lr}", "train.tabular.epochs=4", "tune.tabular.n_trials=0"]
+        sets = [arg for s in sets for arg in ("-S", s)]
+        sh("dvc", "exp", "run", "-n", name, *sets, "evaluate@tabular", cwd=repo, env=env)
+
+    shown = _experiments(json.loads(sh("dvc", "exp", "show", "--json", cwd=repo, env=env).splitlines()[-1]))
+    import mlflow
+
+    db = f"sqlite:///{repo / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=db, registry_uri=db)
+    for name, lr in (("lr-small", 0.0005), ("lr-large", 0.01)):
+        data = shown[name]
+        assert data["params"]["params.yaml"]["data"]["train"]["tabular"]["lr"] == lr
+        metrics = data["metrics"]["metrics/tabular.json"]["data"]
+        assert 0.5 < metrics["roc_auc"] <= 1 and 0 < metrics["accuracy"] <= 1
+        run_id = data["metrics"]["artifacts/tabular/run.json"]["data"]["run_id"]
+        run = client.get_run(run_id)
+        assert run.data.tags["dvc.exp_name"] == name
+        assert float(run.data.params["lr"]) == lr
+    small, large = (shown[n]["metrics"]["metrics/tabular.json"]["data"] for n in ("lr-small", "lr-large"))
+    assert small != large  # each experiment kept its own numbers

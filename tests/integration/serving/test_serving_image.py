@@ -41,12 +41,17 @@ def digits(digits_artifacts: Path) -> tuple[dict, np.ndarray, np.ndarray]:
 
 
 def test_preprocessing_matches_training(digits_artifacts: Path, digits) -> None:
+    from components.data.images import normalise
     from components.data.splits import load_split
 
     meta, raw, _ = digits
     x, _ = load_split(digits_artifacts / "data", "test")
-    np.testing.assert_allclose(schemas.image_from_array(raw[:256], meta), x[:256], atol=1e-6)
-    np.testing.assert_allclose(schemas.image_from_upload(_png(raw[0, 0]), meta), x[:1], atol=1e-6)
+    # the service sends 0..255 pixels; the graph's first op normalises them as prepare did for training
+    served = schemas.image_from_array(raw[:256], meta)
+    assert served.dtype == np.float32 and served.max() > 1
+    np.testing.assert_allclose(normalise(served, meta.preprocessing), x[:256], atol=1e-6)
+    uploaded = schemas.image_from_upload(_png(raw[0, 0]), meta)
+    np.testing.assert_allclose(normalise(uploaded, meta.preprocessing), x[:1], atol=1e-6)
     big = np.asarray(Image.fromarray(raw[0, 0]).resize((32, 32), Image.Resampling.NEAREST))
     assert schemas.image_from_array(big, meta).shape == (1, 1, 8, 8)  # another size: resized
     with pytest.raises(ImageError, match="expects 1 channel"):

@@ -22,13 +22,13 @@ def _errors(model: type[schemas.FeatureRecord], payload: str) -> list[tuple[tupl
     return [(e["loc"], e["type"], e["msg"]) for e in caught.value.errors()]
 
 
-def test_record_model_scales_in_meta_order_and_names_bad_fields() -> None:
+def test_record_model_orders_raw_values_as_meta_and_names_bad_fields() -> None:
     rec = schemas.record_model(META)
     good = [
         rec.model_validate({"x": 3.5, "json": 6, "mean radius": 5}),
         rec.model_validate_json('{"mean radius": 1, "json": 2, "x": 3}'),
     ]
-    np.testing.assert_allclose(rec.matrix(good), [[2.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(rec.matrix(good), [[5.0, 6.0, 3.5], [1.0, 2.0, 3.0]])  # raw: the graph scales
     assert rec.matrix(good).dtype == np.float32
     assert rec.model_json_schema()["properties"]["mean radius"]["examples"] == [1.0]
 

@@ -28,7 +28,9 @@ def test_onnx_matches_pytorch_on_any_batch(tabular_artifacts: Path, batch: int) 
     x = np.resize(x, (batch, x.shape[1])).astype(np.float32)
     with torch.no_grad():
         expected = OutputHead(model, meta)(torch.as_tensor(x)).numpy()
-    got = run_onnx(tabular_artifacts / "model.onnx", {"features": x})[0]
+    # the graph takes raw feature values: prepare's scaling is its first op
+    raw = x.astype(np.float64) * np.asarray(meta.scaler["scale"]) + np.asarray(meta.scaler["mean"])
+    got = run_onnx(tabular_artifacts / "model.onnx", {"features": raw.astype(np.float32)})[0]
     assert got.shape == (batch, 2)
     assert np.max(np.abs(got - expected)) <= 1e-4
 
@@ -42,7 +44,10 @@ def test_cnn_onnx_dynamic_batch_parity(digits_artifacts: Path, batch: int) -> No
     x = np.resize(x, (batch, *x.shape[1:])).astype(np.float32)
     with torch.no_grad():
         expected = OutputHead(model, meta)(torch.as_tensor(x)).numpy()
-    got = run_onnx(digits_artifacts / "model.onnx", {"image": x})[0]
+    # the graph takes 0..255 pixels: the normalisation of meta.json's preprocessing is its first op
+    pre = meta.preprocessing
+    pixels = (x * np.float32(pre["std"][0]) + np.float32(pre["mean"][0])) * np.float32(255)
+    got = run_onnx(digits_artifacts / "model.onnx", {"image": pixels})[0]
     assert got.shape == (batch, 10) and np.max(np.abs(got - expected)) <= 1e-4
 
 

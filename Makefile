@@ -89,16 +89,14 @@ image: setup  ## build the component image IMAGE (default localhost/dlpipe:VERSI
 image-gpu: setup  ## build the GPU component image (needs the nvidia/cuda base image)
 	nice -n 10 $(BUILD) $(IMAGE:$(VERSION)=$(VERSION)-gpu) Dockerfile.gpu $(if $(BASE_IMAGE),BASE_IMAGE=$(BASE_IMAGE))
 
-bento-image: setup  ## build TASK's serving image localhost/dlpipe-TASK:VERSION: its Bento (model inside) on the component image
-	rm -rf build/bento && mkdir -p build
-	$(BIN)/python -c "import bentoml, sys; bentoml.get(sys.argv[1]).export('build/bento.bento')" \
-	  "$$(dlpipe serve build --task $(TASK) | tail -n 1)"
-	mkdir build/bento && tar -C build/bento -xf build/bento.bento && rm build/bento.bento
-	cd build/bento && nice -n 10 $(abspath deploy/images/build.sh) localhost/dlpipe-$(subst _,-,$(TASK)):$(VERSION) \
+bento-image: setup  ## build TASK's serving image localhost/dlpipe-TASK:VERSION: its Bento and model on the component image
+	rm -rf build/bento-image && mkdir -p build/bento-image
+	$(BIN)/python deploy/images/bento_context.py "$$(dlpipe serve build --task $(TASK) | tail -n 1)" build/bento-image
+	cd build/bento-image && nice -n 10 $(abspath deploy/images/build.sh) localhost/dlpipe-$(subst _,-,$(TASK)):$(VERSION) \
 	  $(abspath deploy/images/Containerfile.bento) COMPONENT_IMAGE=$(IMAGE)
 
 test-containers: setup  ## pipelines in containers (kfp.local DockerRunner on podman) and serving from one; after make image
-	$(BIN)/pytest -q -m containers tests/containers
+	timeout 3600 $(BIN)/pytest -q -s tests/containers
 
 clean:  ## remove generated outputs (keeps .venv, data/ and the DVC remote)
 	rm -rf build artifacts metrics plots mlflow.db mlruns optuna.db local_outputs pipelines/compiled bench/results

@@ -21,10 +21,38 @@ from components.core.errors import DlpipeError
 
 
 class _Handler(docker_task_handler.DockerTaskHandler):
+    """kfp.local's handler with two fixes: the run's image (see above), and the exit status read before the
+    container is removed (kfp.local's auto-removed container reports a step that exits before its logs are
+    attached as succeeded)."""
+
     image_override = ""
 
     def __init__(self, image: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(self.image_override or image, *args, **kwargs)
+
+    def run(self) -> Any:
+        import docker
+        from kfp.local import status
+
+        client = docker.from_env()
+        try:
+            args = {**self.runner.container_run_args, **({"environment": self.env_vars} if self.env_vars else {})}
+            container = client.containers.run(
+                image=self.image,
+                command=self.full_command,
+                volumes=self.get_volumes_to_mount(client),
+                detach=True,
+                **args,
+            )
+            try:
+                for line in container.logs(stream=True, follow=True):
+                    print(line.decode(), end="")
+                code = container.wait()["StatusCode"]
+            finally:
+                container.remove(force=True)
+        finally:
+            client.close()
+        return status.Status.SUCCESS if code == 0 else status.Status.FAILURE
 
 
 def docker_runner(image: str, root: Path) -> kfp.local.DockerRunner:
@@ -49,6 +77,9 @@ def docker_runner(image: str, root: Path) -> kfp.local.DockerRunner:
         "MLFLOW_TRACKING_URI": uri if remote else f"sqlite:///{root / 'mlflow.db'}",
         "DLPIPE_GIT_COMMIT": tracking.provenance()["git_commit"],
     }
-    return kfp.local.DockerRunner(
-        user=f"{os.getuid()}:{os.getgid()}", environment=env, network_mode="host" if remote else "none"
+    return kfp.local.DockerRunner(  # entrypoint [""]: the step's command replaces `dlpipe`, as in a pod
+        entrypoint=[""],
+        user=f"{os.getuid()}:{os.getgid()}",
+        environment=env,
+        network_mode="host" if remote else "none",
     )

@@ -79,12 +79,14 @@ bench: setup  ## benchmarks: ratios measured side by side in one run
 VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE      ?= localhost/dlpipe:$(VERSION)
 export CONTAINERS_CONF ?= $(abspath deploy/images/containers.conf)
-BUILD      := PIP="$(abspath $(BIN))/python -m pip" deploy/images/build.sh
+BUILD      := env PIP="$(abspath $(BIN))/python -m pip" deploy/images/build.sh
 
 image: setup  ## build the component image IMAGE (default localhost/dlpipe:VERSION; BASE_IMAGE=... to choose the base)
-	@base="$(BASE_IMAGE)"; if [ -z "$$base" ]; then base=python:3.11.7-slim-bookworm; \
-	  podman pull -q $$base >/dev/null 2>&1 || { deploy/images/debian-base.sh && base=localhost/debian-py:bookworm; }; fi; \
-	  nice -n 10 $(BUILD) $(IMAGE) Dockerfile BASE_IMAGE=$$base
+	@base="$(BASE_IMAGE)"; if [ -z "$$base" ] && command -v podman >/dev/null; then base=python:3.11.7-slim-bookworm; \
+	  podman image exists $$base || podman pull -q docker.io/library/$$base >/dev/null 2>&1 || \
+	  { echo "$$base cannot be pulled: making a base image from Debian's packages"; \
+	    deploy/images/debian-base.sh && base=localhost/debian-py:bookworm; }; fi; \
+	  nice -n 10 $(BUILD) $(IMAGE) Dockerfile $${base:+BASE_IMAGE=$$base}
 
 image-gpu: setup  ## build the GPU component image (needs the nvidia/cuda base image)
 	nice -n 10 $(BUILD) $(IMAGE:$(VERSION)=$(VERSION)-gpu) Dockerfile.gpu $(if $(BASE_IMAGE),BASE_IMAGE=$(BASE_IMAGE))

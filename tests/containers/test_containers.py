@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def _container_service(image: str, model: Path, token: str, max_body: int):
     port = _free_port()
     name = f"dlpipe-serve-test-{port}"
     run = podman(
-        "run", "-d", "--rm", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp",
+        "run", "-d", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp",
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "-v", f"{model}:/model:ro",
         "-e", "HOME=/tmp", "-e", "BENTOML_HOME=/tmp/bentoml", "-e", "DLPIPE_HOME=/tmp",
         "-e", f"DLPIPE_API_TOKEN={token}", "-e", f"DLPIPE_MAX_BODY_BYTES={max_body}",
@@ -87,12 +88,15 @@ def test_the_image_serves_as_the_local_service_does(image: str, tabular_artifact
     meta = load_meta(tabular_artifacts / "data")
     records = [dict(zip(meta.feature_names, meta.scaler["mean"], strict=True))]
     records.append({k: v * 1.5 for k, v in records[0].items()})
+    model = shutil.copytree(tabular_artifacts, tmp_path / "model")  # readable by the image's user (uid 1000)
+    for path in [model, *model.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     token = "container-test-token"
     env = {"DLPIPE_TASK": "tabular", "DLPIPE_MODEL_DIR": str(tabular_artifacts), "DLPIPE_API_TOKEN": token}
     auth = {"Authorization": f"Bearer {token}"}
     with bentoml_process("serving.app:Service", tmp_path, env) as (_, local):
         want = httpx.post(f"{local}/predict", json={"records": records}, headers=auth, timeout=30)
-    with _container_service(image, tabular_artifacts, token, max_body=4096) as url:
+    with _container_service(image, model, token, max_body=4096) as url:
         got = httpx.post(f"{url}/predict", json={"records": records}, headers=auth, timeout=30)
         assert got.status_code == want.status_code == 200 and got.json() == want.json()
         assert httpx.post(f"{url}/predict", json={"records": records}, timeout=30).status_code == 401

@@ -9,12 +9,12 @@ TASK   ?= tabular
 PORT   ?= 3000
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup fashion-data browser run test test-fast lint serve dashboard mlflow-ui pipeline-compile pipeline-local bench clean help
+.PHONY: setup fashion-data browser containers-tools image image-gpu bento-image test-containers run test test-fast lint serve dashboard mlflow-ui pipeline-compile pipeline-local bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
-setup: $(STAMP) fashion-data browser  ## create .venv and install the project with its pinned dependencies (idempotent)
+setup: $(STAMP) fashion-data browser containers-tools  ## create .venv and install the project with its pinned dependencies (idempotent)
 
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 fashion-data:  ## Debian's dataset-fashion-mnist, when missing and apt-get can run (root); never fails
@@ -26,6 +26,11 @@ browser:  ## Debian's chromium + chromium-driver for the playground test, when m
 	@command -v chromedriver >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 	  { apt-get install -y -q chromium chromium-driver || { apt-get update -q && apt-get install -y -q chromium chromium-driver; }; } \
 	  >/dev/null 2>&1; } || echo "note: no Chromium; the playground test will skip (sudo apt-get install chromium chromium-driver)"
+
+containers-tools:  ## podman, buildah, runc, debootstrap (Debian) when missing and apt-get can run (root); never fails
+	@command -v podman >/dev/null && command -v buildah >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  { apt-get install -y -q podman buildah runc debootstrap || { apt-get update -q && apt-get install -y -q podman buildah runc debootstrap; }; } \
+	  >/dev/null 2>&1; } || echo "note: no podman/buildah; make image and the container tests need them (sudo apt-get install podman buildah runc debootstrap)"
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,5 +89,31 @@ bench: setup  ## benchmarks: ratios measured side by side in one run
 	$(BIN)/python bench/fuzz.py
 	$(BIN)/python bench/gateway.py
 
+# Images: buildah where it is installed (docker otherwise). BASE_IMAGE defaults to the public python image when
+# it can be pulled, else to localhost/debian-py:bookworm, made from Debian's packages (deploy/images/debian-base.sh).
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE      ?= localhost/dlpipe:$(VERSION)
+export CONTAINERS_CONF ?= $(abspath deploy/images/containers.conf)
+BUILD      := env PIP="$(abspath $(BIN))/python -m pip" deploy/images/build.sh
+
+image: setup  ## build the component image IMAGE (default localhost/dlpipe:VERSION; BASE_IMAGE=... to choose the base)
+	@base="$(BASE_IMAGE)"; if [ -z "$$base" ] && command -v podman >/dev/null; then base=python:3.11.7-slim-bookworm; \
+	  podman image exists $$base || podman pull -q docker.io/library/$$base >/dev/null 2>&1 || \
+	  { echo "$$base cannot be pulled: making a base image from Debian's packages"; \
+	    deploy/images/debian-base.sh && base=localhost/debian-py:bookworm; }; fi; \
+	  nice -n 10 $(BUILD) $(IMAGE) Dockerfile $${base:+BASE_IMAGE=$$base}
+
+image-gpu: setup  ## build the GPU component image (needs the nvidia/cuda base image)
+	nice -n 10 $(BUILD) $(IMAGE:$(VERSION)=$(VERSION)-gpu) Dockerfile.gpu $(if $(BASE_IMAGE),BASE_IMAGE=$(BASE_IMAGE))
+
+bento-image: setup  ## build TASK's serving image localhost/dlpipe-TASK:VERSION: its Bento and model on the component image
+	rm -rf build/bento-image && mkdir -p build/bento-image
+	$(BIN)/python deploy/images/bento_context.py "$$(dlpipe serve build --task $(TASK) | tail -n 1)" build/bento-image
+	cd build/bento-image && nice -n 10 $(abspath deploy/images/build.sh) localhost/dlpipe-$(subst _,-,$(TASK)):$(VERSION) \
+	  $(abspath deploy/images/Containerfile.bento) COMPONENT_IMAGE=$(IMAGE)
+
+test-containers: setup  ## pipelines in containers (kfp.local DockerRunner on podman) and serving from one; after make image
+	timeout 3600 $(BIN)/pytest -q -s tests/containers
+
 clean:  ## remove generated outputs (keeps .venv, data/ and the DVC remote)
-	rm -rf artifacts metrics plots mlflow.db mlruns optuna.db local_outputs pipelines/compiled bench/results
+	rm -rf build artifacts metrics plots mlflow.db mlruns optuna.db local_outputs pipelines/compiled bench/results

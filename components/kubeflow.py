@@ -1,6 +1,7 @@
 """Kubeflow Pipelines components: thin wrappers that call the very same step functions DVC and the tests call.
 
-Every component runs in the one project image (`$DLPIPE_IMAGE`, default `dlpipe:latest`) and imports the
+Every component runs in the one project image (`$DLPIPE_IMAGE`, default `localhost/dlpipe:<version>`, what
+`make image` builds) and imports the
 project inside its body, because KFP ships only the function's source to the container. Every output
 artifact is a folder; inside it the files carry the names the DVC runner gives them, so the MLflow run
 looks the same whichever runner produced it. Configs arrive as dicts (pipeline parameters) and are
@@ -11,11 +12,12 @@ No `from __future__ import annotations` here: KFP reads the annotations to type 
 """
 
 import os
+from importlib.metadata import version
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
-IMAGE = os.environ.get("DLPIPE_IMAGE", "dlpipe:latest")
+IMAGE = os.environ.get("DLPIPE_IMAGE", f"localhost/dlpipe:{version('dlpipe')}")
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -31,11 +33,20 @@ def ingest(prepare_config: dict, overrides: list, task: str, dvc_remote: str, ra
     from pathlib import Path
 
     from components.config import step_config
+    from components.core.errors import DataError
     from components.data.datastore import fetch
     from components.data.ingest import ingest as step
 
     dataset = step_config(prepare_config, overrides, "prepare", task).dataset
-    fetch(dataset, Path(raw.path), dvc_remote) if dvc_remote else step(dataset, Path(raw.path))
+    try:
+        fetch(dataset, Path(raw.path), dvc_remote) if dvc_remote else step(dataset, Path(raw.path))
+    except DataError as err:  # in a pod, files beside the repository do not exist: say what to pass instead
+        if dvc_remote:
+            raise
+        raise DataError(
+            f"task {task}: dataset {dataset!r} is not in the image ({err}); pass the pipeline parameter "
+            "dvc_remote=<the DVC remote holding data.dvc's data, e.g. s3://dvc/dlpipe>"
+        ) from None
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

@@ -154,7 +154,7 @@ def workdir(tmp_path: Path, tabular_artifacts: Path) -> Path:
     return tmp_path
 
 
-TIERS = ("unit", "integration", "e2e")
+TIERS = ("unit", "integration", "e2e", "containers")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -27,6 +27,7 @@ from components.train.launch import torchrun_train, train_command, write_config
 
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 WORKSPACE = Path("/workspace")
+PATCH_MANAGER = "dlpipe.io/train"  # who owns the runtime patch (Trainer's runtimePatches are keyed by manager)
 NODE = "node"  # the replicated job and container that the torch-distributed runtime names `node`
 STEP_LABEL = "dlpipe.io/step"  # the same on every attempt of one pipeline run's train step
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -97,17 +98,33 @@ def manifest(
         "spec": {
             "runtimeRef": {"name": spec.runtime, "apiGroup": GROUP, "kind": "ClusterTrainingRuntime"},
             "trainer": trainer,
-            "podSpecOverrides": [
-                {
-                    "targetJobs": [{"name": NODE}],
-                    "volumes": [{"name": "workspace", "persistentVolumeClaim": {"claimName": spec.workspace_pvc}}],
-                    "containers": [
-                        {"name": NODE, "volumeMounts": [{"name": "workspace", "mountPath": str(WORKSPACE)}]}
-                    ],
-                }
-            ],
+            "runtimePatches": [{"manager": PATCH_MANAGER, "trainingRuntimeSpec": _node_patch(spec.workspace_pvc)}],
         },
     }
+
+
+def _node_patch(workspace_pvc: str) -> dict[str, Any]:
+    """The runtime's `node` pods, patched (Trainer v2.3 runtimePatches): the shared workspace PVC at /workspace, an
+    emptyDir at /tmp, non-root with a read-only root filesystem and no capabilities."""
+    container = {
+        "name": NODE,
+        "volumeMounts": [{"name": "workspace", "mountPath": str(WORKSPACE)}, {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    pod = {
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumes": [
+            {"name": "workspace", "persistentVolumeClaim": {"claimName": workspace_pvc}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+        "containers": [container],
+    }
+    job = {"name": NODE, "template": {"spec": {"template": {"spec": pod}}}}
+    return {"template": {"spec": {"replicatedJobs": [job]}}}
 
 
 def train_job(

@@ -32,6 +32,7 @@ EXTRAS = {
     "kfp": "kubeflow",
     "kfp_server_api": "kubeflow",
     "kubernetes": "kubeflow",
+    "docker": "kubeflow",
     "psycopg2": "postgres",
     "optuna_dashboard": "dashboard",
     "safetensors": "minilm",

@@ -103,13 +103,22 @@ def run(
     only: Annotated[
         list[str] | None, typer.Option("--only", help="with --task all: run only these tasks (repeatable)")
     ] = None,
+    container: Annotated[
+        str | None,
+        typer.Option(
+            help="run every step in a container of this image (kfp.local DockerRunner on $DOCKER_HOST, e.g. "
+            "podman's socket), e.g. localhost/dlpipe:0.1.0 from `make image`"
+        ),
+    ] = None,
     params: ParamsFile = Path("params.yaml"),
 ) -> None:
     """Run the pipeline on this machine (kfp.local) and print each task's test metrics.
 
     Outputs: $DLPIPE_HOME/local_outputs/ ($DLPIPE_HOME defaults to the working directory).
 
-    Tracking: the same MLflow as the other runners ($MLFLOW_TRACKING_URI, else $DLPIPE_HOME/mlflow.db).
+    Tracking: the same MLflow as the other runners ($MLFLOW_TRACKING_URI, else $DLPIPE_HOME/mlflow.db). With
+    --container the steps see only local_outputs/ (and the host's network only when MLflow is a server): a local
+    store then lives in local_outputs/mlflow.db.
 
     Run it from the repository root, or a folder with no subfolder named like an installed package.
     """
@@ -129,14 +138,24 @@ def run(
     warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner", category=UserWarning)
     root = tracking.home() / "local_outputs"
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    if container:
+        from components.core.errors import DlpipeError
+        from pipelines.containers import docker_runner
+
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            kfp.local.init(runner=docker_runner(container, root), pipeline_root=str(root))
+        except DlpipeError as err:
+            _fail(str(err))
+    else:
+        kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     before = set(root.glob("*")) if root.is_dir() else set()
     start = time.perf_counter()
     try:
         pipeline(**arguments)
     except RuntimeError as err:
         _fail(f"the {task} pipeline failed: {err} (the task's log is above)")
-    (run_dir,) = set(root.glob("*")) - before
+    (run_dir,) = {path for path in set(root.glob("*")) - before if path.is_dir() and path.name != "mlruns"}
     typer.echo(f"{task}: pipeline succeeded in {time.perf_counter() - start:.0f} s; outputs {run_dir}")
     for path in sorted(run_dir.glob("evaluate*/metrics/*.json")):
         typer.echo(f"{path.stem}:")

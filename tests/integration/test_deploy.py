@@ -26,7 +26,7 @@ def _env_keys(path: Path) -> set[str]:
     return {line.split("=", 1)[0] for line in lines}
 
 
-@pytest.mark.parametrize("folder", ["engines", "pipelines"])
+@pytest.mark.parametrize("folder", ["engines", "pipelines", "serving"])
 def test_kustomizations_reference_what_exists(folder: str) -> None:
     """Each resource file and generator input exists (secrets as committed .example files), every document is a
     Kubernetes object, and every secretKeyRef names a key its generated Secret will have."""
@@ -34,9 +34,15 @@ def test_kustomizations_reference_what_exists(folder: str) -> None:
     kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
     assert kustomization["kind"] == "Kustomization" and kustomization["apiVersion"].startswith("kustomize.config")
     secrets = {}
-    for gen in kustomization.get("secretGenerator", []):
+    # the serving pods read deploy/pipelines' dlpipe-mlflow Secret (same namespace)
+    includes = [base, *([DEPLOY / "pipelines"] if folder == "serving" else [])]
+    for gen in [
+        g | {"base": b}
+        for b in includes
+        for g in yaml.safe_load((b / "kustomization.yaml").read_text()).get("secretGenerator", [])
+    ]:
         (env,) = gen["envs"]
-        secrets[gen["name"]] = _env_keys(base / f"{env}.example")
+        secrets[gen["name"]] = _env_keys(gen["base"] / f"{env}.example")
     for gen in kustomization.get("configMapGenerator", []):
         assert all((base / f).is_file() for f in gen["files"])
     for doc in _manifests(base):
@@ -51,7 +57,9 @@ def test_engine_manifests_wire_mlflow_to_postgres_and_minio() -> None:
     assert services == {"postgres": 5432, "minio": 9000, "mlflow": 5000}
     (mlflow,) = docs["Deployment", "mlflow"]["spec"]["template"]["spec"]["containers"]
     command = " ".join(mlflow["args"])
-    assert "postgres:5432/mlflow" in command and "--serve-artifacts" in command and "s3://mlflow/" in command
+    assert "--serve-artifacts" in command and "s3://mlflow/" in command
+    backend = next(e["value"] for e in mlflow["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI")
+    assert backend.endswith("@postgres:5432/mlflow") and "$(POSTGRES_PASSWORD)" in backend  # never on argv
     assert {"name": "MLFLOW_S3_ENDPOINT_URL", "value": "http://minio:9000"} in mlflow["env"]
     assert mlflow["readinessProbe"]["httpGet"]["path"] == "/health"
     for kind, name in (("Deployment", "mlflow"), ("Deployment", "minio"), ("StatefulSet", "postgres")):
@@ -59,8 +67,9 @@ def test_engine_manifests_wire_mlflow_to_postgres_and_minio() -> None:
             assert {"requests", "limits"} <= set(container["resources"]) and ":" in container["image"]
             assert not container["image"].endswith(":latest")
     assert "CREATE DATABASE optuna" in (DEPLOY / "engines" / "init-databases.sql").read_text()
-    buckets = " ".join(docs["Job", "minio-buckets"]["spec"]["template"]["spec"]["containers"][0]["args"])
-    assert "dlpipe/mlflow" in buckets and "dlpipe/dvc" in buckets
+    (mc,) = docs["Job", "minio-buckets"]["spec"]["template"]["spec"]["containers"]
+    assert "dlpipe/mlflow" in mc["args"] and "dlpipe/dvc" in mc["args"]
+    assert any(e["name"] == "MC_HOST_dlpipe" for e in mc["env"])
 
 
 def test_pipeline_secrets_match_what_the_compiled_pipelines_mount(params: dict) -> None:
@@ -102,6 +111,8 @@ def test_images_are_pinned_locked_and_non_root(dockerfile: Path) -> None:
 
     lines = [line.strip() for line in dockerfile.read_text().splitlines()]
     (base,) = [line.split()[1] for line in lines if line.startswith("FROM ")]
+    defaults = dict(line[4:].split("=", 1) for line in lines if line.startswith("ARG ") and "=" in line)
+    base = defaults.get(base.strip("${}"), base)  # FROM ${BASE_IMAGE}: its default, the public base
     assert "@sha256:" in base or re.search(r":\d+\.\d+(\.\d+)?[-\w.]*$", base), f"{base}: pin an exact tag or digest"
     assert any("pip install -c requirements.lock" in line or "-c /tmp/requirements.lock" in line for line in lines)
     user = [line.split()[1] for line in lines if line.startswith("USER ")][-1]
@@ -113,7 +124,7 @@ def test_gpu_image_cuda_matches_torch() -> None:
 
     import torch
 
-    base = re.search(r"^FROM nvidia/cuda:(\d+\.\d+)\.\d+-", (ROOT / "Dockerfile.gpu").read_text(), re.M)
+    base = re.search(r"^ARG BASE_IMAGE=nvidia/cuda:(\d+\.\d+)\.\d+-", (ROOT / "Dockerfile.gpu").read_text(), re.M)
     assert base and base.group(1) == torch.version.cuda
 
 

@@ -5,7 +5,7 @@ MLflow copies this file into the model (its `code/` folder) and imports it as `p
 imports only numpy, pandas, onnxruntime (and tokenizers for text models), never the training code. What a row is:
 
 - tabular: the named raw feature columns of meta.json (any order); the ONNX graph scales them itself.
-- image: one image per row as columns `pixel0` ... `pixel<C*H*W - 1>`, values 0..255 at meta.json's size
+- image: one image per row as columns `pixel0` ... `pixel<C*H*W - 1>`, whole values 0..255 at meta.json's size
   (`preprocessing.resize`), in [channel][row][column] order (for 28x28 grayscale: the usual MNIST CSV layout);
   the graph normalises them itself.
 - text: a `text` column; the model's tokenizer.json and the encoding rule of training and serving (the copy of
@@ -119,7 +119,8 @@ class RowsModel:
         values = self._numbers(frame, pixel_columns(self.meta), "pixel")
         if ((values < 0) | (values > 255)).any():
             raise ValueError(f"pixel values must be 0..255; rows {_bad_rows((values < 0) | (values > 255))}")
-        return values.reshape(len(values), pre["channels"], *pre["resize"]).astype(np.float32)
+        pixels = values.round()  # whole values, as the service's pixel arrays and decoded images hold
+        return pixels.reshape(len(values), pre["channels"], *pre["resize"]).astype(np.float32)
 
     def _classify(self, frame: pd.DataFrame) -> pd.DataFrame:
         if TEXT_COLUMN not in frame.columns:

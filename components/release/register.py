@@ -5,14 +5,15 @@ The MLflow model stands alone: model.onnx (tabular and image graphs scale and no
 meta.json (class names, features, preprocessing), export.json and text tasks' tokenizer.json as extra files, a
 `python_function` flavour that answers one row per input row (components/release/pyfunc_onnx.py, copied into the
 model with, for text, the encoding rule of components/core/tokens.py), and for tabular, image and text tasks a
-signature and an input example (raw feature rows, 0..255 pixel columns, texts). The registered model and the version carry a model card (data, metrics, intended
-use, limits) as their description.
+signature and an input example (raw feature rows, 0..255 pixel columns, texts). The registered model and the
+version carry a model card (data, metrics, intended use, limits) as their description.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,9 @@ def log_model(
     example = signature = None
     if meta.kind in ("tabular", "image", "text"):
         example = input_example(meta, data_dir)
-        signature = infer_signature(example, RowsModel(onnx_path).predict(example))
+        with warnings.catch_warnings():  # MLflow: "integer columns cannot hold missing values"; pixels never miss
+            warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+            signature = infer_signature(example, RowsModel(onnx_path).predict(example))
     with tempfile.TemporaryDirectory(prefix="dlpipe-pyfunc-") as code:
         code_paths = [shutil.copy(Path(__file__).with_name(PYFUNC_FILE), code)]
         if meta.kind == "text":  # the loader's copy imports it as `dlpipe_tokens`
@@ -141,7 +144,8 @@ def log_model(
 
 def input_example(meta: TaskMeta, data_dir: Path, rows: int = 5) -> Any:
     """The first test rows as a user holds them (the pyfunc loader's input): raw feature values (tabular), 0..255
-    pixel columns (image), texts (text: the test ids decoded by the task's tokenizer)."""
+    integer pixel columns (image; the signature then says `long`, as the service rounds pixels to whole values),
+    texts (text: the test ids decoded by the task's tokenizer)."""
     import pandas as pd
 
     from components.release.pyfunc_onnx import TEXT_COLUMN, pixel_columns
@@ -155,7 +159,7 @@ def input_example(meta: TaskMeta, data_dir: Path, rows: int = 5) -> Any:
         pre = meta.preprocessing
         shape = (1, -1, 1, 1)
         raw = (np.asarray(x, np.float64) * np.reshape(pre["std"], shape) + np.reshape(pre["mean"], shape)) * 255.0
-        pixels = np.clip(raw, 0, 255).round(3).reshape(len(raw), -1)
+        pixels = np.clip(raw, 0, 255).round().astype(np.int64).reshape(len(raw), -1)  # whole values, as images hold
         return pd.DataFrame(pixels, columns=pixel_columns(meta.model_dump()))
     from components.data.text.tokenization import decode, load_tokenizer
 

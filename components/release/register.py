@@ -161,10 +161,11 @@ def input_example(meta: TaskMeta, data_dir: Path, rows: int = 5) -> Any:
         raw = (np.asarray(x, np.float64) * np.reshape(pre["std"], shape) + np.reshape(pre["mean"], shape)) * 255.0
         pixels = np.clip(raw, 0, 255).round().astype(np.int64).reshape(len(raw), -1)  # whole values, as images hold
         return pd.DataFrame(pixels, columns=pixel_columns(meta.model_dump()))
-    from components.data.text.tokenization import decode, load_tokenizer
+    from tokenizers import Tokenizer
 
-    tok = load_tokenizer(data_dir)
-    return pd.DataFrame({TEXT_COLUMN: [decode(tok, ids) or "?" for ids in x]})
+    tok = Tokenizer.from_file(str(Path(data_dir) / meta.tokenizer["file"]))
+    texts = [tok.decode([int(i) for i in ids], skip_special_tokens=True) for ids in x]
+    return pd.DataFrame({TEXT_COLUMN: [text or "?" for text in texts]})
 
 
 class _RowsFlavor:

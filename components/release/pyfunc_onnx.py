@@ -64,10 +64,12 @@ class RowsModel:
     """model.onnx, its meta.json (and tokenizer.json for text), answering a DataFrame of raw rows with a
     DataFrame of per-row answers."""
 
-    def __init__(self, onnx_path: str | Path) -> None:
+    def __init__(self, onnx_path: str | Path, files: str | Path | None = None) -> None:
+        """`files`: the folder holding meta.json (and tokenizer.json), searched recursively; default the model's
+        own folder (an MLflow model keeps them under extra_files/)."""
         import onnxruntime as ort
 
-        folder = Path(onnx_path).parent
+        folder = Path(files or Path(onnx_path).parent)
         metas = sorted(folder.rglob("meta.json"))
         if not metas:
             raise FileNotFoundError(f"{folder}: no meta.json beside the model")

@@ -112,7 +112,7 @@ def log_model(
         example = input_example(meta, data_dir)
         with warnings.catch_warnings():  # MLflow: "integer columns cannot hold missing values"; pixels never miss
             warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
-            signature = infer_signature(example, RowsModel(onnx_path).predict(example))
+            signature = infer_signature(example, RowsModel(onnx_path, data_dir).predict(example))
     with tempfile.TemporaryDirectory(prefix="dlpipe-pyfunc-") as code:
         code_paths = [shutil.copy(Path(__file__).with_name(PYFUNC_FILE), code)]
         if meta.kind == "text":  # the loader's copy imports it as `dlpipe_tokens`

@@ -1,17 +1,19 @@
 """Register step: log the ONNX model to MLflow, create a version named after the task, and move the
 `champion` alias only when the new version beats the current champion on the task's primary metric.
 
-The MLflow model stands alone: model.onnx (tabular graphs scale raw features themselves), meta.json (class
-names, features, preprocessing) and export.json as extra files, a `python_function` flavour that answers one row
-per input row (components/release/pyfunc_onnx.py, copied into the model), and for tabular tasks a signature and
-an input example of raw rows. The registered model and the version carry a model card (data, metrics, intended
-use, limits) as their description.
+The MLflow model stands alone: model.onnx (tabular and image graphs scale and normalise raw inputs themselves),
+meta.json (class names, features, preprocessing), export.json and text tasks' tokenizer.json as extra files, a
+`python_function` flavour that answers one row per input row (components/release/pyfunc_onnx.py, copied into the
+model with, for text, the encoding rule of components/core/tokens.py), and for tabular, image and text tasks a
+signature and an input example (raw feature rows, 0..255 pixel columns, texts). The registered model and the
+version carry a model card (data, metrics, intended use, limits) as their description.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import numpy as np
 import onnx
 
 from components.config import ConfigError, RegisterConfig
-from components.core import tracking
+from components.core import tokens, tracking
 from components.core.contract import TaskMeta, load_meta
 from components.core.io import read_json, write_json
 from components.data.splits import load_split
@@ -28,6 +30,7 @@ from components.data.splits import load_split
 SCORE_TAG = "primary_metric_value"
 EXTRA_GRAPHS = ("attention.onnx", "embeddings.onnx")  # token models: attention maps, sentence vectors
 PYFUNC_FILE = "pyfunc_onnx.py"  # the python_function loader copied into the MLflow model
+TOKENS_FILE = "dlpipe_tokens.py"  # text models: components/core/tokens.py (the encoding rule) copied beside it
 
 
 def register(
@@ -97,47 +100,72 @@ def log_model(
     score: float,
 ) -> Any:
     """Log model.onnx as MLflow model `model` of the active run, registered as `task`: the ONNX flavour (what
-    serving downloads) with pyfunc_onnx as its `python_function` loader, and for tabular tasks a signature and
-    five raw test rows as the input example (MLflow checks the example against the loader while logging)."""
+    serving downloads) with pyfunc_onnx as its `python_function` loader (text models: with the encoding rule beside
+    it), and for tabular, image and text tasks a signature and five test rows as the user holds them as the input
+    example (MLflow checks the example against the loader while logging)."""
     from mlflow.models import Model, infer_signature
 
+    from components.release.pyfunc_onnx import RowsModel
+
     example = signature = None
-    if meta.kind == "tabular":
-        from components.release.pyfunc_onnx import RowsModel
+    if meta.kind in ("tabular", "image", "text"):
+        example = input_example(meta, data_dir)
+        with warnings.catch_warnings():  # MLflow: "integer columns cannot hold missing values"; pixels never miss
+            warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+            signature = infer_signature(example, RowsModel(onnx_path, data_dir).predict(example))
+    with tempfile.TemporaryDirectory(prefix="dlpipe-pyfunc-") as code:
+        code_paths = [shutil.copy(Path(__file__).with_name(PYFUNC_FILE), code)]
+        if meta.kind == "text":  # the loader's copy imports it as `dlpipe_tokens`
+            code_paths.append(shutil.copy(tokens.__file__, Path(code) / TOKENS_FILE))
+        return Model.log(
+            artifact_path=None,
+            name="model",
+            flavor=_RowsFlavor,
+            onnx_model=onnx.load(onnx_path),
+            registered_model_name=task,
+            signature=signature,
+            input_example=example,
+            pip_requirements=serving_requirements(text=meta.kind == "text"),
+            code_paths=code_paths,
+            onnx_execution_providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+            extra_files=[str(p) for p in bundle],
+            metadata={
+                "task": task,
+                "kind": meta.kind,
+                "objective": meta.objective,
+                "classes": meta.classes,
+                "feature_names": meta.feature_names,
+                "primary_metric": primary_metric,
+                "score": score,
+            },
+            save_as_external_data=False,
+        )
 
-        x, _ = load_split(data_dir, "test")
-        raw = np.asarray(x[:5], np.float64) * np.asarray(meta.scaler["scale"]) + np.asarray(meta.scaler["mean"])
-        example = pd_frame(raw, meta.feature_names or [])
-        signature = infer_signature(example, RowsModel(onnx_path).predict(example))
-    return Model.log(
-        artifact_path=None,
-        name="model",
-        flavor=_RowsFlavor,
-        onnx_model=onnx.load(onnx_path),
-        registered_model_name=task,
-        signature=signature,
-        input_example=example,
-        pip_requirements=serving_requirements(),
-        code_paths=[str(Path(__file__).with_name(PYFUNC_FILE))],
-        onnx_execution_providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
-        extra_files=[str(p) for p in bundle],
-        metadata={
-            "task": task,
-            "kind": meta.kind,
-            "objective": meta.objective,
-            "classes": meta.classes,
-            "feature_names": meta.feature_names,
-            "primary_metric": primary_metric,
-            "score": score,
-        },
-        save_as_external_data=False,
-    )
 
-
-def pd_frame(values: np.ndarray, columns: list[str]) -> Any:
+def input_example(meta: TaskMeta, data_dir: Path, rows: int = 5) -> Any:
+    """The first test rows as a user holds them (the pyfunc loader's input): raw feature values (tabular), 0..255
+    integer pixel columns (image; the signature then says `long`, as the service rounds pixels to whole values),
+    texts (text: the test ids decoded by the task's tokenizer)."""
     import pandas as pd
 
-    return pd.DataFrame(values, columns=columns)
+    from components.release.pyfunc_onnx import TEXT_COLUMN, pixel_columns
+
+    x, _ = load_split(data_dir, "test")
+    x = x[:rows]
+    if meta.kind == "tabular":
+        raw = np.asarray(x, np.float64) * np.asarray(meta.scaler["scale"]) + np.asarray(meta.scaler["mean"])
+        return pd.DataFrame(raw, columns=meta.feature_names)
+    if meta.kind == "image":
+        pre = meta.preprocessing
+        shape = (1, -1, 1, 1)
+        raw = (np.asarray(x, np.float64) * np.reshape(pre["std"], shape) + np.reshape(pre["mean"], shape)) * 255.0
+        pixels = np.clip(raw, 0, 255).round().astype(np.int64).reshape(len(raw), -1)  # whole values, as images hold
+        return pd.DataFrame(pixels, columns=pixel_columns(meta.model_dump()))
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(Path(data_dir) / meta.tokenizer["file"]))
+    texts = [tok.decode([int(i) for i in ids], skip_special_tokens=True) for ids in x]
+    return pd.DataFrame({TEXT_COLUMN: [text or "?" for text in texts]})
 
 
 class _RowsFlavor:
@@ -161,7 +189,9 @@ def model_card(meta: TaskMeta, metrics: dict[str, float], primary_metric: str) -
     scores = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if isinstance(v, int | float))
     takes = {
         "tabular": f"raw values of {len(meta.feature_names or [])} named features (scaled inside the graph)",
-        "image": "images as preprocessed tensors (meta.json `preprocessing`: resize, channels, mean, std)",
+        "image": "images of meta.json's `preprocessing.resize` as 0..255 pixel values (normalised inside the "
+        "graph); the MLflow model takes one image per row as columns pixel0, pixel1, ...",
+        "text": "texts (the MLflow model: a `text` column), tokenized by the tokenizer.json carried with the model",
     }.get(meta.kind, f"`{meta.input.name}` tensors of shape {meta.input.shape} (see meta.json)")
     gives = f"probabilities of classes {meta.classes}" if meta.classes else f"`{meta.output.name}` {meta.output.shape}"
     lines = [
@@ -178,12 +208,14 @@ def model_card(meta: TaskMeta, metrics: dict[str, float], primary_metric: str) -
     return "\n".join(lines)
 
 
-def serving_requirements() -> list[str]:
+def serving_requirements(text: bool = False) -> list[str]:
     """What the MLflow model needs to score (pyfunc_onnx's imports): the CPU build of ONNX Runtime at the version
-    installed here (onnxruntime-gpu and onnxruntime ship the same module), onnx, numpy and pandas."""
+    installed here (onnxruntime-gpu and onnxruntime ship the same module), onnx, numpy and pandas; tokenizers for
+    text models."""
     import onnxruntime
 
-    return [f"onnxruntime=={onnxruntime.__version__}"] + [f"{p}=={version(p)}" for p in ("onnx", "numpy", "pandas")]
+    packages = ("onnx", "numpy", "pandas", *(("tokenizers",) if text else ()))
+    return [f"onnxruntime=={onnxruntime.__version__}"] + [f"{p}=={version(p)}" for p in packages]
 
 
 def qualifies(metrics: dict[str, float], cfg: RegisterConfig) -> bool:

@@ -15,14 +15,15 @@ from pipelines.cli.common import Task
 def predict(
     task: Task,
     input_: Annotated[
-        Path, typer.Option("--input", "-i", help="a CSV of raw feature rows (tabular), a folder of images (image)")
+        Path, typer.Option("--input", "-i", help="a CSV (features, pixel0.. or text) or an image folder")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="the CSV to write: inputs + one answer per row")],
     model_uri: Annotated[str | None, typer.Option(help="registry URI; default models:/<task>@champion")] = None,
     model_dir: Annotated[Path | None, typer.Option(help="a local export (artifacts/<task>) instead")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
-    """Score a CSV or an image folder with the registered model: one answer per row, as `dlpipe serve` answers."""
+    """Score a CSV (features, pixels or texts) or an image folder with the registered model: one answer per row,
+    as `dlpipe serve` answers."""
     from pipelines.batch import predict as run
 
     answers = run(task, input_, output, model_uri, model_dir, progress)

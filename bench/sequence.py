@@ -127,6 +127,12 @@ def report(results: dict) -> None:
             f"{s['mape_ratio_to_naive']:.3f} ({goal} the goal <= 0.5); MAE {s['mae']:.3f} vs {s['naive_mae']:.3f}; "
             f"trained in {f['train_s']:.0f} s ({f['epochs_run']} epochs)"
         )
+        if "holt_winters_mape" in s:
+            goal = "meets" if s["mape_ratio_to_holt_winters"] <= 0.9 else "misses"
+            print(
+                f"forecast  MAPE vs Holt-Winters {s['holt_winters_mape']:.3f}%: ratio "
+                f"{s['mape_ratio_to_holt_winters']:.3f} ({goal} the goal <= 0.9)"
+            )
     if "sentiment" in results:
         t = results["sentiment"]
         s = t["scores"]

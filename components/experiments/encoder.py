@@ -33,6 +33,7 @@ from components.config import (
     TrainConfig,
     _Strict,
 )
+from components.core import tracking
 from components.core.errors import DlpipeError
 from components.core.io import read_json, write_json
 from components.data.prepare import prepare
@@ -66,9 +67,31 @@ class EncoderStudyConfig(_Strict):
         return self
 
 
-def encoder_study(raw_dir: Path, work_dir: Path, metrics_path: Path, cfg: EncoderStudyConfig) -> dict[str, Any]:
+def plot_finetune_curves(histories: dict[str, Path], path: Path) -> Path:
+    """Validation accuracy and loss per epoch of every variant: fine-tuning with and without pretraining."""
+    from components.evaluate.plots import plt, read_history, save_figure  # plots.py selects the Agg backend
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig, (acc, loss) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, csv in histories.items():
+        rows = read_history(csv)
+        epochs = [r["epoch"] for r in rows]
+        acc.plot(epochs, [r["val_accuracy"] for r in rows], marker="o", label=name)
+        loss.plot(epochs, [r["val_loss"] for r in rows], marker="o", label=name)
+    acc.set(title="validation accuracy", xlabel="epoch")
+    loss.set(title="validation loss", xlabel="epoch")
+    acc.legend()
+    save_figure(fig, Path(path))
+    return Path(path)
+
+
+def encoder_study(
+    raw_dir: Path, work_dir: Path, metrics_path: Path, cfg: EncoderStudyConfig, plots_path: Path | None = None
+) -> dict[str, Any]:
     """Prepare once per vocabulary, train `pretrained`, `scratch` (and `minilm`) into work_dir/<variant>, export
-    and register the `serve` one."""
+    and register the `serve` one; the variants' fine-tuning curves go to `plots_path` (default
+    work_dir/finetune_curves.png) and the served variant's MLflow run."""
+    plots_path = Path(plots_path or Path(work_dir) / "finetune_curves.png")
     source, work_dir = Path(cfg.pretrained), Path(work_dir)
     checkpoint, tokenizer = source / "checkpoint.pt", source / "data" / TOKENIZER_FILE
     if not checkpoint.is_file() or not tokenizer.is_file():
@@ -107,6 +130,9 @@ def encoder_study(raw_dir: Path, work_dir: Path, metrics_path: Path, cfg: Encode
         }
     results["pretraining"] = {k: v for k, v in read_json(source / "train.json")["best_metrics"].items() if "val" in k}
     best = work_dir / cfg.serve
+    curves = plot_finetune_curves({name: work_dir / name / "history.csv" for name, _, _ in variants}, plots_path)
+    with tracking.resume_task_run(best):  # beside the served variant's own plots
+        tracking.configure().log_artifact(str(curves), artifact_path="plots")
     parity = export(data[cfg.serve], best, work_dir, ExportConfig())
     results["served"] = cfg.serve
     results["onnx_parity_max_abs_diff"] = parity["parity_max_abs_diff"]

@@ -70,5 +70,11 @@ def encoder_finetune(params: ParamsFile = Path("params.yaml"), set_: Overrides =
     from components.experiments.encoder import EncoderStudyConfig, encoder_study
 
     cfg = experiment_config(EncoderStudyConfig, "encoder_finetune", params, set_)
-    results = encoder_study(Path("data/raw"), Path("artifacts/encoder"), Path("metrics/encoder_finetune.json"), cfg)
+    results = encoder_study(
+        Path("data/raw"),
+        Path("artifacts/encoder"),
+        Path("metrics/encoder_finetune.json"),
+        cfg,
+        Path("plots/encoder_finetune.png"),
+    )
     show(results)

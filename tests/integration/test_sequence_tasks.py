@@ -24,8 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_forecast_task_metrics_plot_and_export(forecast_artifacts: Path) -> None:
     root = forecast_artifacts.parents[1]
     metrics = json.loads((root / "metrics" / "forecast.json").read_text())
-    assert {"mae", "rmse", "mape", "naive_mape", "mape_ratio_to_naive"} <= metrics.keys()
+    assert {"mae", "rmse", "mape", "naive_mape", "mape_ratio_to_naive", "holt_winters_mape"} <= metrics.keys()
     assert metrics["mape_ratio_to_naive"] == pytest.approx(metrics["mape"] / metrics["naive_mape"], rel=1e-4)
+    assert metrics["mape_ratio_to_holt_winters"] == pytest.approx(
+        metrics["mape"] / metrics["holt_winters_mape"], rel=1e-4
+    )
     assert (root / "plots" / "forecast" / "forecast.png").is_file()
     info = json.loads((forecast_artifacts / "export.json").read_text())
     assert info["inputs"][0]["shape"] == ["batch", "sequence", 1] and info["outputs"][0]["shape"] == ["batch", 8]

@@ -57,6 +57,7 @@ def test_mlm_training_windows_are_masked_once_per_copy(encoder_study_root: Path)
 def test_encoder_study_compares_exports_and_serves(encoder_study_root: Path, tmp_path: Path) -> None:
     results = json.loads((encoder_study_root / "metrics/encoder_finetune.json").read_text())
     assert {"pretrained", "scratch", "pretraining"} <= set(results) and results["onnx_parity_max_abs_diff"] <= 1e-4
+    assert (encoder_study_root / "artifacts/encoder/finetune_curves.png").stat().st_size > 10_000
     art = encoder_study_root / "artifacts/encoder"
     index = json.loads((art / "graphs/index.json").read_text())["graphs"]
     assert sorted(index) == ["attention.onnx", "embeddings.onnx"] and all((art / "graphs" / g).is_file() for g in index)

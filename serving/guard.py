@@ -1,19 +1,19 @@
 """The one ASGI middleware in front of every dlpipe service (per task and gateway): what the model code never
 has to think about.
 
-For every request: a request id (the client's `X-Request-ID` when it is a sane token, else a new one),
-echoed as a response header, added to every JSON error body and written in one JSON access-log line;
-per-task Prometheus series (requests by route and status, latency) for the task routes; security headers
-on every answer (a CSP that lets the playground load only its own files, nosniff, no framing). For a POST
-to a prediction route, in this order: the bearer token when $DLPIPE_API_TOKEN is set (401), the route's
-requests in flight in this worker at its limit (503 with Retry-After), pickle in any form (415: BentoML
-itself unpickles `application/vnd.bentoml+pickle` between its own services, never from clients), any
-other Content-Type than the route takes (415), a body over the size limit (413, from Content-Length or
-while reading), a JSON body that is not UTF-8, a malformed multipart one, or one whose file field is text
-(400: BentoML would fetch it as a URL), and no response started within the task's timeout (504; a stalled
-upload counts). When the guard stops waiting for a request (its timeout, or the client gone), `stopped()`
-turns true in the request's work, so a long loop (a generation) ends at its next step instead of running
-on unseen. GET routes (/info, /tasks, /docs.json, /metrics, health, playground) stay open.
+For every request: a request id (the client's `X-Request-ID` when it is a sane token, else a new one), echoed
+as a response header, added to every JSON error body and written in one JSON access-log line; per-task
+Prometheus series (requests by route and status, latency; serving/telemetry.py) for the task routes; security
+headers on every answer (a CSP that lets the playground load only its own files, nosniff, no framing). For a
+POST to a prediction route, in this order: the bearer token when $DLPIPE_API_TOKEN is set (401), the route's
+requests in flight in this worker at its limit (503 with Retry-After), pickle in any form (415: BentoML itself
+unpickles `application/vnd.bentoml+pickle` between its own services, never from clients), any other Content-
+Type than the route takes (415), a body over the size limit (413, from Content-Length or while reading), a
+JSON body that is not UTF-8, a malformed multipart one, or one whose file field is text (400: BentoML would
+fetch it as a URL), and no response started within the task's timeout (504; a stalled upload counts). When the
+guard stops waiting for a request (its timeout, or the client gone), `stopped()` turns true in the request's
+work, so a long loop (a generation) ends at its next step instead of running on unseen. GET routes (/info,
+/tasks, /docs.json, /metrics, health, playground) stay open.
 """
 
 from __future__ import annotations
@@ -21,24 +21,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import hmac
 import json
 import logging
 import os
 import re
-import sys
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.telemetry import configure_json_logs, series
 
 MAX_BODY_BYTES = 10 * 2**20  # $DLPIPE_MAX_BODY_BYTES; a 4096 x 4096 PNG fits, a 1000-row table uses < 1 MiB
 PICKLE_TYPES = {
@@ -50,7 +49,6 @@ PICKLE_TYPES = {
 }
 PICKLE_PROTOCOLS = range(2, 6)  # a pickle of protocol >= 2 starts with b"\x80" and the protocol number
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 PROBES = {"/livez", "/readyz", "/healthz", "/metrics"}  # polled every few seconds: not worth a log line
 RETRY_AFTER_S = 2  # what a 503 for a full route tells the client to wait
 SECURITY_HEADERS = {  # every answer; the playground is the only HTML, and it loads only its own files
@@ -246,32 +244,6 @@ def patch_bentoml_timeout() -> None:
     traffic.TimeoutMiddleware = CancellingTimeoutMiddleware
 
 
-def patch_bentoml_error_logs() -> None:
-    """BentoML logs the full traceback of every refused request (a pydantic ValidationError, a 4xx
-    BentoMLException): a fuzzer or a bad client writes pages of log per 400. Those become one line, at
-    INFO, naming the route and the error; 5xx keep their traceback."""
-    from _bentoml_impl.server import app
-    from bentoml.exceptions import BentoMLException
-    from pydantic import ValidationError
-
-    original = getattr(app.log_exception, "__wrapped__", app.log_exception)
-    refused = logging.getLogger("dlpipe.refused")
-
-    @functools.wraps(original)
-    def log_exception(request: Any, exc_info: Any = True) -> None:
-        err = sys.exc_info()[1]
-        client_error = isinstance(err, ValidationError) or (
-            isinstance(err, BentoMLException) and err.error_code.value < 500
-        )
-        if not client_error:
-            original(request, exc_info)
-            return
-        error = f"{err.error_count()} validation errors" if isinstance(err, ValidationError) else str(err)
-        refused.info("refused", extra={"fields": {"path": request.url.path, "error": error[:500]}})
-
-    app.log_exception = log_exception
-
-
 async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks, size, more = [], 0, True
     while more:
@@ -405,47 +377,3 @@ def exposure_warning(host: str) -> str | None:
     if LOOPBACK.match(host.strip()) or api_token() is not None:
         return None
     return f"serving on {host} without DLPIPE_API_TOKEN: anyone who reaches this address can call every route"
-
-
-@functools.cache
-def metrics() -> dict[str, Any]:
-    """The per-task series, created on first use: prometheus_client must be imported after BentoML has set
-    PROMETHEUS_MULTIPROC_DIR in the worker, so that every process's samples reach /metrics."""
-    import prometheus_client as prom
-
-    return {
-        "requests": prom.Counter("dlpipe_requests", "Requests per task, route and status", ["task", "route", "status"]),
-        "latency": prom.Histogram("dlpipe_request_duration_seconds", "Request latency per task", ["task", "route"]),
-        "batch": prom.Histogram(
-            "dlpipe_batch_size", "Items per model call (adaptive batches)", ["task", "method"], buckets=BATCH_BUCKETS
-        ),
-    }
-
-
-@functools.cache
-def series(name: str, *labels: str) -> Any:
-    """One labelled series of `metrics()`, looked up once (prometheus_client's `labels` takes a lock)."""
-    return metrics()[name].labels(*labels)
-
-
-def observe_batch(task: str, method: str, size: int) -> None:
-    """Record one model call's batch size (called inside the batched methods)."""
-    series("batch", task, method).observe(size)
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name}
-        entry |= {"message": record.getMessage(), **getattr(record, "fields", {})}
-        return json.dumps(entry)
-
-
-@functools.cache
-def configure_json_logs() -> None:
-    """One JSON object per line on stderr for the `dlpipe` loggers (BentoML keeps its own format)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("dlpipe")
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    root.propagate = False

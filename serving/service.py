@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from serving import guard, settings
+from serving import guard, settings, telemetry
 from serving.bundle import Bundle
 from serving.session import ort_threads
 
@@ -106,7 +106,7 @@ def build(tasks: list[Task], name: str | None = None, prefixed: bool = False) ->
         raise ValueError("one task at the root, or any number of tasks under their prefixes")
     guard.api_token()  # an empty $DLPIPE_API_TOKEN fails the start here, before any model loads
     if warning := guard.exposure_warning(os.environ.get("BENTOML_HOST") or "127.0.0.1"):
-        guard.configure_json_logs()
+        telemetry.configure_json_logs()
         logging.getLogger("dlpipe.guard").warning(warning)
     namespace: dict[str, Any] = {}
     routes: dict[str, guard.Route] = {}
@@ -141,7 +141,7 @@ def build(tasks: list[Task], name: str | None = None, prefixed: bool = False) ->
             task.workers, task.threads = 1, ort_threads(1)
     namespace |= {"__init__": __init__, "__is_ready__": __is_ready__}
     guard.patch_bentoml_timeout()
-    guard.patch_bentoml_error_logs()
+    telemetry.patch_bentoml_error_logs()
     cls = type(name or f"dlpipe_{tasks[0].name}", (), namespace)
     timeouts = {task.name: task.settings.timeout_s for task in tasks}
     svc = bentoml.service(

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from serving import guard, schemas, service
+from serving import schemas, service, telemetry
 from serving.bundle import Bundle
 from serving.session import make_session
 
@@ -42,7 +42,7 @@ class ForecastTask(service.Task):
 
         def forecast(_: Any, series: Batch) -> list[schemas.Forecast]:
             """The next H values of each series (`{"series": [{"history": [...]}, ...]}`), in its units."""
-            guard.observe_batch(self.name, "forecast", len(series))
+            telemetry.observe_batch(self.name, "forecast", len(series))
             return self.forecast(series)
 
         return {"forecast": service.Api(forecast, batchable=True)}

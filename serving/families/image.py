@@ -23,7 +23,7 @@ from bentoml.exceptions import BentoMLException
 from pydantic import Field
 
 from components.data.images import ImageError
-from serving import guard, schemas, service
+from serving import schemas, service, telemetry
 from serving.bundle import Bundle
 from serving.session import make_session
 
@@ -58,7 +58,7 @@ class ImageTask(service.Task):
 
     def dependencies(self) -> dict[str, Any]:
         def infer(_: Any, pixels: np.ndarray) -> np.ndarray:
-            guard.observe_batch(self.name, "infer", len(pixels))
+            telemetry.observe_batch(self.name, "infer", len(pixels))
             return self.infer(pixels)
 
         return {self.model_attr: service.model_service(self, infer, self.start)}
@@ -84,7 +84,7 @@ class ImageTask(service.Task):
         def predict(_: Any, images: Images) -> list[list[schemas.TopClass]]:
             """Classify images sent as pixel values 0..255 (`{"images": [{"pixels": [[...], ...], "top_k": 3}]}`):
             top-k classes per image, most probable first."""
-            guard.observe_batch(self.name, "predict", len(images))
+            telemetry.observe_batch(self.name, "predict", len(images))
             output = self.infer(np.concatenate([image.x for image in images]))
             return [schemas.top_k(row[None], meta, image.top_k)[0] for row, image in zip(output, images, strict=True)]
 

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, Field
 
 from components.core.tokens import SEQ2SEQ_SPECIALS as SPECIALS
-from serving import guard, schemas, service
+from serving import schemas, service, telemetry
 from serving.bundle import Bundle
 from serving.session import make_session
 
@@ -96,7 +96,7 @@ class Seq2SeqTask(service.Task):
         def translate(_: Any, texts: Sources) -> list[Translation]:
             """Translate each source (`{"texts": ["40213", ...]}`) greedily, e.g. 40213 -> "forty thousand two
             hundred thirteen"."""
-            guard.observe_batch(self.name, "translate", len(texts))
+            telemetry.observe_batch(self.name, "translate", len(texts))
             return self.translate(texts)
 
         return {"translate": service.Api(translate, batchable=True)}

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from serving import guard, schemas, service
+from serving import schemas, service, telemetry
 from serving.bundle import Bundle
 from serving.session import make_session
 
@@ -46,7 +46,7 @@ class TabularTask(service.Task):
 
         def predict(_: Any, records: Records) -> list[Prediction]:
             """Score records of raw feature values (the model applies the training scaling in its graph)."""
-            guard.observe_batch(self.name, "predict", len(records))
+            telemetry.observe_batch(self.name, "predict", len(records))
             return self.score(records)
 
         return {"predict": service.Api(predict, batchable=True)}

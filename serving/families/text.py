@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from components.data.text.tokenization import encode
-from serving import guard, schemas, service
+from serving import schemas, service, telemetry
 from serving.bundle import Bundle, bundle_tokenizer
 from serving.session import make_session
 
@@ -46,7 +46,7 @@ class TextTask(service.Task):
 
         def classify(_: Any, texts: Texts) -> list[schemas.Classification]:
             """Label each text (`{"texts": ["...", ...]}`): the most probable class and every class's probability."""
-            guard.observe_batch(self.name, "classify", len(texts))
+            telemetry.observe_batch(self.name, "classify", len(texts))
             return self.classify(texts)
 
         return {"classify": service.Api(classify, batchable=True)}

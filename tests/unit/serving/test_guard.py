@@ -77,6 +77,9 @@ def _guarded(routes: dict[str, Any], timeout: float = 5.0) -> tuple[Any, dict[st
             seen["spins"] += 1
             time.sleep(0.01)
         seen["spin_ended"].set()
+        # stopped() turns true at the deadline itself: a step that ends then would race the guard's 504
+        # (either answer is right at that instant); work that takes a while to wind down leaves only the 504
+        time.sleep(0.5)
         return PlainTextResponse("stopped")
 
     async def echo(_: Any) -> PlainTextResponse:

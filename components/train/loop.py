@@ -201,12 +201,18 @@ def fit(
     )
 
 
+# torch's own thread count in this process, before any step set one: a run without train.threads gets it back,
+# so one process that trains several tasks (the tests, the Python API, a tune then a train) trains each exactly as
+# its own `dlpipe train` process would.
+DEFAULT_THREADS = torch.get_num_threads()
+
+
 def _device(cfg: TrainConfig) -> torch.device:
     """train.device, or under torchrun this rank's device; train.threads applies on CPU."""
     device = resolve_device(cfg.device)
     device = distributed.init(device.type) or device
-    if cfg.threads is not None and device.type == "cpu":
-        torch.set_num_threads(cfg.threads)
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.threads if cfg.threads is not None else DEFAULT_THREADS)
     return device
 
 

@@ -44,10 +44,8 @@ def work(
     from components.train.step import train
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if cfg.workers > 1:  # workers share the cores: one thread each instead of all of them each
-        import torch
-
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.workers))
+    # workers share the cores: each trial trains on its share of them unless train.threads says otherwise
+    threads = max(1, (os.cpu_count() or 1) // cfg.workers) if cfg.workers > 1 else None
     study = open_study(cfg, task)
 
     def objective(trial: optuna.Trial) -> Any:
@@ -55,6 +53,8 @@ def work(
         raw = apply_point(train_raw, point)
         if cfg.epochs:
             raw["epochs"] = cfg.epochs
+        if threads is not None and raw.get("threads") is None:
+            raw["threads"] = threads
         tcfg = validate(TrainConfig, raw, f"train.{task} (trial {trial.number})")
         out = Path(tempfile.mkdtemp(prefix=f"dlpipe-trial-{trial.number}-"))
 

@@ -122,7 +122,7 @@ def _bad_request(case: str, good: dict[str, float]) -> tuple[dict[str, Any], int
         "non-numeric": ({"json": {"records": [{**good, "mean area": "big"}]}}, 400, "mean area"),
         "NaN": (body(**{"mean area": float("nan")}), 400, "finite_number"),
         "Infinity": (body(**{"mean area": float("-inf")}), 400, "finite_number"),
-        "float32 overflow": ({"json": {"records": [{**good, "mean area": 1e300}]}}, 400, "overflow after scaling"),
+        "float32 overflow": ({"json": {"records": [{**good, "mean area": 1e300}]}}, 400, "float32 overflow"),
         "empty list": ({"json": {"records": []}}, 400, "at least 1 item"),
         "too many rows": ({"json": {"records": [good] * 1001}}, 400, "at most 1000 items"),
         "no records key": ({"json": [good]}, 400, "Input should be an object"),

@@ -35,6 +35,7 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 MetricFn = Callable[[Tensor, Tensor], dict[str, float]]
 LogFn = Callable[[dict[str, float], int], None]
 log = logging.getLogger(__name__)
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own, before any run set one
 
 
 class TrainingError(DlpipeError):
@@ -201,14 +202,9 @@ def fit(
     )
 
 
-# torch's own thread count in this process, before any step set one: a run without train.threads gets it back,
-# so one process that trains several tasks (the tests, the Python API, a tune then a train) trains each exactly as
-# its own `dlpipe train` process would.
-DEFAULT_THREADS = torch.get_num_threads()
-
-
 def _device(cfg: TrainConfig) -> torch.device:
-    """train.device, or under torchrun this rank's device; train.threads applies on CPU."""
+    """train.device, or under torchrun this rank's device; on CPU train.threads, else torch's own thread count
+    (a process that trains several tasks, as the tests and the Python API do, trains each as `dlpipe train` would)."""
     device = resolve_device(cfg.device)
     device = distributed.init(device.type) or device
     if device.type == "cpu":

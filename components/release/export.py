@@ -238,6 +238,11 @@ def _export_checked(
     module.eval()
     atomic_write(path, lambda tmp: _export(module, example, tmp, opset, in_name, out_name, axis, max_len))
     proto = onnx.load(path)
+    if axis is not None and _static_axis(proto, axis):
+        # Seen in one long test session (after many other exports in the process, never alone): the dynamo
+        # exporter specialised the sequence axis to the example's length. TorchScript's exporter keeps it free.
+        atomic_write(path, lambda tmp: _export_legacy(module, example, tmp, opset, in_name, out_name, axis))
+        proto = onnx.load(path)
     if out_shape is not None:
         fix_output_shapes(proto, out_shape)
         atomic_write(path, lambda tmp: onnx.save(proto, str(tmp)))
@@ -299,15 +304,11 @@ def _export(
             verbose=False,
         )
     program.save(str(path), external_data=False)
-    if axis is not None and _static_axis(path, axis):
-        # Seen in one long test session (after many other exports in the process, never alone): the dynamo
-        # exporter specialised the sequence axis to the example's length. TorchScript's exporter keeps it free.
-        _export_legacy(module, example, path, opset, in_name, out_name, axis)
 
 
-def _static_axis(path: Path, axis: int) -> bool:
-    """Whether model.onnx's first input has a fixed size on `axis`."""
-    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+def _static_axis(proto: onnx.ModelProto, axis: int) -> bool:
+    """Whether the graph's first input has a fixed size on `axis`."""
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
     return len(dims) > axis and not dims[axis].dim_param
 
 

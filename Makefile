@@ -46,7 +46,7 @@ run: setup  ## pull the versioned data, run every task's stages with DVC, print 
 	dlpipe metrics
 
 test: setup  ## the whole test suite: tests/unit, tests/integration, tests/e2e (CI)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 test-fast: setup  ## the unit tier (under a minute)
 	$(BIN)/pytest -q tests/unit

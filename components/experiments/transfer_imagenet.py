@@ -7,7 +7,8 @@
 - `scratch`: the same network, randomly initialised, the same train settings, data and seed.
 
 The data is prepared once (a fixed, stratified held-out test split that no variant trains or selects on); each
-budget's train split keeps the first `k` images per class of a seeded shuffle, so the budgets are nested. The
+budget's train split keeps the first `k` images per class of a seeded shuffle, so the budgets are nested (the
+largest budget's data is work_dir/data, the others' data_<k>). The
 images stay 28 x 28 grey: the model upsamples, repeats grey over RGB and maps pixels to the ImageNet range
 inside its graph. `finetune` and `scratch` are normal train steps (one MLflow run each) at every budget, or
 only at the largest with `every_budget: false`. The fine-tuned model of the largest budget is exported
@@ -84,11 +85,15 @@ def transfer_imagenet(
     prep = PrepareConfig(
         dataset=cfg.dataset, objective="multiclass", val_size=cfg.val_size, test_size=cfg.test_size, seed=cfg.seed
     )
-    meta = prepare(raw_dir, work_dir / "pool", prep, TASK)
-    data = {k: _budget_split(work_dir / "pool", work_dir / f"data_{k}", k, cfg.seed) for k in cfg.per_class}
+    pool = work_dir / "pool"
+    meta = prepare(raw_dir, pool, prep, TASK)
+    largest = cfg.per_class[-1]
+    # the served budget's data is work_dir/data: what `dlpipe serve` reads beside model.onnx
+    dirs = {k: work_dir / ("data" if k == largest else f"data_{k}") for k in cfg.per_class}
+    data = {k: _budget_split(pool, dirs[k], k, cfg.seed) for k in cfg.per_class}
+    shutil.rmtree(pool)  # the whole train split; each budget keeps its slice (val and test are hard links)
     pre = meta.preprocessing
     model = {**cfg.model, "name": "efficientnet_lite0", "mean": pre["mean"][0], "std": pre["std"][0]}
-    largest = cfg.per_class[-1]
     results: dict[str, Any] = {v: {} for v in VARIANTS}
     seconds: dict[str, float] = {}
 

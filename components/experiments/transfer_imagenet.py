@@ -4,7 +4,7 @@
 - `feature_extractor`: the ImageNet backbone frozen; its pooled features of the slice and of the test split are
   computed once, and a linear head trains on them (full-batch AdamW, seconds).
 - `finetune`: the ImageNet backbone and a new head train together (the backbone at `backbone_lr_scale` x lr).
-- `scratch`: the same network, randomly initialised, the same train settings, augmentation, data and seed.
+- `scratch`: the same network, randomly initialised, the same train settings, data and seed.
 
 The data is prepared once (a fixed, stratified held-out test split that no variant trains or selects on); each
 budget's train split keeps the first `k` images per class of a seeded shuffle, so the budgets are nested (the
@@ -31,20 +31,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 
-from components.config import (
-    IMAGENET_LITE0,
-    AugmentConfig,
-    ExportConfig,
-    PrepareConfig,
-    RegisterConfig,
-    TrainConfig,
-    _Strict,
-)
+from components.config import IMAGENET_LITE0, ExportConfig, PrepareConfig, RegisterConfig, TrainConfig, _Strict
 from components.core import tracking
 from components.core.contract import load_meta
 from components.core.errors import DataError
 from components.core.io import read_json, write_json
-from components.data.augment import augment
 from components.data.prepare import prepare
 from components.data.splits import load_split, save_npz
 from components.evaluate.step import evaluate
@@ -66,9 +57,6 @@ class ImageNetTransferConfig(_Strict):
     test_size: float = Field(0.03, gt=0, lt=1, description="the held-out test split every variant is scored on")
     model: dict[str, Any] = Field(default_factory=dict, description="efficientnet_lite0 settings (size, dropout)")
     train: dict[str, Any] = Field(default_factory=dict, description="train settings of finetune and scratch")
-    augment: AugmentConfig = Field(
-        default_factory=AugmentConfig, description="finetune and scratch: augmentation of every training batch"
-    )
     backbone_lr_scale: float = Field(0.3, gt=0, le=1, description="finetune: backbone lr = lr x this")
     head_steps: int = Field(300, ge=1, description="feature_extractor: full-batch steps of the linear head")
     head_lr: float = Field(0.01, gt=0)
@@ -113,8 +101,6 @@ def transfer_imagenet(
     results["feature_extractor"] = frozen_features_study(data, model, cfg)
     seconds["feature_extractor"] = round(time.perf_counter() - t, 1)
     for k in cfg.per_class if cfg.every_budget else [largest]:
-        policy = work_dir / f"augment_{k}"
-        augment(data[k], policy, cfg.augment, TASK)
         for name, settings in (
             ("finetune", {"init_from": IMAGENET_LITE0, "backbone_lr_scale": cfg.backbone_lr_scale}),
             ("scratch", {}),
@@ -122,7 +108,7 @@ def transfer_imagenet(
             t = time.perf_counter()
             out = work_dir / f"{name}_{k}"
             train_cfg = TrainConfig.model_validate({**cfg.train, "model": model, "seed": cfg.seed, **settings})
-            train(data[k], out, train_cfg, f"{TASK}_{name}_{k}", progress=False, augment_dir=policy)
+            train(data[k], out, train_cfg, f"{TASK}_{name}_{k}", progress=False)
             results[name][k] = evaluate(data[k], out, out / "metrics.json", out / "plots")["accuracy"]
             seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - t, 1)
 

@@ -90,7 +90,8 @@ def transfer_imagenet(
     largest = cfg.per_class[-1]
     # the served budget's data is work_dir/data: what `dlpipe serve` reads beside model.onnx
     dirs = {k: work_dir / ("data" if k == largest else f"data_{k}") for k in cfg.per_class}
-    data = {k: _budget_split(pool, dirs[k], k, cfg.seed) for k in cfg.per_class}
+    # largest first: a budget larger than the data fails before any slice is written
+    data = {k: _budget_split(pool, dirs[k], k, cfg.seed) for k in sorted(cfg.per_class, reverse=True)}
     shutil.rmtree(pool)  # the whole train split; each budget keeps its slice (val and test are hard links)
     pre = meta.preprocessing
     model = {**cfg.model, "name": "efficientnet_lite0", "mean": pre["mean"][0], "std": pre["std"][0]}
@@ -122,6 +123,7 @@ def transfer_imagenet(
     summary: dict[str, Any] = {
         **{name: {str(k): acc for k, acc in scores.items()} for name, scores in results.items()},
         "test_images": meta.splits["test"],
+        "every_budget": cfg.every_budget,
         "seconds": seconds | {"total": round(time.perf_counter() - started, 1)},
         "onnx_parity_max_abs_diff": parity["parity_max_abs_diff"],
     }

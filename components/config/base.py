@@ -15,6 +15,7 @@ from pydantic import (
 
 from components.core.errors import DlpipeError
 
+IMAGENET_LITE0 = "imagenet:efficientnet_lite0"  # init_from: EfficientNet-Lite0's ImageNet weights (models/)
 MINILM = "minilm"  # init_from / text.tokenizer: all-MiniLM-L6-v2 (components/data/text/minilm.py)
 
 
@@ -43,7 +44,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-MODEL_TAGS = ("ffn", "cnn", "torchvision", "rnn", "transformer")
+MODEL_TAGS = ("ffn", "cnn", "torchvision", "efficientnet_lite0", "rnn", "transformer")
 
 
 def validate(model: type[_Strict], raw: dict[str, Any], where: str) -> Any:

@@ -155,6 +155,24 @@ class RNNConfig(_Strict):
         return False
 
 
+class EfficientNetLiteConfig(_Strict):
+    """EfficientNet-Lite0 on a task's images (models/efficientnet_lite.py `LiteClassifier`); ImageNet weights
+    from `init_from: imagenet:efficientnet_lite0`."""
+
+    name: Literal["efficientnet_lite0"] = "efficientnet_lite0"
+    size: int = Field(64, ge=32, description="images are upsampled to size x size inside the model")
+    mean: float = Field(0.5, description="the task's pixel normalisation (meta.json preprocessing), undone inside")
+    std: float = Field(0.5, gt=0)
+    dropout: float = Field(0.2, ge=0, lt=1, description="before the head")
+
+    def kwargs(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"name"})
+
+    @property
+    def batch_norm(self) -> bool:
+        return True
+
+
 def _model_name(value: Any) -> str:
     """The `name` that picks a model config; a block without one is the FFN (the default architecture)."""
     return (value.get("name") if isinstance(value, dict) else getattr(value, "name", None)) or "ffn"
@@ -164,6 +182,7 @@ AnyModel = Annotated[
     Annotated[ModelConfig, Tag("ffn")]
     | Annotated[CNNConfig, Tag("cnn")]
     | Annotated[TorchvisionConfig, Tag("torchvision")]
+    | Annotated[EfficientNetLiteConfig, Tag("efficientnet_lite0")]
     | Annotated[RNNConfig, Tag("rnn")]
     | Annotated[TransformerConfig, Tag("transformer")],
     Discriminator(_model_name),

@@ -10,7 +10,7 @@ from pydantic import (
     model_validator,
 )
 
-from components.config.base import MINILM, MINILM_MODEL, _Strict
+from components.config.base import IMAGENET_LITE0, MINILM, MINILM_MODEL, _Strict
 from components.config.models import AnyModel, ModelConfig
 
 
@@ -61,7 +61,8 @@ class TrainConfig(_Strict):
     )
     init_from: str | None = Field(
         None,
-        description="start from models:/<name>@<alias>, a checkpoint.pt path, torchvision:<arch>, or minilm "
+        description="start from models:/<name>@<alias>, a checkpoint.pt path, torchvision:<arch>, "
+        "imagenet:efficientnet_lite0, or minilm "
         "(all-MiniLM-L6-v2's BERT weights: model as MINILM_MODEL, prepare text.tokenizer minilm)",
     )
     transfer: Literal["finetune", "feature_extractor"] = Field(
@@ -120,6 +121,12 @@ class TrainConfig(_Strict):
         tv = self.init_from is not None and self.init_from.startswith("torchvision:")
         if tv and (self.model.name != "torchvision" or self.init_from != f"torchvision:{self.model.arch}"):
             raise ValueError(f"init_from {self.init_from!r} needs model {{name: torchvision, arch: <the same>}}")
+        return self
+
+    @model_validator(mode="after")
+    def _lite0_init(self) -> TrainConfig:
+        if self.init_from == IMAGENET_LITE0 and self.model.name != "efficientnet_lite0":
+            raise ValueError(f"init_from {IMAGENET_LITE0} needs model {{name: efficientnet_lite0}}")
         return self
 
     @model_validator(mode="after")

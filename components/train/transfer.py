@@ -2,7 +2,8 @@
 
 `init_from` names the weights: `models:/<name>@<alias>` (the registry holds ONNX only, so the checkpoint.pt
 that train logged in the registered version's run is used), a checkpoint.pt path, `torchvision:<arch>`
-(ImageNet weights, from the local torch hub cache only: there is no network to download them), or `minilm`
+(ImageNet weights, from the local torch hub cache only: there is no network to download them),
+`imagenet:efficientnet_lite0` (EfficientNet-Lite0's ImageNet weights, an installed package), or `minilm`
 (all-MiniLM-L6-v2's BERT encoder from an optional package, components/data/text/minilm.py).
 Only backbone weights whose names and shapes match are loaded; the head always starts fresh.
 """
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from components.config import MINILM, TrainConfig
+from components.config import IMAGENET_LITE0, MINILM, TrainConfig
 from components.core import tracking
 from components.core.errors import TransferError
 
@@ -29,6 +30,13 @@ def source_weights(init_from: str, own: dict[str, Tensor]) -> dict[str, Tensor]:
         from components.data.text import minilm as pretrained_text  # it imports this module
 
         return pretrained_text.backbone_weights(own)
+    if init_from == IMAGENET_LITE0:
+        from models.efficientnet_lite import imagenet_backbone
+
+        try:
+            return imagenet_backbone()
+        except ImportError as err:
+            raise TransferError(f"train.init_from {init_from}: {err}") from None
     if init_from.startswith("models:/"):
         return _checkpoint_weights(registered_checkpoint(init_from))
     if init_from.startswith("torchvision:"):
@@ -36,7 +44,8 @@ def source_weights(init_from: str, own: dict[str, Tensor]) -> dict[str, Tensor]:
     path = Path(init_from)
     if not path.is_file():
         raise TransferError(
-            f"train.init_from: {init_from!r} is neither models:/<name>@<alias>, torchvision:<arch>, {MINILM}, "
+            f"train.init_from: {init_from!r} is neither models:/<name>@<alias>, torchvision:<arch>, {IMAGENET_LITE0}, "
+            f"{MINILM}, "
             "nor an existing checkpoint file"
         )
     return _checkpoint_weights(path)

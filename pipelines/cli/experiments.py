@@ -64,6 +64,27 @@ def transfer_fashion(params: ParamsFile = Path("params.yaml"), set_: Overrides =
         typer.echo(f"{name:20s} {r['accuracy']:9.4f} {r['macro_f1']:9.4f} {r['train_seconds']:8.1f}")
 
 
+@experiment_app.command("transfer-imagenet")
+def transfer_imagenet(params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
+    """ImageNet EfficientNet-Lite0 on Fashion-MNIST slices: fine-tune vs frozen features vs scratch, per budget."""
+    from components.experiments.transfer_imagenet import ImageNetTransferConfig
+    from components.experiments.transfer_imagenet import transfer_imagenet as run
+
+    cfg = experiment_config(ImageNetTransferConfig, "transfer_imagenet", params, set_)
+    results = run(
+        Path("data/raw"),
+        Path("artifacts/fashion_transfer"),
+        Path("metrics/transfer_imagenet.json"),
+        Path("plots/transfer_imagenet.png"),
+        cfg,
+    )
+    typer.echo(f"{'images/class':>12s} " + " ".join(f"{v:>17s}" for v in ("scratch", "feature_extractor", "finetune")))
+    for k in cfg.per_class:
+        cells = [results[v].get(str(k)) for v in ("scratch", "feature_extractor", "finetune")]
+        typer.echo(f"{k:12d} " + " ".join(f"{c:17.4f}" if c is not None else f"{'-':>17s}" for c in cells))
+    typer.echo(f"seconds: {results['seconds']}")
+
+
 @experiment_app.command("encoder-finetune")
 def encoder_finetune(params: ParamsFile = Path("params.yaml"), set_: Overrides = None) -> None:
     """MLM-pretrained encoder vs the same encoder from scratch, fine-tuned on VADER's movie snippets."""

@@ -111,7 +111,8 @@ image-gpu: setup  ## build the GPU component image (needs the nvidia/cuda base i
 
 bento-image: setup  ## build TASK's serving image localhost/dlpipe-TASK:VERSION: its Bento and model on the component image
 	rm -rf build/bento-image && mkdir -p build/bento-image
-	$(BIN)/python deploy/images/bento_context.py "$$(dlpipe serve build --task $(TASK) | tail -n 1)" build/bento-image
+	built="$$(dlpipe serve build --task $(TASK))" && \
+	  $(BIN)/python deploy/images/bento_context.py "$$(printf '%s\n' "$$built" | tail -n 1)" build/bento-image
 	cd build/bento-image && nice -n 10 $(abspath deploy/images/build.sh) localhost/dlpipe-$(subst _,-,$(TASK)):$(VERSION) \
 	  $(abspath deploy/images/Containerfile.bento) COMPONENT_IMAGE=$(IMAGE)
 

@@ -59,10 +59,13 @@ def test_kustomize_output_is_valid(folder: Path, tmp_path: Path) -> None:
 
 
 def test_generated_serving_manifests_are_the_committed_ones(tmp_path: Path) -> None:
-    """deploy/serving/ holds exactly what serving/manifests.py generates, one file per task of params.yaml."""
+    """deploy/serving/ holds exactly what serving/manifests.py generates: one file per task of params.yaml and per
+    model an experiment registers, which are the experiments' own names."""
     from components.config import tasks
-    from serving.manifests import write
+    from components.experiments import encoder, transfer_imagenet
+    from serving.manifests import EXPERIMENT_MODELS, write
 
+    assert EXPERIMENT_MODELS == (encoder.TASK, transfer_imagenet.TASK)
     for path in write(tmp_path, tasks(PARAMS)):
         committed = DEPLOY / "serving" / path.name
         assert committed.is_file() and committed.read_text() == path.read_text().replace(

@@ -9,7 +9,7 @@ TASK   ?= tabular
 PORT   ?= 3000
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup fashion-data browser containers-tools image image-gpu bento-image test-containers run test test-fast lint serve dashboard mlflow-ui pipeline-compile pipeline-local bench clean help
+.PHONY: setup fashion-data browser containers-tools image image-gpu bento-image test-containers run run-quick test test-fast lint serve dashboard mlflow-ui pipeline-compile pipeline-local bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -43,6 +43,12 @@ $(STAMP): pyproject.toml requirements.lock
 run: setup  ## pull the versioned data, run every task's stages with DVC, print the metrics
 	dlpipe data pull
 	dvc repro
+	dlpipe metrics
+
+QUICK := tabular_wine digits forecast_elnino
+run-quick: setup  ## a first look in a few minutes: a table, a CNN and a forecaster end to end (their DVC stages), then the metrics
+	dlpipe data pull
+	dvc repro $(addprefix register@,$(QUICK))
 	dlpipe metrics
 
 test: setup  ## the whole test suite: tests/unit, tests/integration, tests/e2e (CI)

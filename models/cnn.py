@@ -4,11 +4,14 @@ A block is `convs_per_block` x (Conv2d -> [BatchNorm2d] -> activation), the firs
 max / average pooling and 2-D dropout. With `residual` the block adds its input back (through a 1x1
 projection when channels or stride change), as in ResNet. Padding is 'same' (odd kernels), 'valid' or a
 pixel count. `backbone` (the blocks) and `head` are separate attributes so transfer learning can load or
-freeze the backbone alone.
+freeze the backbone alone. With `tta_hflip` the model in eval mode averages the logits of each image and its
+mirror image (test-time augmentation, for datasets whose classes do not change under a horizontal flip); the
+exported ONNX graph carries it, so serving answers as evaluation measured.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from models.ffn import ACTIVATIONS
@@ -82,6 +85,7 @@ class CNN(nn.Module):
         global_pool: str = "avg",
         head: list[int] | None = None,
         head_dropout: float = 0.0,
+        tta_hflip: bool = False,
     ) -> None:
         super().__init__()
         widths = [in_channels, *channels]
@@ -118,6 +122,7 @@ class CNN(nn.Module):
             features = hidden
         self.head = nn.Sequential(*layers, nn.Linear(features, out_features))
         self.frozen = False
+        self.tta_hflip = tta_hflip
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
@@ -135,6 +140,12 @@ class CNN(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, out_features)
+        if self.tta_hflip and not self.training:
+            both = self.logits(torch.cat([x, x.flip(-1)]))  # (2B, out_features): the images, then their mirrors
+            return both.unflatten(0, (2, -1)).mean(0)  # (B, out_features); no batch size baked into ONNX
+        return self.logits(x)
+
+    def logits(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, out_features), one pass
         x = self.backbone(x)  # (B, channels[-1], h, w)
         x = self.global_pool(x) if self.global_pool is not None else x  # (B, channels[-1], 1, 1)
         return self.head(x.flatten(1))  # (B, features) -> (B, out_features)

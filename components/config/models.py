@@ -53,6 +53,9 @@ class CNNConfig(_Strict):
     global_pool: Literal["avg", "max", "flatten"] = Field("avg", description="before the head; flatten keeps space")
     head: list[int] = Field(default_factory=list, description="hidden sizes of the classifier head")
     head_dropout: float = Field(0.0, ge=0, lt=1)
+    tta_hflip: bool = Field(
+        False, description="eval and serving: average the logits of each image and its mirror (test-time augmentation)"
+    )
 
     @model_validator(mode="after")
     def _shapes(self) -> CNNConfig:

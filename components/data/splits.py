@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from components.config import PrepareConfig
 from components.core.contract import load_meta
@@ -18,6 +17,8 @@ SPLITS = ("train", "val", "test")
 def split_indices(y: np.ndarray, cfg: PrepareConfig, stratified: bool) -> tuple[np.ndarray, ...]:
     """Seeded train/val/test row indices (stratified by class for classifiers); `train_limit` keeps a
     stratified subset of the train rows only, so val and test stay the same as without it."""
+    from sklearn.model_selection import train_test_split  # 1 s of import that only the prepare step needs
+
     idx = np.arange(len(y))
     idx_train, idx_hold = train_test_split(
         idx, test_size=cfg.val_size + cfg.test_size, random_state=cfg.seed, stratify=y if stratified else None

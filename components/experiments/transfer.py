@@ -3,7 +3,9 @@
 A CNN pretrained on MNIST digits starts a small Fashion-MNIST slice (e.g. 1,000 training images): fine-tuned
 (every weight trains, the backbone at a lower learning rate) and as a frozen feature extractor (only the
 head trains), against the same network from scratch, all with the same epochs, data and seed. Every run
-is a normal train step (its own MLflow run); the test accuracies go to metrics/transfer_fashion.json.
+is a normal train step (its own MLflow run); the test accuracies go to metrics/transfer_fashion.json. The
+validation split only draws the curves (fixed epochs, the last epoch's weights), so `val_limit` of its images
+are kept (components/experiments/splits.py); train and test are the prepared ones.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from components.core.errors import TransferError
 from components.core.io import write_json
 from components.data.prepare import prepare
 from components.evaluate.step import evaluate
+from components.experiments.splits import keep_val
 from components.train.step import train
 
 
@@ -31,6 +34,9 @@ class TransferStudyConfig(_Strict):
     train_limit: int = Field(1000, ge=10, description="training images of the target task")
     val_size: float = 0.0714286
     test_size: float = 0.142857
+    val_limit: int | None = Field(
+        500, ge=10, description="validation images kept (the curves only: fixed epochs, the last epoch's weights)"
+    )
     train: dict[str, Any] = Field(default_factory=dict, description="train settings shared by every variant")
     variants: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {
@@ -54,6 +60,7 @@ def transfer_study(raw_dir: Path, work_dir: Path, metrics_path: Path, cfg: Trans
         test_size=cfg.test_size,
     )
     prepare(raw_dir, work_dir / "data", prep, "transfer_fashion")
+    keep_val(work_dir / "data", cfg.val_limit)
     model = _source_model_config(cfg.source)
     results: dict[str, Any] = {}
     for name, variant in cfg.variants.items():

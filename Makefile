@@ -51,8 +51,12 @@ run-quick: setup  ## a first look in a few minutes: a table, a CNN and a forecas
 	dvc repro $(addprefix register@,$(QUICK))
 	dlpipe metrics
 
+# The suite in TEST_WORKERS pytest-xdist processes (0: in this one): most of its time is spent starting step
+# subprocesses, servers and engines, so two workers overlap well even on 2 cores. tests/conftest.py keeps the tests
+# of a module that share a module-scoped fixture (a server, a repository copy) in one worker.
+TEST_WORKERS ?= 2
 test: setup  ## the whole test suite: tests/unit, tests/integration, tests/e2e (CI)
-	$(BIN)/pytest -q --durations=25
+	$(BIN)/pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 test-fast: setup  ## the unit tier (under a minute)
 	$(BIN)/pytest -q tests/unit

@@ -161,43 +161,12 @@ def workdir(tmp_path: Path, tabular_artifacts: Path) -> Path:
 
 
 TIERS = ("unit", "integration", "e2e", "containers")
-SHARED_SCOPES = ("module", "class", "package")
 
 
-def _tier(item: pytest.Item, here: Path) -> str | None:
-    if item.path.is_relative_to(here) and (tier := item.path.relative_to(here).parts[0]) in TIERS:
-        return tier
-    return None
-
-
-def _shares_a_fixture(item: pytest.Item) -> bool:
-    """Whether `item` uses a module-, class- or package-scoped fixture (a server, a trained study, a repo copy)."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:  # not a plain test function: keep it with its module, the safe choice
-        return True
-    return any(d.scope in SHARED_SCOPES for defs in info.name2fixturedefs.values() for d in defs)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Iterator[None]:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its tier, the folder under tests/ it lives in: `pytest -m unit` runs what
-    `pytest tests/unit` runs. In an xdist worker, also group the tests (a wrapper: before xdist's own hook reads
-    the groups)."""
+    `pytest tests/unit` runs."""
     here = Path(__file__).parent
     for item in items:
-        if tier := _tier(item, here):
+        if item.path.is_relative_to(here) and (tier := item.path.relative_to(here).parts[0]) in TIERS:
             item.add_marker(tier)
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        _group(items, here)
-    yield
-
-
-def _group(items: list[pytest.Item], here: Path) -> None:
-    """The tests of a module that uses a module-scoped fixture form one xdist group (`--dist loadgroup` runs a
-    group in one worker), so its server or data is made once; every other test is scheduled on its own. Session
-    fixtures (a trained model) are made once in each worker that needs them. The order stays the collection's
-    (`--no-loadscope-reorder`): each worker runs a subsequence of what a serial run runs."""
-    shared_modules = {item.path for item in items if _shares_a_fixture(item)}
-    for item in items:
-        if item.path in shared_modules and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(here).as_posix()))

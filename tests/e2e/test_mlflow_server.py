@@ -20,18 +20,42 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {proc.returncode}")
+            raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.5)
-    raise TimeoutError(f"{url}/health did not answer within {timeout_s} s")
+    raise TimeoutError(f"{url}/health did not answer within {timeout_s} s:\n{log.read_text()[-3000:]}")
+
+
+def _start_server(tmp_path: Path, store: Path, starts: int = 3) -> tuple[subprocess.Popen, str]:
+    """`mlflow server` on a free loopback port, healthy. The port is free when chosen, but another process (a
+    parallel test's server) can take it before the server binds: such a start is tried again on a new port."""
+    mlflow_exe = str(Path(sys.executable).with_name("mlflow"))
+    for start in range(1, starts + 1):
+        port, log = _free_port(), tmp_path / f"server-{start}.log"
+        server = [mlflow_exe, "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}"]
+        server += ["--artifacts-destination", str(store), "--host", "127.0.0.1", "--port", str(port)]
+        with log.open("w") as out:
+            proc = subprocess.Popen([*server, "--workers", "1"], stdout=out, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_healthy(url, proc, log)
+            return proc, url
+        except BaseException as err:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            # uvicorn: "address already in use"; gunicorn: "Connection in use"
+            if not isinstance(err, RuntimeError) or start == starts or "in use" not in log.read_text().lower():
+                raise
+    raise AssertionError("unreachable")
 
 
 @pytest.mark.e2e
@@ -43,14 +67,9 @@ def test_tabular_steps_track_to_a_real_mlflow_server(tmp_path: Path, monkeypatch
 
     from components.core import tracking
 
-    port, store = _free_port(), tmp_path / "server-artifacts"
-    mlflow_exe = str(Path(sys.executable).with_name("mlflow"))
-    server = [mlflow_exe, "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}"]
-    server += ["--artifacts-destination", str(store), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    proc = subprocess.Popen(server, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    store = tmp_path / "server-artifacts"
+    proc, url = _start_server(tmp_path, store)
     try:
-        _wait_healthy(url, proc)
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
         monkeypatch.setitem(PARAMS["tune"], "tabular", {"n_trials": 0})  # tuning has its own tests

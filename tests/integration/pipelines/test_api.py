@@ -13,8 +13,18 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_quickstart_example_trains_and_registers_a_model_that_learns(tmp_path: Path, monkeypatch) -> None:
+    from components.core import tracking
+
     monkeypatch.setattr(sys, "argv", ["quickstart.py", "--root", str(tmp_path), "--epochs", "4"])
-    runpy.run_path(str(ROOT / "examples" / "quickstart.py"), run_name="__main__")
+    # its own registry: `tabular` in the session's is the tabular_artifacts fixture's champion, which other tests
+    # serve, whichever test runs first
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    try:
+        runpy.run_path(str(ROOT / "examples" / "quickstart.py"), run_name="__main__")
+    finally:
+        monkeypatch.undo()
+        tracking.configure()  # mlflow's process-wide URI back at the session's store
 
     art = tmp_path / "artifacts" / "tabular"
     metrics = json.loads((tmp_path / "metrics" / "tabular.json").read_text())

@@ -72,8 +72,9 @@ class MaskingFilter(logging.Filter):
         masked = mask(message)
         if masked != message:
             record.msg, record.args = masked, None
-        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
-            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+        if record.exc_info and record.exc_info[1] is not None:
+            # Always: a handler without this filter may have cached the unmasked traceback in exc_text already.
+            record.exc_text = mask(record.exc_text or logging.Formatter().formatException(record.exc_info))
         return True
 
 

@@ -158,3 +158,30 @@ def test_a_pipeline_steps_uncaught_error_is_printed_masked(
         sys.excepthook(type(err), err, err.__traceback__)
     err_text = capsys.readouterr().err
     assert "ConnectionError: cannot reach postgresql://optuna:***@" in err_text and PASSWORD not in err_text
+
+
+def test_a_traceback_another_handler_formatted_first_is_still_masked() -> None:
+    """A handler without the filter formats the record first (caching the traceback in exc_text); the masked
+    handler after it must not print that cached, unmasked text."""
+    import io
+    import logging
+
+    from components.core.secrets import MaskingFilter
+
+    plain, masked = io.StringIO(), io.StringIO()
+    logger = logging.getLogger("dlpipe.test.cached-traceback")
+    logger.propagate = False
+    first, second = logging.StreamHandler(plain), logging.StreamHandler(masked)
+    second.addFilter(MaskingFilter())
+    logger.addHandler(first)
+    logger.addHandler(second)
+    try:
+        try:
+            raise ConnectionError("cannot reach postgresql://optuna:hunter2@db:5432/optuna")
+        except ConnectionError:
+            logger.exception("study storage")
+    finally:
+        logger.removeHandler(first)
+        logger.removeHandler(second)
+    assert "hunter2" in plain.getvalue()  # the unfiltered handler did cache the raw traceback first
+    assert "ConnectionError" in masked.getvalue() and "hunter2" not in masked.getvalue()

@@ -48,9 +48,13 @@ class JsonFormatter(logging.Formatter):
 
 @functools.cache
 def configure_json_logs() -> None:
-    """One JSON object per line on stderr for the `dlpipe` loggers (BentoML keeps its own format)."""
+    """One JSON object per line on stderr for the `dlpipe` loggers (BentoML keeps its own format), masked like
+    every other log line (components/core/secrets.py)."""
+    from components.core.secrets import MaskingFilter
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(MaskingFilter())
     root = logging.getLogger("dlpipe")
     root.addHandler(handler)
     root.setLevel(logging.INFO)

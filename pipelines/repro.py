@@ -1,0 +1,161 @@
+"""`dvc repro` in parallel lanes: the same stages, the same dvc.lock, several at a time.
+
+A lane is one weakly connected part of DVC's stage graph: a task's seven stages plus any experiment that
+reads them (fashion's stages and transfer_imagenet, say). Lanes share no stage and no output, so `jobs`
+of them run side by side, each as its own `dvc --wait-for-lock repro <the lane's last stages>`. DVC keeps
+that safe by itself: its repository lock is held only while a stage's state is checked and dvc.lock is
+written (it is released while the stage's command runs; --wait-for-lock queues the others), and its
+per-path read/write locks refuse two writers of one output.
+
+Each lane gets `cores // jobs` torch threads (OMP_NUM_THREADS), so lanes never oversubscribe the cores:
+a small model trains nearly as fast on one thread as on two, and a lane's start-up (Python imports, DVC's
+checks) runs on one core anyway, so the other core is better spent on another lane. Lanes start longest
+first: those with most stages (the ones experiments hang off), then dvc.yaml's order.
+
+Each lane's output goes to `<log_dir>/<lane>.log`; the console gets one line per stage started and a table
+of per-stage wall times (from DVC's "Running stage" lines), also written to `<log_dir>/stage_times.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from components.core.errors import DlpipeError
+
+RUNNING = re.compile(r"Running stage '([^']+)'")
+
+
+class ReproError(DlpipeError):
+    """A lane's `dvc repro` failed; its log says why."""
+
+
+@dataclass
+class Lane:
+    name: str  # the task its stages belong to, or the experiment it is
+    targets: list[str]  # its last stages: `dvc repro` runs them and everything upstream
+    stages: int
+    started: dict[str, float] = field(default_factory=dict)  # stage -> when DVC said it started running it
+
+
+def lanes(root: Path = Path(".")) -> list[Lane]:
+    """The weakly connected parts of the DVC pipeline in `root`, data sources (.dvc files) left out."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        graph = repo.index.graph  # an edge goes from a stage to a stage it depends on
+        order = {stage: i for i, stage in enumerate(repo.index.stages)}
+        commands = graph.subgraph([s for s in graph if not s.is_data_source])
+        parts = sorted(nx.weakly_connected_components(commands), key=lambda part: min(order[s] for s in part))
+        found = []
+        for part in parts:
+            last = sorted((s for s in part if commands.in_degree(s) == 0), key=order.__getitem__)
+            names = [s.addressing for s in last]
+            task = next((n.partition("@")[2] for n in names if "@" in n), names[0])
+            found.append(Lane(task, names, len(part)))
+    return sorted(found, key=lambda lane: -lane.stages)  # stable: dvc.yaml's order among equals
+
+
+def lane_env(jobs: int, cores: int | None = None) -> dict[str, str]:
+    """The environment of each lane: `cores // jobs` threads for torch, unless the caller chose a number."""
+    threads = max(1, (cores or os.cpu_count() or 1) // jobs)
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, str(threads))
+    return env
+
+
+class _Lanes:
+    """The lanes' `dvc repro` processes: started unless a lane already failed, all stopped when one fails."""
+
+    def __init__(self, env: dict[str, str], say: Callable[[str], None]) -> None:
+        self.env, self.say = env, say
+        self.procs: list[subprocess.Popen] = []
+        self.guard = threading.Lock()
+        self.failed = False
+
+    def run(self, lane: Lane, log: Path) -> None:
+        cmd = ["dvc", "--wait-for-lock", "repro", *lane.targets]
+        with self.guard:
+            if self.failed:
+                return
+            out = log.open("w", encoding="utf-8")
+            proc = subprocess.Popen(  # its own process group: stopping the lane stops the stage's command too
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, start_new_session=True
+            )
+            self.procs.append(proc)
+        with out:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                out.write(line)
+                out.flush()
+                if match := RUNNING.search(line):
+                    lane.started[match.group(1)] = time.monotonic()
+                    self.say(f"[{lane.name}] {match.group(1)}")
+            code = proc.wait()
+        lane.started["(end)"] = time.monotonic()
+        if code != 0 and not self.failed:
+            self.stop()
+            raise ReproError(f"lane {lane.name!r} failed (`{' '.join(cmd)}` exited {code}); its output: {log}")
+
+    def stop(self) -> None:
+        """Stop every running lane and its stage's command (SIGTERM to the process group; dvc.lock keeps every
+        stage that had finished)."""
+        with self.guard:
+            self.failed = True
+            for proc in self.procs:
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGTERM)
+
+
+def stage_times(done: list[Lane]) -> dict[str, float]:
+    """Seconds from each stage's start to the next one's in the same lane (the last one: to the lane's end)."""
+    times: dict[str, float] = {}
+    for lane in done:
+        marks = sorted(lane.started.items(), key=lambda kv: kv[1])
+        for (name, t0), (_, t1) in zip(marks, marks[1:], strict=False):
+            times[name] = round(t1 - t0, 1)
+    return times
+
+
+def reproduce(jobs: int, log_dir: Path, root: Path = Path("."), say: Callable[[str], None] = print) -> dict:
+    """Run every lane of the pipeline in `root`, `jobs` at a time; return the wall time and per-stage times.
+
+    The first failing lane stops the others (its error is raised once they have stopped); what DVC had
+    already recorded in dvc.lock stays, so the next run resumes from there."""
+    if jobs < 1:
+        raise ValueError("jobs must be at least 1")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    todo = lanes(root)
+    env = lane_env(jobs)
+    say(f"{len(todo)} lanes, {jobs} at a time, {env['OMP_NUM_THREADS']} torch thread(s) each; logs in {log_dir}/")
+    runner = _Lanes(env, say)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(runner.run, lane, log_dir / f"{lane.name}.log") for lane in todo]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:  # a lane failed, or Ctrl-C: stop the others before raising
+            runner.stop()
+            raise
+    report = {"jobs": jobs, "wall_s": round(time.monotonic() - started, 1), "stages": stage_times(todo)}
+    (log_dir / "stage_times.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+if __name__ == "__main__":  # python -m pipelines.repro [jobs]
+    print(json.dumps(reproduce(int(sys.argv[1]) if len(sys.argv) > 1 else 2, Path("build/repro")), indent=2))

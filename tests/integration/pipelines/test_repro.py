@@ -1,0 +1,95 @@
+"""`dlpipe repro` on a small real DVC repository: independent lanes run side by side, dvc.lock ends as a plain
+`dvc repro` leaves it, and a failing lane stops the others without losing what finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.repro import ReproError, lanes, reproduce
+
+BIN = Path(sys.executable).parent
+# each stage appends "<name> start <t>" / "<name> end <t>" to its own log, sleeps, writes its output
+STAGE = "import sys, time; n, s = sys.argv[1], float(sys.argv[2]); log = open(f'log/{n}', 'a'); " \
+        "print(n, 'start', time.time(), file=log, flush=True); time.sleep(s); " \
+        "print(n, 'end', time.time(), file=log, flush=True); open(f'out/{n}', 'w').write(n)"  # fmt: skip
+
+
+def _stage(name: str, seconds: float, deps: list[str]) -> dict:
+    return {"cmd": f'python -c "{STAGE}" {name} {seconds}', "deps": ["stage.py", *deps], "outs": [f"out/{name}"]}
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Two independent chains a1 -> a2 and b1 -> b2 -> b3 (+ c reading a1 and b1 would join them: not here),
+    and a lone stage d."""
+    stages = {
+        "a1": _stage("a1", 1.5, []),
+        "a2": _stage("a2", 0.5, ["out/a1"]),
+        "b1": _stage("b1", 1.5, []),
+        "b2": _stage("b2", 0.2, ["out/b1"]),
+        "b3": _stage("b3", 0.2, ["out/b2"]),
+        "d": _stage("d", 0.2, []),
+    }
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    (tmp_path / "stage.py").write_text("# the stages' code, as a dependency\n")
+    (tmp_path / "log").mkdir()
+    (tmp_path / "out").mkdir()
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _spans(repo: Path) -> dict[str, tuple[float, float]]:
+    spans = {}
+    for log in (repo / "log").iterdir():
+        marks = dict((kind, float(t)) for _, kind, t in (line.split() for line in log.read_text().splitlines()))
+        spans[log.name] = (marks["start"], marks.get("end", float("inf")))
+    return spans
+
+
+def test_lanes_are_the_independent_parts_longest_first(repo: Path) -> None:
+    found = lanes(repo)
+    assert [(lane.targets, lane.stages) for lane in found] == [(["b3"], 3), (["a2"], 2), (["d"], 1)]
+
+
+def test_lanes_run_side_by_side_and_leave_dvc_lock_complete(repo: Path) -> None:
+    said: list[str] = []
+    report = reproduce(2, repo / "build", repo, say=said.append)
+
+    spans = _spans(repo)
+    assert set(spans) == {"a1", "a2", "b1", "b2", "b3", "d"}
+    (a_start, a_end), (b_start, b_end) = spans["a1"], spans["b1"]
+    assert a_start < b_end and b_start < a_end, spans  # the two chains' first stages overlapped
+    assert spans["a1"][1] <= spans["a2"][0] and spans["b2"][1] <= spans["b3"][0]  # order kept inside a lane
+    assert set(report["stages"]) == set(spans) and all(t > 0 for t in report["stages"].values())
+    assert any("b1" in line for line in said)
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert set(lock["stages"]) == set(spans)
+    status = subprocess.run(["dvc", "status"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert "up to date" in status, status
+    assert json.loads((repo / "build" / "stage_times.json").read_text())["jobs"] == 2
+
+
+def test_a_failing_lane_stops_the_others_and_keeps_what_finished(repo: Path) -> None:
+    spec = yaml.safe_load((repo / "dvc.yaml").read_text())
+    spec["stages"]["a2"]["cmd"] = "python -c \"raise SystemExit('a2 breaks')\""
+    spec["stages"]["b2"]["cmd"] = spec["stages"]["b2"]["cmd"].replace(" b2 0.2", " b2 30")  # still running then
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(spec))
+
+    with pytest.raises(ReproError, match="lane 'a2' failed") as err:
+        reproduce(2, repo / "build", repo, say=lambda _: None)
+    assert "a2 breaks" in (repo / "build" / "a2.log").read_text(), str(err.value)
+    spans = _spans(repo)
+    assert spans["b2"][1] == float("inf")  # stopped inside its 30 s (the test's own time shows it)
+    assert "b3" not in spans and "d" not in spans  # d never started
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert {"a1", "b1"} <= set(lock["stages"]) and "a2" not in lock["stages"]  # finished stages stay recorded

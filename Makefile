@@ -53,14 +53,15 @@ run-quick: setup  ## a first look in a few minutes: a table, a CNN and a forecas
 	dvc repro $(addprefix register@,$(QUICK))
 	dlpipe metrics
 
-# The suite in one process by default; TEST_WORKERS=N runs it in N pytest-xdist workers (for more cores: on 2
-# cores two workers took 888 s against 831-854 s in one process, each worker's training competing for both).
+# The suite in TEST_WORKERS pytest-xdist workers (default 2), each with cores/workers torch threads, so two
+# workers' training never fights over the same cores (on 2 cores, two 2-thread workers were slower than one process).
 # --dist loadfile: a test file runs in one worker, so a module-scoped fixture (a server, a trained study, a
-# repository copy) is made once; files keep their order.
+# repository copy) is made once; files keep their order. TEST_WORKERS=0: one process, every core.
 # (--dist loadgroup does not group under pytest 9: xdist 3.8 renames node ids that pytest 9 no longer reads.)
-TEST_WORKERS ?= 0
+TEST_WORKERS ?= 2
+TEST_THREADS := $(shell n=$$(nproc 2>/dev/null || echo 2); w=$(TEST_WORKERS); [ "$$w" -gt 0 ] 2>/dev/null && n=$$((n / w)); echo $$((n > 0 ? n : 1)))
 test: setup  ## the whole test suite: tests/unit, tests/integration, tests/e2e (CI)
-	$(BIN)/pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: setup  ## the unit tier (under a minute)
 	$(BIN)/pytest -q tests/unit

@@ -14,7 +14,7 @@ from pipelines.cli.app import app
 @app.command()
 def repro(
     jobs: Annotated[
-        int, typer.Option("--jobs", "-j", min=1, help="lanes run at once (default: half the cores, at least 2)")
+        int, typer.Option("--jobs", "-j", min=0, help="lanes run at once (0: half the cores, at least 2)")
     ] = 0,
     logs: Annotated[Path, typer.Option(help="each lane's DVC output and stage_times.json")] = Path("build/repro"),
 ) -> None:

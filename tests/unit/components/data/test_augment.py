@@ -39,7 +39,8 @@ def test_tabular_tasks_get_an_empty_policy_without_loading_torch(tmp_path: Path,
     prepare(tmp_path / "raw", tmp_path / "data", PrepareConfig(dataset="wine", objective="multiclass"), "w")
     for name in ("torch", "torchvision"):
         monkeypatch.setitem(sys.modules, name, None)  # `import torch` now fails, as if it were not installed
-    monkeypatch.delitem(sys.modules, "components.data.augment")
+    monkeypatch.setattr(sys.modules["components.data"], "augment", sys.modules["components.data.augment"])
+    monkeypatch.delitem(sys.modules, "components.data.augment")  # both restored after the test
     fresh = importlib.import_module("components.data.augment")  # its module level runs again, torch blocked
     assert fresh.augment(tmp_path / "data", tmp_path / "aug", AugmentConfig(), "w")["ops"] == []
     assert not (tmp_path / "aug" / "preview.png").exists()

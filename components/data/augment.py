@@ -4,23 +4,25 @@ The policy is a list of torchvision.transforms.v2 ops with their arguments, reso
 geometric ops fill with the normalised background (pixel 0), colour jitter runs on un-normalised pixels.
 Train rebuilds it with `build_transform` and applies it on the fly to every training batch on the
 training device (GPU when there is one); each group of `group_size` images gets its own random draw.
-Tabular tasks get an empty policy, so every task has the same steps.
+Tabular tasks get an empty policy, so every task has the same steps; torch and torchvision are imported only where
+a policy has ops, so a table's augment step (and its train step) never loads them for nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import Tensor, nn
 
 from components.config import AugmentConfig, ConfigError
 from components.core.contract import TaskMeta, load_meta
 from components.core.io import atomic_write, read_json, write_json
 from components.data.splits import load_split
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 POLICY, PREVIEW = "augment.json", "preview.png"
 OPS = ("RandomAffine", "RandomResizedCrop", "RandomHorizontalFlip", "ColorJitter", "GaussianNoise", "RandomErasing")
@@ -34,10 +36,12 @@ def augment(data_dir: Path, out_dir: Path, cfg: AugmentConfig, task: str) -> dic
     write_json(out_dir / POLICY, policy)
     (out_dir / PREVIEW).unlink(missing_ok=True)
     if policy["ops"] and cfg.preview:
+        import torch
+
         x, _ = load_split(data_dir, "train")
         torch.manual_seed(cfg.seed)
         sample = torch.as_tensor(x[: cfg.preview])
-        save_grid(build_transform(policy)(sample), meta.preprocessing, out_dir / PREVIEW)
+        save_grid(build_transform(policy, meta)(sample), meta.preprocessing, out_dir / PREVIEW)
     return policy
 
 
@@ -76,24 +80,26 @@ def ops_for(cfg: AugmentConfig, meta: TaskMeta, task: str) -> list[dict[str, Any
     return ops
 
 
-class _Denormalised(nn.Module):
+class _Denormalised:
     """Run an op on 0..1 pixels (colour jitter means nothing on normalised values), then normalise back."""
 
-    def __init__(self, op: nn.Module, mean: list[float], std: list[float]) -> None:
-        super().__init__()
+    def __init__(self, op: Callable[[Tensor], Tensor], mean: list[float], std: list[float]) -> None:
+        import torch
+
         self.op, self.mean, self.std = op, torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor) -> Tensor:
         mean, std = self.mean.to(x.device), self.std.to(x.device)
         return (self.op((x * std + mean).clamp(0, 1)) - mean) / std
 
 
 def build_transform(policy: dict[str, Any], meta: TaskMeta | None = None) -> Callable[[Tensor], Tensor] | None:
     """A batch transform (B, C, H, W) -> (B, C, H, W) from a policy, or None when it has no ops."""
-    from torchvision.transforms import v2
-
     if not policy["ops"]:
         return None
+    import torch
+    from torchvision.transforms import v2  # 1.4-1.9 s of import (it loads torch._dynamo): only with ops
+
     ops = []
     for spec in policy["ops"]:
         kwargs = {k: v for k, v in spec.items() if k not in ("op", "denormalise")}
@@ -101,7 +107,7 @@ def build_transform(policy: dict[str, Any], meta: TaskMeta | None = None) -> Cal
             raise ConfigError(f"augment policy: unknown op {spec['op']!r}; allowed: {', '.join(OPS)}")
         op = getattr(v2, spec["op"])(**kwargs)
         if spec.get("denormalise"):
-            pre = (meta or {}).get("preprocessing") or {}
+            pre = (meta.preprocessing if meta is not None else None) or {}
             op = _Denormalised(op, pre["mean"], pre["std"])
         ops.append(op)
     compose, group = v2.Compose(ops), policy["group_size"]
@@ -121,6 +127,7 @@ def load_transform(augment_dir: Path | None, meta: TaskMeta) -> Callable[[Tensor
 
 def save_grid(x: Tensor, preprocessing: dict[str, Any], path: Path) -> None:
     """Normalised images (B, C, H, W) as a PNG grid (pixels restored, small images enlarged)."""
+    import torch
     from PIL import Image
     from torchvision.utils import make_grid
 

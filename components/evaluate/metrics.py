@@ -1,15 +1,14 @@
-"""Test-split scores of classifiers and regressors (scikit-learn metrics)."""
+"""Test-split scores of classifiers and regressors (scikit-learn metrics, imported when a score is asked for: the
+evaluate step of a forecast or a token model never loads scikit-learn)."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-from sklearn import metrics as skm  # noqa: E402
+import numpy as np
 
 
 def classification_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, float]:
+    from sklearn import metrics as skm
+
     pred = proba.argmax(1)
     proba = proba / proba.sum(axis=1, keepdims=True)  # float32 rounding: make rows sum to exactly 1
     scores = {
@@ -29,6 +28,8 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str])
 
 
 def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    from sklearn import metrics as skm
+
     return {
         "rmse": float(np.sqrt(skm.mean_squared_error(truth, pred))),
         "mae": skm.mean_absolute_error(truth, pred),

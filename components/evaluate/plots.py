@@ -1,5 +1,6 @@
 """Plots every evaluation shares: learning curves, per-layer gradient norms, confusion matrix, ROC curve,
-predicted vs actual. Each writes one PNG.
+predicted vs actual. Each writes one PNG. scikit-learn (1-2 s of import) is loaded by the classifier plots only:
+forecasts and token models never need it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn import metrics as skm  # noqa: E402
 
 
 def save_figure(fig: Any, path: Path) -> None:
@@ -23,6 +23,8 @@ def save_figure(fig: Any, path: Path) -> None:
 
 
 def plot_confusion(y: np.ndarray, pred: np.ndarray, classes: list[str], path: Path) -> None:
+    from sklearn import metrics as skm
+
     fig, ax = plt.subplots(figsize=(4 + 0.4 * len(classes), 3.5 + 0.4 * len(classes)))
     skm.ConfusionMatrixDisplay.from_predictions(
         y, pred, labels=list(range(len(classes))), display_labels=classes, ax=ax, colorbar=False
@@ -32,6 +34,8 @@ def plot_confusion(y: np.ndarray, pred: np.ndarray, classes: list[str], path: Pa
 
 
 def plot_roc(y: np.ndarray, score: np.ndarray, path: Path) -> None:
+    from sklearn import metrics as skm
+
     fig, ax = plt.subplots(figsize=(4.5, 4))
     skm.RocCurveDisplay.from_predictions(y, score, ax=ax)
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)

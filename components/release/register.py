@@ -176,7 +176,7 @@ def input_example(meta: TaskMeta, data_dir: Path, rows: int = 5) -> Any:
 def _requirements_as_pinned() -> Iterator[None]:
     """While a model is logged, MLflow checks its pip requirements against this environment
     (`warn_dependency_requirement_mismatches`, once when saving and once when serving the input example), after
-    mapping every installed distribution to its modules: 0.5-0.8 s of a 4-5 s register step. `serving_requirements` pins
+    mapping every installed distribution to its modules: 1.4 s of a 5 s register step. `serving_requirements` pins
     the versions installed here and MLflow adds its own, so the check can only agree; MLflow 3.17 has no switch for
     it, so here each requirement reads as satisfied. A renamed MLflow internal fails loudly (AttributeError)."""
     from mlflow.utils import requirements_utils

@@ -13,7 +13,7 @@ from components.release.register import register
 
 def test_champion_moves_only_when_better(tabular_artifacts: Path, tmp_path: Path, monkeypatch) -> None:
     """The fixture registered version 1 as champion; a worse score must not take the alias, a better one must.
-    Registering never maps the installed distributions to their modules (0.5-0.8 s of MLflow's requirement check):
+    Registering never maps the installed distributions to their modules (1.4 s of MLflow's requirement check):
     the requirements given are the versions installed here."""
     scans = []
     monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # as in a fresh `dlpipe register`

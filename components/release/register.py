@@ -14,12 +14,9 @@ from __future__ import annotations
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import onnx
@@ -120,30 +117,29 @@ def log_model(
         code_paths = [shutil.copy(Path(__file__).with_name(PYFUNC_FILE), code)]
         if meta.kind == "text":  # the loader's copy imports it as `dlpipe_tokens`
             code_paths.append(shutil.copy(tokens.__file__, Path(code) / TOKENS_FILE))
-        with _requirements_as_pinned():
-            return Model.log(
-                artifact_path=None,
-                name="model",
-                flavor=_RowsFlavor,
-                onnx_model=onnx.load(onnx_path),
-                registered_model_name=task,
-                signature=signature,
-                input_example=example,
-                pip_requirements=serving_requirements(text=meta.kind == "text"),
-                code_paths=code_paths,
-                onnx_execution_providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
-                extra_files=[str(p) for p in bundle],
-                metadata={
-                    "task": task,
-                    "kind": meta.kind,
-                    "objective": meta.objective,
-                    "classes": meta.classes,
-                    "feature_names": meta.feature_names,
-                    "primary_metric": primary_metric,
-                    "score": score,
-                },
-                save_as_external_data=False,
-            )
+        return Model.log(
+            artifact_path=None,
+            name="model",
+            flavor=_RowsFlavor,
+            onnx_model=onnx.load(onnx_path),
+            registered_model_name=task,
+            signature=signature,
+            input_example=example,
+            pip_requirements=serving_requirements(text=meta.kind == "text"),
+            code_paths=code_paths,
+            onnx_execution_providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+            extra_files=[str(p) for p in bundle],
+            metadata={
+                "task": task,
+                "kind": meta.kind,
+                "objective": meta.objective,
+                "classes": meta.classes,
+                "feature_names": meta.feature_names,
+                "primary_metric": primary_metric,
+                "score": score,
+            },
+            save_as_external_data=False,
+        )
 
 
 def input_example(meta: TaskMeta, data_dir: Path, rows: int = 5) -> Any:
@@ -170,19 +166,6 @@ def input_example(meta: TaskMeta, data_dir: Path, rows: int = 5) -> Any:
     tok = Tokenizer.from_file(str(Path(data_dir) / meta.tokenizer["file"]))
     texts = [tok.decode([int(i) for i in ids], skip_special_tokens=True) for ids in x]
     return pd.DataFrame({TEXT_COLUMN: [text or "?" for text in texts]})
-
-
-@contextmanager
-def _requirements_as_pinned() -> Iterator[None]:
-    """While a model is logged, MLflow checks its pip requirements against this environment
-    (`warn_dependency_requirement_mismatches`, once when saving and once when serving the input example), after
-    mapping every installed distribution to its modules: 1.4 s of a 5 s register step. `serving_requirements` pins
-    the versions installed here and MLflow adds its own, so the check can only agree; MLflow 3.17 has no switch for
-    it, so here each requirement reads as satisfied. A renamed MLflow internal fails loudly (AttributeError)."""
-    from mlflow.utils import requirements_utils
-
-    with mock.patch.object(requirements_utils, "_check_requirement_satisfied", lambda requirement: None):
-        yield
 
 
 class _RowsFlavor:

@@ -2,7 +2,7 @@
 
 A lane is one weakly connected part of DVC's stage graph: a task's seven stages plus any experiment that
 reads them (fashion's stages and transfer_imagenet, say). Lanes share no stage and no output, so `jobs`
-of them run side by side, each as its own `dvc --wait-for-lock repro <the lane's last stages>`. DVC keeps
+of them run side by side, each as its own `dvc --wait-for-lock repro --single-item <the lane's stages>`. DVC keeps
 that safe by itself: its repository lock is held only while a stage's state is checked and dvc.lock is
 written (it is released while the stage's command runs; --wait-for-lock queues the others), and its
 per-path read/write locks refuse two writers of one output.
@@ -44,13 +44,13 @@ class ReproError(DlpipeError):
 @dataclass
 class Lane:
     name: str  # the task its stages belong to, or the experiment it is
-    targets: list[str]  # its last stages: `dvc repro` runs them and everything upstream
-    stages: int
+    stages: list[str]  # every stage of the lane, each after the stages it depends on
     started: dict[str, float] = field(default_factory=dict)  # stage -> when DVC said it started running it
 
 
 def lanes(root: Path = Path(".")) -> list[Lane]:
-    """The weakly connected parts of the DVC pipeline in `root`, data sources (.dvc files) left out."""
+    """The weakly connected parts of the DVC pipeline in `root`, data sources (.dvc files) left out: every lane
+    reads them, and `dvc repro` of a data source would lock it for writing. `dlpipe data pull` checks them."""
     import networkx as nx
     from dvc.repo import Repo
 
@@ -61,11 +61,11 @@ def lanes(root: Path = Path(".")) -> list[Lane]:
         parts = sorted(nx.weakly_connected_components(commands), key=lambda part: min(order[s] for s in part))
         found = []
         for part in parts:
-            last = sorted((s for s in part if commands.in_degree(s) == 0), key=order.__getitem__)
-            names = [s.addressing for s in last]
-            task = next((n.partition("@")[2] for n in names if "@" in n), names[0])
-            found.append(Lane(task, names, len(part)))
-    return sorted(found, key=lambda lane: -lane.stages)  # stable: dvc.yaml's order among equals
+            ordered = [s.addressing for s in nx.dfs_postorder_nodes(commands.subgraph(part))]  # dependencies first
+            last = [s.addressing for s in sorted(part, key=order.__getitem__) if commands.in_degree(s) == 0]
+            task = next((n.partition("@")[2] for n in last if "@" in n), last[0])
+            found.append(Lane(task, ordered))
+    return sorted(found, key=lambda lane: -len(lane.stages))  # stable: dvc.yaml's order among equals
 
 
 def lane_env(jobs: int, cores: int | None = None) -> dict[str, str]:
@@ -87,7 +87,8 @@ class _Lanes:
         self.failed = False
 
     def run(self, lane: Lane, log: Path) -> None:
-        cmd = ["dvc", "--wait-for-lock", "repro", *lane.targets]
+        # --single-item: these stages only, in this order (each still skipped when unchanged): not the data sources
+        cmd = ["dvc", "--wait-for-lock", "repro", "--single-item", *lane.stages]
         with self.guard:
             if self.failed:
                 return

@@ -27,22 +27,24 @@ def _stage(name: str, seconds: float, deps: list[str]) -> dict:
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Two independent chains a1 -> a2 and b1 -> b2 -> b3 (+ c reading a1 and b1 would join them: not here),
-    and a lone stage d."""
+    """Two independent chains a1 -> a2 and b1 -> b2 -> b3 whose first stages read the same DVC-tracked data
+    (raw.txt.dvc, as every task reads data.dvc's data/raw), and a lone stage d."""
     stages = {
-        "a1": _stage("a1", 1.5, []),
+        "a1": _stage("a1", 1.5, ["raw.txt"]),
         "a2": _stage("a2", 0.5, ["out/a1"]),
-        "b1": _stage("b1", 1.5, []),
+        "b1": _stage("b1", 1.5, ["raw.txt"]),
         "b2": _stage("b2", 0.2, ["out/b1"]),
         "b3": _stage("b3", 0.2, ["out/b2"]),
         "d": _stage("d", 0.2, []),
     }
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
     (tmp_path / "stage.py").write_text("# the stages' code, as a dependency\n")
+    (tmp_path / "raw.txt").write_text("raw data\n")
     (tmp_path / "log").mkdir()
     (tmp_path / "out").mkdir()
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+    setup = (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"], ["dvc", "add", "-q", "raw.txt"])
+    for cmd in setup:
         subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -57,8 +59,8 @@ def _spans(repo: Path) -> dict[str, tuple[float, float]]:
 
 
 def test_lanes_are_the_independent_parts_longest_first(repo: Path) -> None:
-    found = lanes(repo)
-    assert [(lane.targets, lane.stages) for lane in found] == [(["b3"], 3), (["a2"], 2), (["d"], 1)]
+    found = lanes(repo)  # the data source raw.txt.dvc joins no lanes and is in none
+    assert [(lane.name, lane.stages) for lane in found] == [("b3", ["b1", "b2", "b3"]), ("a2", ["a1", "a2"]), ("d", ["d"])]
 
 
 def test_lanes_run_side_by_side_and_leave_dvc_lock_complete(repo: Path) -> None:

@@ -43,9 +43,8 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "log").mkdir()
     (tmp_path / "out").mkdir()
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    setup = (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"], ["dvc", "add", "-q", "raw.txt"])
-    for cmd in setup:
-        subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
+    for cmd in ("git init -q", "dvc init -q", "dvc config core.analytics false", "dvc add -q raw.txt"):
+        subprocess.run(cmd.split(), cwd=tmp_path, check=True, capture_output=True)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -60,7 +59,8 @@ def _spans(repo: Path) -> dict[str, tuple[float, float]]:
 
 def test_lanes_are_the_independent_parts_longest_first(repo: Path) -> None:
     found = lanes(repo)  # the data source raw.txt.dvc joins no lanes and is in none
-    assert [(lane.name, lane.stages) for lane in found] == [("b3", ["b1", "b2", "b3"]), ("a2", ["a1", "a2"]), ("d", ["d"])]
+    expected = [("b3", ["b1", "b2", "b3"]), ("a2", ["a1", "a2"]), ("d", ["d"])]
+    assert [(lane.name, lane.stages) for lane in found] == expected
 
 
 def test_lanes_run_side_by_side_and_leave_dvc_lock_complete(repo: Path) -> None:

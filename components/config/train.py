@@ -90,7 +90,11 @@ class TrainConfig(_Strict):
     )
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["none", "bf16", "fp16"] = Field("none", description="mixed precision: bf16 autocast, or fp16 + scaler")
+    amp: Literal["none", "bf16", "fp16", "auto"] = Field(
+        "none",
+        description="mixed precision: bf16 autocast, fp16 + scaler (CUDA), or auto: bf16 where the hardware "
+        "computes it natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX), else none",
+    )
     compile: bool = Field(False, description="torch.compile the model for training")
     channels_last: bool = Field(False, description="channels-last memory format (CNNs on GPU)")
     device_data_max_mb: float = Field(

@@ -60,6 +60,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """train.amp with `auto` decided for `device`: bf16 where it runs natively (about 2x on a CNN step on a CPU with
+    AVX512-BF16; emulated bf16 on other CPUs is slower than fp32), else none."""
+    if amp != "auto":
+        return amp
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "none"
+    caps = torch.cpu.get_capabilities() if device.type == "cpu" else {}
+    return "bf16" if caps.get("avx512_bf16") or caps.get("amx_bf16") else "none"
+
+
 def l1_penalty(model: nn.Module) -> Tensor:
     """Sum of |w| over weight matrices (biases and norm scales excluded)."""
     return sum(p.abs().sum() for p in model.parameters() if p.dim() > 1)
@@ -101,7 +112,8 @@ class _Run:
     ) -> None:
         if len(train[0]) == 0 or len(val[0]) == 0:
             raise TrainingError("the training or validation split is empty")
-        if cfg.amp == "fp16" and device.type != "cuda":
+        self.amp = resolve_amp(cfg.amp, device)
+        if self.amp == "fp16" and device.type != "cuda":
             raise TrainingError("train.amp: fp16 needs a CUDA device; use bf16 on CPU")
         batch = len(train[0]) if cfg.batch_size == "full" else min(cfg.batch_size, len(train[0]))
         self.cfg, self.device, self.model = cfg, device, model
@@ -113,8 +125,8 @@ class _Run:
         self.optimizer = optim.make_optimizer(param_groups or model.parameters(), cfg)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]  # the configured lrs: onecycle overwrites them
         self.scheduler = optim.make_scheduler(self.optimizer, cfg, self.batches.steps())
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == "fp16")
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
         self.net: nn.Module = DistributedDataParallel(model) if distributed.active() else model
         if cfg.compile:
             self.net = torch.compile(self.net)

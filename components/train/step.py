@@ -20,7 +20,7 @@ from components.core.secrets import mask
 from components.data.augment import POLICY, PREVIEW, load_transform
 from components.data.splits import load_split
 from components.train import distributed, objectives, transfer
-from components.train.loop import FitResult, fit, seed_everything
+from components.train.loop import FitResult, fit, resolve_amp, resolve_device, seed_everything
 from models import build_model, input_kwargs, summarize
 
 
@@ -149,6 +149,7 @@ def _log_inputs(
             "data_sha256": meta.data_sha256,
             "n_parameters": str(n_parameters(model)),
             "world_size": str(distributed.world_size()),
+            "amp_resolved": resolve_amp(cfg.amp, resolve_device(cfg.device)),  # what `auto` became on this machine
             **({"resumed_from": previous} if previous else {}),
             **{f"transfer.{k}": str(v) for k, v in transferred.items()},
         }

@@ -7,7 +7,7 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from components.config import TrainConfig
-from components.train.loop import TrainingError, fit
+from components.train.loop import TrainingError, fit, resolve_amp
 from components.train.optim import make_optimizer
 from tests.helpers.engine import BCE, cfg, run
 
@@ -86,6 +86,22 @@ def test_bf16_autocast_trains_and_fp16_needs_cuda() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(TrainingError, match="fp16 needs a CUDA device"):
             run(cfg(amp="fp16"))
+
+
+@pytest.mark.parametrize(
+    ("caps", "expected"),
+    [({"avx512_bf16": True}, "bf16"), ({"amx_bf16": True}, "bf16"), ({"avx512_bf16": False, "avx2": True}, "none")],
+)
+def test_amp_auto_is_bf16_only_on_a_cpu_that_computes_it_natively(
+    caps: dict, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Emulated bf16 is slower than fp32, so `auto` takes it only with AVX512-BF16 or AMX; explicit values stay."""
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
+    cpu = torch.device("cpu")
+    assert resolve_amp("auto", cpu) == expected
+    assert resolve_amp("none", cpu) == "none" and resolve_amp("bf16", cpu) == "bf16"
+    _, result = run(cfg(amp="auto", lr=0.05, epochs=6))  # trains either way
+    assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
 
 
 def test_dataloader_path_gives_the_same_weights() -> None:

@@ -7,10 +7,10 @@ that safe by itself: its repository lock is held only while a stage's state is c
 written (it is released while the stage's command runs; --wait-for-lock queues the others), and its
 per-path read/write locks refuse two writers of one output.
 
-Each lane gets `cores // jobs` torch threads (OMP_NUM_THREADS), so lanes never oversubscribe the cores:
-a small model trains nearly as fast on one thread as on two, and a lane's start-up (Python imports, DVC's
-checks) runs on one core anyway, so the other core is better spent on another lane. Lanes start longest
-first: those with most stages (the ones experiments hang off), then dvc.yaml's order.
+Each lane gets `cores // jobs` torch threads (OMP_NUM_THREADS), so lanes never oversubscribe the cores: a
+lane's start-up (Python imports, DVC's checks, 2-9 s a stage) runs on one core, so one-thread lanes keep every
+core busy (96% of a 2-core `make run`) where one two-thread `dvc repro` leaves one idle between and inside its
+stages. Lanes start longest first: those with most stages (the ones experiments hang off), then dvc.yaml's order.
 
 Each lane's output goes to `<log_dir>/<lane>.log`; the console gets one line per stage started and a table
 of per-stage wall times (from DVC's "Running stage" lines), also written to `<log_dir>/stage_times.json`.
@@ -24,7 +24,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -54,7 +53,7 @@ def lanes(root: Path = Path(".")) -> list[Lane]:
     import networkx as nx
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
+    with contextlib.chdir(root), Repo(".") as repo:  # stage names relative to root, as the lanes' dvc runs see them
         graph = repo.index.graph  # an edge goes from a stage to a stage it depends on
         order = {stage: i for i, stage in enumerate(repo.index.stages)}
         commands = graph.subgraph([s for s in graph if not s.is_data_source])
@@ -80,8 +79,8 @@ def lane_env(jobs: int, cores: int | None = None) -> dict[str, str]:
 class _Lanes:
     """The lanes' `dvc repro` processes: started unless a lane already failed, all stopped when one fails."""
 
-    def __init__(self, env: dict[str, str], say: Callable[[str], None]) -> None:
-        self.env, self.say = env, say
+    def __init__(self, root: Path, env: dict[str, str], say: Callable[[str], None]) -> None:
+        self.root, self.env, self.say = root, env, say
         self.procs: list[subprocess.Popen] = []
         self.guard = threading.Lock()
         self.failed = False
@@ -92,12 +91,12 @@ class _Lanes:
         with self.guard:
             if self.failed:
                 return
-            out = log.open("w", encoding="utf-8")
             proc = subprocess.Popen(  # its own process group: stopping the lane stops the stage's command too
-                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, start_new_session=True
-            )
+                cmd, cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
+                start_new_session=True,
+            )  # fmt: skip
             self.procs.append(proc)
-        with out:
+        with log.open("w", encoding="utf-8") as out:
             assert proc.stdout is not None
             for line in proc.stdout:
                 out.write(line)
@@ -143,7 +142,7 @@ def reproduce(jobs: int, log_dir: Path, root: Path = Path("."), say: Callable[[s
     todo = lanes(root)
     env = lane_env(jobs)
     say(f"{len(todo)} lanes, {jobs} at a time, {env['OMP_NUM_THREADS']} torch thread(s) each; logs in {log_dir}/")
-    runner = _Lanes(env, say)
+    runner = _Lanes(root, env, say)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(runner.run, lane, log_dir / f"{lane.name}.log") for lane in todo]
@@ -156,7 +155,3 @@ def reproduce(jobs: int, log_dir: Path, root: Path = Path("."), say: Callable[[s
     report = {"jobs": jobs, "wall_s": round(time.monotonic() - started, 1), "stages": stage_times(todo)}
     (log_dir / "stage_times.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
-
-
-if __name__ == "__main__":  # python -m pipelines.repro [jobs]
-    print(json.dumps(reproduce(int(sys.argv[1]) if len(sys.argv) > 1 else 2, Path("build/repro")), indent=2))

@@ -26,13 +26,13 @@ def _stage(name: str, seconds: float, deps: list[str]) -> dict:
 
 
 @pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # the test runs elsewhere: lanes run in `root`
     """Two independent chains a1 -> a2 and b1 -> b2 -> b3 whose first stages read the same DVC-tracked data
     (raw.txt.dvc, as every task reads data.dvc's data/raw), and a lone stage d."""
     stages = {
-        "a1": _stage("a1", 1.5, ["raw.txt"]),
+        "a1": _stage("a1", 3, ["raw.txt"]),
         "a2": _stage("a2", 0.5, ["out/a1"]),
-        "b1": _stage("b1", 1.5, ["raw.txt"]),
+        "b1": _stage("b1", 3, ["raw.txt"]),
         "b2": _stage("b2", 0.2, ["out/b1"]),
         "b3": _stage("b3", 0.2, ["out/b2"]),
         "d": _stage("d", 0.2, []),
@@ -45,7 +45,6 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
     for cmd in ("git init -q", "dvc init -q", "dvc config core.analytics false", "dvc add -q raw.txt"):
         subprocess.run(cmd.split(), cwd=tmp_path, check=True, capture_output=True)
-    monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
@@ -83,7 +82,9 @@ def test_lanes_run_side_by_side_and_leave_dvc_lock_complete(repo: Path) -> None:
 
 def test_a_failing_lane_stops_the_others_and_keeps_what_finished(repo: Path) -> None:
     spec = yaml.safe_load((repo / "dvc.yaml").read_text())
-    spec["stages"]["a2"]["cmd"] = "python -c \"raise SystemExit('a2 breaks')\""
+    # a2 fails once b2 is running (b2 would take 30 s)
+    wait_b2 = "import os, time; [time.sleep(0.1) for _ in range(300) if not os.path.exists('log/b2')]"
+    spec["stages"]["a2"]["cmd"] = f"python -c \"{wait_b2}; raise SystemExit('a2 breaks')\""
     spec["stages"]["b2"]["cmd"] = spec["stages"]["b2"]["cmd"].replace(" b2 0.2", " b2 30")  # still running then
     (repo / "dvc.yaml").write_text(yaml.safe_dump(spec))
 

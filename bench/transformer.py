@@ -1,6 +1,6 @@
 """Decoder quality anchor: character-level tiny Shakespeare, nanoGPT's 90/10 split, 2 CPU threads.
 
-nanoGPT's CPU configuration reaches val loss 1.88 in about 3 minutes on a laptop; the goal here is <= 1.70
+nanoGPT's CPU configuration reaches val loss 1.88 in about 3 minutes on a laptop; the goal here is <= 1.50
 within 10 minutes. This runs the project's own prepare -> train -> evaluate steps with a longer budget than
 params.yaml's `make run` default and prints the held-out loss (every window of the last 10%) and the time.
 
@@ -24,11 +24,11 @@ from components.data.prepare import prepare
 from components.evaluate.step import evaluate
 from components.train.step import train
 
-GOAL, ANCHOR = 1.70, 1.88
+GOAL, ANCHOR = 1.50, 1.88
 TRAIN = {
     "model": {"name": "transformer", "arch": "decoder", "d_model": 192, "n_layers": 4, "n_heads": 6, "dropout": 0.0},
     "optimizer": "adamw",
-    "lr": 0.003,
+    "lr": 0.006,  # 0.003 -> 1.573 in 608 s; the make-run decoder: 0.003 -> 1.834, 0.008 -> 1.784 at 800 steps
     "l2": 0.1,
     "batch_size": 32,
     "scheduler": {"name": "cosine", "warmup_epochs": 1, "min_lr": 0.0001},

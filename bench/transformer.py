@@ -28,7 +28,7 @@ GOAL, ANCHOR = 1.50, 1.88
 TRAIN = {
     "model": {"name": "transformer", "arch": "decoder", "d_model": 192, "n_layers": 4, "n_heads": 6, "dropout": 0.0},
     "optimizer": "adamw",
-    "lr": 0.006,  # 0.003 -> 1.573 in 608 s; the make-run decoder: 0.003 -> 1.834, 0.008 -> 1.784 at 800 steps
+    "lr": 0.003,  # 1,500 steps: 1.573 at 0.003, 1.582 at 0.006 (the make-run decoder prefers 0.008 at 800 steps)
     "l2": 0.1,
     "batch_size": 32,
     "scheduler": {"name": "cosine", "warmup_epochs": 1, "min_lr": 0.0001},

@@ -1,11 +1,10 @@
 """The generic training loop every task reuses.
 
-The loop owns: batching (components/train/batches.py), optimizer, warm-up and learning-rate schedule
-(components/train/optim.py), L1 penalty, mixed precision, gradient clipping, per-layer gradient-norm
-diagnostics, early stopping with best-weight restore, DistributedDataParallel under torchrun, and a
-resumable checkpoint (model, optimizer, scheduler, scaler, epoch, step, every RNG state, config) written
-atomically at most every `checkpoint_interval_s` and at the end. Losses and metrics come from the task.
-"""
+The loop owns: batching (batches.py), optimizer, warm-up and learning-rate schedule (optim.py), L1 penalty,
+mixed precision (precision.py), gradient clipping, per-layer gradient-norm diagnostics, early stopping with
+best-weight restore, DistributedDataParallel under torchrun, and a resumable checkpoint (model, optimizer,
+scheduler, scaler, epoch, step, every RNG state, config) written atomically at most every
+`checkpoint_interval_s` and at the end. Losses and metrics come from the task."""
 
 from __future__ import annotations
 
@@ -30,6 +29,7 @@ from components.core.errors import DlpipeError
 from components.core.io import atomic_write
 from components.train import distributed, optim
 from components.train.batches import Batches
+from components.train.precision import resolve_amp
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 MetricFn = Callable[[Tensor, Tensor], dict[str, float]]
@@ -58,17 +58,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise TrainingError("train.device is 'cuda' but no CUDA device is usable here")
     return torch.device(name)
-
-
-def resolve_amp(amp: str, device: torch.device) -> str:
-    """train.amp with `auto` decided for `device`: bf16 where it runs natively (about 2x on a CNN step on a CPU with
-    AVX512-BF16; emulated bf16 on other CPUs is slower than fp32), else none."""
-    if amp != "auto":
-        return amp
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "none"
-    caps = torch.cpu.get_capabilities() if device.type == "cpu" else {}
-    return "bf16" if caps.get("avx512_bf16") or caps.get("amx_bf16") else "none"
 
 
 def l1_penalty(model: nn.Module) -> Tensor:

@@ -20,7 +20,8 @@ from components.core.secrets import mask
 from components.data.augment import POLICY, PREVIEW, load_transform
 from components.data.splits import load_split
 from components.train import distributed, objectives, transfer
-from components.train.loop import FitResult, fit, resolve_amp, resolve_device, seed_everything
+from components.train.loop import FitResult, fit, resolve_device, seed_everything
+from components.train.precision import resolve_amp
 from models import build_model, input_kwargs, summarize
 
 

@@ -7,8 +7,9 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from components.config import TrainConfig
-from components.train.loop import TrainingError, fit, resolve_amp
+from components.train.loop import TrainingError, fit
 from components.train.optim import make_optimizer
+from components.train.precision import resolve_amp
 from tests.helpers.engine import BCE, cfg, run
 
 

@@ -1,5 +1,5 @@
 """Export step: ONNX with a dynamic batch axis (and a dynamic sequence axis for sequence inputs), full
-checker pass, parity vs PyTorch on the test split's first PARITY_ROWS rows.
+checker pass, parity vs PyTorch on the test split's first PARITY_ROWS rows (PARITY_ROWS_TOKENS for token models).
 
 Sequence models (meta.json input shape with a free axis after the batch: token ids [None, None], source/target
 pairs [None, 2, None], value sequences [None, None, F]) are exported from a short example whose length differs
@@ -44,7 +44,9 @@ from components.train.objectives import OutputHead
 GRAPHS = "graphs"  # token models' extra graphs (attention maps, sentence vectors) + index.json: a DVC output
 EXAMPLE_STEPS = 7  # the traced example's sequence length: no split uses it
 PARITY_ROWS = 1024  # real inputs enough to catch a numeric or shape fault; a whole split (10,000 images) adds time
-PARITY_ROWS_PER_POSITION = 256  # per-position outputs (N, T, V): 1,024 of them would not fit in memory
+# Token models: one text through a transformer costs as much as ~100 images (the MiniLM's 2 x 1,024-text check took
+# 50 s of a 2-core export, 256 texts 15 s); per-position outputs (N, T, V): 1,024 of them would not fit in memory.
+PARITY_ROWS_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -113,10 +115,10 @@ def _export_into(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConf
         scale = [255.0 * s for s in pre["std"]]  # x / 255 - mean, / std  ==  (x - 255 mean) / (255 std)
         head = Standardized(head, {"mean": [255.0 * m for m in pre["mean"]], "scale": scale}, axis=1).eval()
         x_test = head.unscale(x_test)
-    x_test = x_test[: PARITY_ROWS_PER_POSITION if len(meta.output.shape) > 2 else PARITY_ROWS]
+    kind = EXPORTS[meta.kind]
+    x_test = x_test[: PARITY_ROWS_TOKENS if kind.token_ids or len(meta.output.shape) > 2 else PARITY_ROWS]
     in_name, out_name = meta.input.name, meta.output.name
     axis = sequence_axis(meta)
-    kind = EXPORTS[meta.kind]
     tokens = kind.token_ids
     max_len = _max_len(meta) if tokens and axis is not None else None
     example = torch.as_tensor(x_test[:2])
@@ -250,7 +252,7 @@ def _export_checked(
     max_diff = 0.0
     for feed in checks:
         with torch.no_grad():
-            expected = predict(module, torch.as_tensor(feed), chunk=PARITY_ROWS_PER_POSITION).numpy()
+            expected = predict(module, torch.as_tensor(feed), chunk=PARITY_ROWS_TOKENS).numpy()
         got = run_onnx(path, {in_name: feed})[0]
         max_diff = max(max_diff, float(np.max(np.abs(got - expected)) / unit))
     return proto, max_diff

@@ -165,13 +165,14 @@ TIERS = ("unit", "integration", "e2e", "containers")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its tier, the folder under tests/ it lives in: `pytest -m unit` runs what
-    `pytest tests/unit` runs. The slowest tier runs first (containers, e2e, integration, unit): under
-    pytest-xdist the long files start at once and the unit tests, a second or less each, fill the gaps at the end."""
+    `pytest tests/unit` runs. The slowest tier runs first (containers, e2e, integration, unit), and within a tier
+    the files marked `slow` (40 s or more): under pytest-xdist the long files start early and the unit tests, a
+    second or less each, fill the gaps at the end instead of one worker finishing a long file alone."""
     here = Path(__file__).parent
     order = {}
     for item in items:
         tier = item.path.relative_to(here).parts[0] if item.path.is_relative_to(here) else None
         if tier in TIERS:
             item.add_marker(tier)
-        order[item] = -TIERS.index(tier) if tier in TIERS else 0
+        order[item] = (-TIERS.index(tier) if tier in TIERS else 0, item.get_closest_marker("slow") is None)
     items.sort(key=order.__getitem__)  # stable: a file's tests keep their order

@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # about 150 s: a repository copy, `dvc repro` of the tabular task, two `dvc exp run`
+
 BIN = Path(sys.executable).parent
 
 

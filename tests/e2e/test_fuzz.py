@@ -12,6 +12,8 @@ import pytest
 from bench.fuzz import fuzz
 from tests.helpers.serving import bentoml_server
 
+pytestmark = pytest.mark.slow  # about 60 s: two real services, at least 500 generated requests each
+
 TASKS = ("tabular", "digits")  # a task's own service: serving.app, whatever its family
 CASES = 500
 

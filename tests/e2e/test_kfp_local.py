@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from pipelines.cli.pipeline import pipeline_app
 from tests.conftest import PARAMS, ROOT
 
+pytestmark = pytest.mark.slow  # about 150 s: four kfp.local pipeline runs, each step a new process
+
 
 def _local_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
     """A fresh engine home for one kfp.local run; returns it and its MLflow URI."""

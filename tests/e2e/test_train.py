@@ -17,6 +17,8 @@ import torch
 
 from tests.conftest import PARAMS
 
+pytestmark = pytest.mark.slow  # about 55 s: training processes killed, resumed and run under torchrun
+
 DLPIPE = str(Path(sys.executable).with_name("dlpipe"))
 OVERRIDES = ["-s", "epochs=8", "-s", "batch_size=1", "-s", "model.norm=none"]
 OVERRIDES += ["-s", "early_stopping.enabled=false", "-s", "checkpoint_interval_s=0"]

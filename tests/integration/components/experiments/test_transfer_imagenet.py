@@ -12,6 +12,8 @@ import torch
 
 from components.experiments.transfer_imagenet import ImageNetTransferConfig, transfer_imagenet
 
+pytestmark = pytest.mark.slow  # about 45 s: every variant of the study trained
+
 QUICK = {"optimizer": "adamw", "lr": 0.01, "batch_size": 10, "epochs": 5, "scheduler": {"name": "onecycle"}}
 
 

@@ -54,3 +54,27 @@ def test_seq2seq_greedy_translation_matches_teacher_forcing() -> None:
     with torch.no_grad():
         forced = model(x)[:, : out.shape[1]].argmax(-1)
     assert torch.equal(forced[out != 0], out[out != 0])
+
+
+def test_cpu_bf16_attention_is_computed_by_hand_and_matches_sdpa() -> None:
+    """Under bf16 autocast on a CPU the attention skips SDPA (slower there) and gives SDPA's answer, causal and with
+    a padding mask, forward and backward."""
+    from models.transformer.layers import MultiHeadAttention
+
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(32, 4, 0.0)
+    x = torch.randn(3, 10, 32, requires_grad=True)
+    keep = torch.ones(3, 1, 1, 10, dtype=torch.bool)
+    keep[0, ..., 7:] = False  # the first row's last three keys are padding
+    for kwargs in ({"causal": True}, {"mask": keep}):
+        reference = attn(x, **kwargs)[0]
+        (grad,) = torch.autograd.grad(reference.sum(), x)
+        with torch.profiler.profile() as prof, torch.autocast("cpu", dtype=torch.bfloat16):
+            out = attn(x, **kwargs)[0]
+        (grad_bf16,) = torch.autograd.grad(out.float().sum(), x)
+        assert not any("scaled_dot_product" in event.key for event in prof.key_averages())
+        torch.testing.assert_close(out.float(), reference, atol=0.03, rtol=0.03)
+        torch.testing.assert_close(grad_bf16, grad, atol=0.1, rtol=0.05)
+    with torch.profiler.profile() as prof:
+        attn(x, causal=True)
+    assert any("scaled_dot_product" in event.key for event in prof.key_averages())  # fp32: SDPA's kernels

@@ -5,6 +5,7 @@ tests (a masked-LM export that has nothing to serve).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -62,13 +63,27 @@ _PORT_RACE = "Address already in use"
 _STARTS = 3
 
 
+def _one_worker(env: dict[str, str]) -> dict[str, str]:
+    """`env` with every serving family on one HTTP worker process ($DLPIPE_SERVING's own entries win)."""
+    from serving.settings import SETTINGS
+
+    serving = json.loads(env.get("DLPIPE_SERVING") or "{}")
+    for family in SETTINGS:
+        serving.setdefault(family, {}).setdefault("workers", 1)
+    return env | {"DLPIPE_SERVING": json.dumps(serving)}
+
+
 @contextlib.contextmanager
 def bentoml_process(
-    service: str, tmp: Path, env: dict[str, str], ready_s: float = 90
+    service: str, tmp: Path, env: dict[str, str], ready_s: float = 90, per_core: bool = False
 ) -> Iterator[tuple[subprocess.Popen, str]]:
     """A real `bentoml serve` of `service` (a service path or a Bento tag) on a free loopback port, with
-    `env` added to this process's environment; the process and its URL, until exit."""
+    `env` added to this process's environment; the process and its URL, until exit.
+
+    One HTTP worker process unless `per_core` (the services' default, one per core): each more costs ~3 s of CPU
+    to start (a tabular service: 10 CPU-seconds to ready with two workers, 7 with one) and answers the same."""
     env = {k: v for k, v in os.environ.items() if k != "DLPIPE_MODEL_DIR"} | env
+    env = env if per_core else _one_worker(env)
     env |= {"BENTOML_HOME": env.get("BENTOML_HOME") or str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     for start in range(1, _STARTS + 1):
         port = str(_free_port())
@@ -105,10 +120,10 @@ def bentoml_process(
 
 
 @contextlib.contextmanager
-def bentoml_server(service: str, task: str, tmp: Path, ready_s: float = 90) -> Iterator[str]:
+def bentoml_server(service: str, task: str, tmp: Path, ready_s: float = 90, per_core: bool = False) -> Iterator[str]:
     """A real `bentoml serve` of `service` on `models:/<task>@champion` on a free loopback port, until exit."""
     env = {"DLPIPE_TASK": task, "DLPIPE_MODEL_URI": f"models:/{task}@champion"}
-    with bentoml_process(service, tmp, env, ready_s) as (_, url):
+    with bentoml_process(service, tmp, env, ready_s, per_core) as (_, url):
         yield url
 
 

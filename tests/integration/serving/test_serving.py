@@ -57,7 +57,7 @@ def test_cli_execs_bentoml_with_absolute_paths(
 @pytest.fixture(scope="module")
 def server(tabular_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`bentoml serve` on the registry's champion (same MLFLOW_TRACKING_URI as the fixture), until teardown."""
-    with bentoml_server("serving.app:Service", "tabular", tmp_path_factory.mktemp("serve")) as url:
+    with bentoml_server("serving.app:Service", "tabular", tmp_path_factory.mktemp("serve"), per_core=True) as url:
         yield url
 
 

@@ -205,7 +205,7 @@ def test_request_id_metrics_and_json_logs(gateway, record) -> None:
 def test_shutdown_finishes_the_request_in_flight(tabular_artifacts: Path, record, tmp_path: Path) -> None:
     env = {"DLPIPE_TASK": "tabular", "DLPIPE_MODEL_DIR": str(tabular_artifacts)}
     body = json.dumps({"records": [record]}).encode()
-    with bentoml_process("serving.app:Service", tmp_path, env) as (proc, url):
+    with bentoml_process("serving.app:Service", tmp_path, env, per_core=True) as (proc, url):
         host, port = url.removeprefix("http://").split(":")
         head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
         with socket.create_connection((host, int(port)), timeout=30) as conn:

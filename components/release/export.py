@@ -116,10 +116,10 @@ def _export_into(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConf
         head = Standardized(head, {"mean": [255.0 * m for m in pre["mean"]], "scale": scale}, axis=1).eval()
         x_test = head.unscale(x_test)
     kind = EXPORTS[meta.kind]
-    x_test = x_test[: PARITY_ROWS_TOKENS if kind.token_ids or len(meta.output.shape) > 2 else PARITY_ROWS]
+    tokens = kind.token_ids
+    x_test = x_test[: PARITY_ROWS_TOKENS if tokens or len(meta.output.shape) > 2 else PARITY_ROWS]
     in_name, out_name = meta.input.name, meta.output.name
     axis = sequence_axis(meta)
-    tokens = kind.token_ids
     max_len = _max_len(meta) if tokens and axis is not None else None
     example = torch.as_tensor(x_test[:2])
     checks = [x_test]

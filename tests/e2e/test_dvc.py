@@ -27,7 +27,7 @@ def sh(*cmd: str, cwd: Path, env: dict[str, str]) -> str:
 @pytest.fixture(scope="module")
 def repo_copy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """The working tree's files (tracked and untracked, not ignored) in a new git repository, less dvc.lock: its
-    7,000 lines (every task's stages) cost DVC 1-2 s to parse and rewrite after each stage, and this copy reproduces
+    7,200 lines (every task's stages) cost DVC 1-2 s to parse and rewrite after each stage, and this copy reproduces
     only the tabular task's."""
     dst = tmp_path_factory.mktemp("clone") / "repo"
     files = subprocess.run(

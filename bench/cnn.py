@@ -23,8 +23,11 @@ GOALS = {"digits": 0.990, "mnist": 0.985, "fashion": 0.93}
 REPEATS = 300
 
 
-def run_task(task: str, root: Path, seed: int | None = None) -> dict[str, float]:
+def run_task(
+    task: str, root: Path, seed: int | None = None, overrides: list[str] | None = None, export_model: bool = True
+) -> dict[str, float]:
     from components.config import load_params, stage_config
+    from components.config.resolve import apply_overrides
     from components.data.augment import augment
     from components.data.ingest import ingest
     from components.data.prepare import prepare
@@ -33,6 +36,9 @@ def run_task(task: str, root: Path, seed: int | None = None) -> dict[str, float]
     from components.train.step import train
 
     params = load_params(ROOT / "params.yaml")
+    for stage in ("train", "augment"):  # `augment.KEY=VALUE` overrides the augment step, any other KEY train's
+        mine = [o.removeprefix("augment.") for o in overrides or [] if o.startswith("augment.") == (stage == "augment")]
+        params[stage][task] = apply_overrides(params[stage][task], mine)
     if seed is not None:
         params["train"][task]["seed"] = seed
     started = time.perf_counter()
@@ -45,7 +51,8 @@ def run_task(task: str, root: Path, seed: int | None = None) -> dict[str, float]
     train(art / "data", art, stage_config(params, "train", task), task, progress=False, augment_dir=art / "augment")
     train_s = time.perf_counter() - trained
     scores = evaluate(art / "data", art, root / "metrics" / f"{task}.json", root / "plots" / task)
-    export(art / "data", art, art, stage_config(params, "export", task))
+    if export_model:
+        export(art / "data", art, art, stage_config(params, "export", task))
     wall_s = time.perf_counter() - started
     return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "wall_s": wall_s, "train_s": train_s}
 
@@ -81,35 +88,54 @@ def latency(art: Path) -> dict[str, float]:
     return {"torch_ms": p, "onnxruntime_ms": o, "ratio": o / p}
 
 
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tasks", nargs="*", default=list(GOALS))
     parser.add_argument("--seeds", type=int, default=1, help="train each task this many times (seeds 42, 43, ...)")
     parser.add_argument("--first-seed", type=int, default=42, help="the first of those seeds")
     parser.add_argument("--keep", type=Path, help="folder for the runs' outputs (default: a temporary one)")
+    parser.add_argument(
+        "--set",
+        "-s",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override train.<task>, or augment.<task> with the prefix augment.: -s lr=0.01 -s augment.group_size=64",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cnn.json", help="results JSON")
+    parser.add_argument(
+        "--no-export", action="store_true", help="train and evaluate only: no ONNX export, no latency comparison"
+    )
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="dlpipe-bench-cnn-"))
     os.environ.setdefault("DLPIPE_HOME", str(root))
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     results = {}
     for task in args.tasks:
         seeds = [args.first_seed + i for i in range(args.seeds)]
-        runs = [run_task(task, root / f"seed{seed}", seed) for seed in seeds]
-        result = runs[0] | latency(root / f"seed{seeds[0]}" / task)
+        runs = [run_task(task, root / f"seed{seed}", seed, args.set, not args.no_export) for seed in seeds]
+        result = runs[0] | ({} if args.no_export else latency(root / f"seed{seeds[0]}" / task))
         accs = [r["accuracy"] for r in runs]
         result |= {"seeds": dict(zip(seeds, runs, strict=True)), "accuracy_min": min(accs), "accuracy_max": max(accs)}
+        result |= {"device": _device_name(), "overrides": args.set}
         results[task] = result
         goal = GOALS.get(task, 0.0)
         verdict = "met" if min(accs) >= goal else "MISSED"
         spread = f" seeds {' '.join(f'{a:.4f}' for a in accs)}" if args.seeds > 1 else ""
         train_s = " / ".join(f"{r['train_s']:.0f}" for r in runs)
-        print(
-            f"{task:8s} accuracy {result['accuracy']:.4f}{spread} (goal {goal:.3f} {verdict})  train {train_s} s"
-            f"  wall {result['wall_s'] / 60:5.1f} min  batch-1 latency onnxruntime {result['onnxruntime_ms']:.3f} ms"
-            f" / torch {result['torch_ms']:.3f} ms = {result['ratio']:.2f} (goal <= 0.5)",
-            flush=True,
-        )
-    out = ROOT / "bench" / "results" / "cnn.json"
+        line = f"{task:8s} accuracy {result['accuracy']:.4f}{spread} (goal {goal:.3f} {verdict})  train {train_s} s"
+        line += f"  wall {result['wall_s'] / 60:5.1f} min"
+        if not args.no_export:
+            line += f"  batch-1 latency onnxruntime {result['onnxruntime_ms']:.3f} ms"
+            line += f" / torch {result['torch_ms']:.3f} ms = {result['ratio']:.2f} (goal <= 0.5)"
+        print(line + (f"  with {' '.join(args.set)}" if args.set else ""), flush=True)
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
 

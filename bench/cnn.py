@@ -6,6 +6,9 @@ Each task runs the same step functions `dvc repro` runs (ingest -> prepare -> au
 session as serving opens it vs the same trained model in eager PyTorch, both on one thread, single images
 from the test split, interleaved, medians of REPEATS calls (goal: ratio <= 0.5). Goals from the issue:
 digits >= 0.990, mnist >= 0.985, fashion >= 0.93, each within 15 minutes on 2 CPU cores.
+
+    python bench/cnn.py fashion --seeds 3                  # params.yaml's recipe, three seeds
+    python bench/cnn.py fashion --no-export -s batch_size=512 -s lr=0.006 -s epochs=18 -s augment.group_size=128
 """
 
 from __future__ import annotations

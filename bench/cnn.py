@@ -8,7 +8,7 @@ from the test split, interleaved, medians of REPEATS calls (goal: ratio <= 0.5).
 digits >= 0.990, mnist >= 0.985, fashion >= 0.93, each within 15 minutes on 2 CPU cores.
 
     python bench/cnn.py fashion --seeds 3                  # params.yaml's recipe, three seeds
-    python bench/cnn.py fashion --no-export -s batch_size=512 -s lr=0.006 -s epochs=18 -s augment.group_size=128
+    python bench/cnn.py fashion --no-export -s train.fashion.batch_size=512 -s augment.fashion.group_size=128
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def run_task(
     task: str, root: Path, seed: int | None = None, overrides: list[str] | None = None, export_model: bool = True
 ) -> dict[str, float]:
     from components.config import load_params, stage_config
-    from components.config.resolve import apply_overrides
+    from components.config.resolve import STAGES, apply_overrides, check_run_overrides, run_overrides
     from components.data.augment import augment
     from components.data.ingest import ingest
     from components.data.prepare import prepare
@@ -39,9 +39,11 @@ def run_task(
     from components.train.step import train
 
     params = load_params(ROOT / "params.yaml")
-    for stage in ("train", "augment"):  # `augment.KEY=VALUE` overrides the augment step, any other KEY train's
-        mine = [o.removeprefix("augment.") for o in overrides or [] if o.startswith("augment.") == (stage == "augment")]
-        params[stage][task] = apply_overrides(params[stage][task], mine)
+    check_run_overrides(params, overrides or [])  # STAGE.TASK.KEY=VALUE, as `dlpipe pipeline run -s` takes them
+    for stage in STAGES:
+        if mine := run_overrides(overrides or [], stage, task):
+            block = params.setdefault(stage, {})
+            block[task] = apply_overrides(block.get(task) or {}, mine)
     if seed is not None:
         params["train"][task]["seed"] = seed
     started = time.perf_counter()
@@ -109,7 +111,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override train.<task>, or augment.<task> with the prefix augment.: -s lr=0.01 -s augment.group_size=64",
+        help="override a params field as `dlpipe pipeline run -s` does: STAGE.TASK.KEY=VALUE (train.fashion.lr=0.01)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cnn.json", help="results JSON")
     parser.add_argument(

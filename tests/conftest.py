@@ -134,6 +134,28 @@ def sentiment_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+def _served(task: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    from tests.helpers.serving import bentoml_server
+
+    tmp = tmp_path_factory.mktemp(f"serve-{task}")
+    with bentoml_server("serving.app:Service", task, tmp) as url:
+        yield url, tmp / "server.log"
+
+
+@pytest.fixture(scope="session")
+def tabular_served(tabular_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The tabular champion behind a real `bentoml serve` (one worker), started once per session for the files
+    that only send it requests (fuzzing, the playground): its URL and its log file."""
+    yield from _served("tabular", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def digits_served(digits_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The digits champion behind a real `bentoml serve` (one worker), started once per session for the files
+    that only send it requests (fuzzing, the playground, image serving): its URL and its log file."""
+    yield from _served("digits", tmp_path_factory)
+
+
 @pytest.fixture(scope="module")
 def digits_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("digits-data")

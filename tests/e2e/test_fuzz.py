@@ -4,13 +4,10 @@ and invalid bodies, wrong types, odd encodings) against a real `bentoml serve` o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
 from bench.fuzz import fuzz
-from tests.helpers.serving import bentoml_server
 
 pytestmark = pytest.mark.slow  # about 60 s: two real services, at least 500 generated requests each
 
@@ -19,11 +16,9 @@ CASES = 500
 
 
 @pytest.fixture(scope="module", params=TASKS)
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    task = request.param
-    request.getfixturevalue(f"{task}_artifacts")  # trained and registered as champion
-    with bentoml_server("serving.app:Service", task, tmp_path_factory.mktemp(f"fuzz-{task}")) as url:
-        yield url
+def served(request: pytest.FixtureRequest) -> str:
+    """The task's champion (trained and registered) behind the session's real `bentoml serve` of it."""
+    return request.getfixturevalue(f"{request.param}_served")[0]
 
 
 def test_generated_requests_never_get_a_server_error(served: str) -> None:

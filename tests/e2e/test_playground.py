@@ -4,7 +4,6 @@ what the page shows is what the HTTP API answers for the same input."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,21 +13,18 @@ from PIL import Image
 
 from tests.conftest import NEEDS_CHROMIUM
 from tests.helpers.playground import open_card
-from tests.helpers.serving import bentoml_server
 
 pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture(scope="module")
-def digits_url(digits_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with bentoml_server("serving.app:Service", "digits", tmp_path_factory.mktemp("play-digits")) as url:
-        yield url
+def digits_url(digits_served: tuple[str, Path]) -> str:
+    return digits_served[0]
 
 
 @pytest.fixture(scope="module")
-def tabular_url(tabular_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with bentoml_server("serving.app:Service", "tabular", tmp_path_factory.mktemp("play-tabular")) as url:
-        yield url
+def tabular_url(tabular_served: tuple[str, Path]) -> str:
+    return tabular_served[0]
 
 
 def shown(browser, card) -> list[tuple[str, float]]:

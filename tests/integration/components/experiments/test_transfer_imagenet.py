@@ -32,7 +32,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
         val_size=0.1,
         test_size=0.2,
         model={"size": 32},
-        train={**QUICK, "early_stopping": {"enabled": False}, "gradients": {"track": False}, "threads": 2},
+        train={**QUICK, "early_stopping": {"enabled": False}, "gradients": {"track": False}},
         reference_metrics=str(reference),
     )
     transfer_imagenet(root / "raw", root / "art", root / "metrics.json", root / "plot.png", cfg)

@@ -20,6 +20,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"digits": 0.990, "mnist": 0.985, "fashion": 0.93}
@@ -29,8 +30,8 @@ REPEATS = 300
 def run_task(
     task: str, root: Path, seed: int | None = None, overrides: list[str] | None = None, export_model: bool = True
 ) -> dict[str, float]:
-    from components.config import load_params, stage_config
-    from components.config.resolve import STAGES, apply_overrides, check_run_overrides, run_overrides
+    from components.config import load_params
+    from components.config.resolve import check_run_overrides, step_config
     from components.data.augment import augment
     from components.data.ingest import ingest
     from components.data.prepare import prepare
@@ -39,25 +40,24 @@ def run_task(
     from components.train.step import train
 
     params = load_params(ROOT / "params.yaml")
-    check_run_overrides(params, overrides or [])  # STAGE.TASK.KEY=VALUE, as `dlpipe pipeline run -s` takes them
-    for stage in STAGES:
-        if mine := run_overrides(overrides or [], stage, task):
-            block = params.setdefault(stage, {})
-            block[task] = apply_overrides(block.get(task) or {}, mine)
-    if seed is not None:
-        params["train"][task]["seed"] = seed
+    overrides = [*(overrides or []), *([f"train.{task}.seed={seed}"] if seed is not None else [])]
+    check_run_overrides(params, overrides)  # STAGE.TASK.KEY=VALUE, as `dlpipe pipeline run -s` takes them
+
+    def config(stage: str) -> Any:  # params.yaml's block with the overrides, as a Kubeflow step resolves it
+        return step_config(params.get(stage, {}).get(task) or {}, overrides, stage, task)
+
     started = time.perf_counter()
-    prep = stage_config(params, "prepare", task)
+    prep = config("prepare")
     ingest(prep.dataset, root / "raw")
     art = root / task
     prepare(root / "raw", art / "data", prep, task)
-    augment(art / "data", art / "augment", stage_config(params, "augment", task), task)
+    augment(art / "data", art / "augment", config("augment"), task)
     trained = time.perf_counter()
-    train(art / "data", art, stage_config(params, "train", task), task, progress=False, augment_dir=art / "augment")
+    train(art / "data", art, config("train"), task, progress=False, augment_dir=art / "augment")
     train_s = time.perf_counter() - trained
     scores = evaluate(art / "data", art, root / "metrics" / f"{task}.json", root / "plots" / task)
     if export_model:
-        export(art / "data", art, art, stage_config(params, "export", task))
+        export(art / "data", art, art, config("export"))
     wall_s = time.perf_counter() - started
     return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "wall_s": wall_s, "train_s": train_s}
 

@@ -30,7 +30,9 @@ COPY components components
 COPY models models
 COPY pipelines pipelines
 COPY serving serving
-RUN pip install --no-deps -e '.[cluster]'
+# PYTHONDONTWRITEBYTECODE and the read-only code mean a step could never cache its bytecode: compiled here once,
+# each step's process reads it instead of compiling the project again (some 0.3 s a step).
+RUN pip install --no-deps -e '.[cluster]' && python -m compileall -q components models pipelines serving
 
 USER 1000:1000
 ENTRYPOINT ["dlpipe"]

@@ -18,7 +18,7 @@ setup: $(STAMP) bytecode fashion-data browser containers-tools  ## create .venv 
 
 # A run is some 90 short processes (DVC stages, kfp.local steps, the tests' subprocesses) that each import the
 # project. Where PYTHONDONTWRITEBYTECODE is set (CI machines, container images) Python never caches the project's
-# bytecode, and each process compiled its 600 KB of source again: about 0.3-0.4 s a process here (a train step
+# bytecode, and each process compiles its 600 KB of source again: about 0.3-0.4 s a process here (a train step
 # 8.5 s -> 8.0 s). Compiled once here (only what changed: 0.07 s when nothing did), it is read whatever that
 # variable says.
 bytecode: $(STAMP)

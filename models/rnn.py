@@ -17,14 +17,16 @@ Variable lengths use masks, never padding that leaks: the left-to-right pass is 
 last real step has not seen the padding; the right-to-left pass (bidirectional) runs on each sequence
 reversed *within its own length* (a gather), so it starts at the last real token, not at [PAD]. A row's
 result is the same whatever padding follows it, and the graph exports to ONNX with a dynamic batch and
-sequence length (packed sequences do not export). In training a batch is first cut to its longest real
-row, so short texts cost only their own length.
+sequence length (packed sequences do not export). A batch is first cut to its longest real row (in training,
+and whenever the output is one per sequence: models/padding.py), so short texts cost only their own length.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from models.padding import cut_to_longest
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 HEADS = ("many_to_one", "many_to_many", "one_to_many")
@@ -44,10 +46,6 @@ def reverse_within_length(x: Tensor, lengths: Tensor, index: Tensor | None = Non
     the example's fixed length, so a shape taken from them would freeze the sequence axis."""
     idx = reversal_index(lengths, x.shape[1]) if index is None else index
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[2]))
-
-
-def _exporting() -> bool:
-    return torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 class RNN(nn.Module):
@@ -132,8 +130,8 @@ class RNN(nn.Module):
             return self._generate(x)
         if self.embedding is not None:  # token ids [B, T]
             lengths = (x != self.pad_id).sum(1).clamp(min=1)
-            if self.training and not _exporting():  # a data-dependent length would freeze into an exported graph
-                x = x[:, : int(lengths.max())]
+            if self.training or self.head_kind == "many_to_one":  # per-step outputs keep the input's length
+                x = cut_to_longest(x, lengths)
             inputs = self.embedding(x)
         else:  # values [B, T, F]: no padding
             lengths = torch.full(x.shape[:1], x.shape[1], dtype=torch.long, device=x.device)

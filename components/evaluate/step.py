@@ -85,7 +85,8 @@ def evaluate(data_dir: Path, model_dir: Path, metrics_path: Path, plots_dir: Pat
     model, meta = load_trained(model_dir)
     x, y = load_split(data_dir, "test")
     with torch.no_grad():
-        out = predict(OutputHead(model, meta), torch.as_tensor(x)).numpy().astype(np.float64)
+        out = predict(OutputHead(model, meta), torch.as_tensor(x), pad_id=getattr(model, "pad_id", None))
+        out = out.numpy().astype(np.float64)
 
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)

@@ -356,9 +356,18 @@ def _warn_gradients(layers: list, norms: list[float], grads: Any, seen: list[str
         bar.write(f"warning: {message}")
 
 
+TOKEN_CHUNK = 64  # rows a chunk when they go in order of length
+
+
 @torch.no_grad()
-def predict(model: nn.Module, x: Tensor, chunk: int = 1024) -> Tensor:
-    """model(x) in chunks, so a whole split of images never holds every activation map at once."""
+def predict(model: nn.Module, x: Tensor, chunk: int = 1024, pad_id: int | None = None) -> Tensor:
+    """model(x) in chunks, so a whole split of images never holds every activation map at once. With `pad_id`
+    (token ids padded on the right) the rows go in order of length, `TOKEN_CHUNK` at a time, so a model that
+    cuts a batch to its longest text (models/padding.py) spends about each text's own length; the outputs come
+    back in x's order."""
+    if pad_id is not None and x.dim() == 2 and not x.is_floating_point():
+        order = (x != pad_id).sum(1).argsort()
+        return predict(model, x[order], TOKEN_CHUNK)[order.argsort()]
     return torch.cat([model(part) for part in x.split(chunk)]) if len(x) > chunk else model(x)
 
 
@@ -367,7 +376,7 @@ def evaluate_loss(
     model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, metric_fn: MetricFn | None
 ) -> dict[str, float]:
     model.eval()
-    out = predict(model, x)
+    out = predict(model, x, pad_id=getattr(model, "pad_id", None))
     metrics = {"val_loss": float(loss_fn(out, y))}
     if metric_fn is not None:
         metrics.update({f"val_{k}": v for k, v in metric_fn(out, y).items()})

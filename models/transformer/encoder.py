@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from models.padding import cut_to_longest
 from models.transformer.layers import Embeddings, LMHead, Stack, init_weights, padding_mask
 
 
@@ -65,6 +66,8 @@ class EncoderModel(nn.Module):
         return self.backbone["encoder"](self.backbone["embed"](ids), mask=mask, need_weights=need_weights)
 
     def forward(self, ids: Tensor) -> Tensor:  # (B, T) -> (B, T, V) for mlm, (B, K) for cls
+        if self.head_kind == "cls":  # one answer per text: the batch costs its longest text (models/padding.py)
+            ids = cut_to_longest(ids, (ids != self.pad_id).sum(1).clamp(min=1))
         h, _ = self.encode(ids)
         if self.head_kind == "mlm":
             return self.head(h)

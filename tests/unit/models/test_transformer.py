@@ -43,6 +43,24 @@ def test_padding_is_invisible_to_the_encoder() -> None:
     assert torch.allclose(table[0, 1::2], torch.ones(16)) and torch.allclose(table[0, 0::2], torch.zeros(16))
 
 
+def test_a_classifier_batch_costs_its_longest_text() -> None:
+    """[CLS] head: the columns that are padding in every row are cut before attention (models/padding.py); the
+    MLM head answers per token, so it keeps the input's length."""
+    torch.manual_seed(0)
+    seen: list[tuple[int, ...]] = []
+    for head, width in (("cls", 6), ("mlm", 16)):
+        model = EncoderModel(40, 16, 3, pad_id=0, head=head, d_model=32, n_layers=1, n_heads=2).eval()
+        model.backbone["embed"].register_forward_hook(lambda _m, args, _out: seen.append(tuple(args[0].shape)))
+        ids = torch.zeros(3, 16, dtype=torch.long)
+        ids[0, :4], ids[1, :6], ids[2, :2] = 5, 7, 9  # real lengths 4, 6, 2 of 16
+        with torch.no_grad():
+            out = model(ids)
+        assert seen[-1] == (3, width)
+        if head == "cls":  # each row's answer is the one it gets alone, unpadded
+            alone = torch.cat([model(ids[i : i + 1, :n]) for i, n in enumerate((4, 6, 2))])
+            torch.testing.assert_close(out, alone, atol=1e-5, rtol=0)
+
+
 def test_seq2seq_greedy_translation_matches_teacher_forcing() -> None:
     torch.manual_seed(0)
     model = Seq2Seq(30, 16, pad_id=0, d_model=32, n_heads=2, dropout=0.0).eval()

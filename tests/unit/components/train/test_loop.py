@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from components.config import TrainConfig
-from components.train.loop import TrainingError, fit, l1_penalty, seed_everything
+from components.train.loop import TOKEN_CHUNK, TrainingError, fit, l1_penalty, predict, seed_everything
 from components.train.optim import make_optimizer
 from models import build_model
 from tests.helpers.engine import toy
@@ -181,3 +181,17 @@ def test_resume_with_another_epoch_count_refuses_an_epoch_shaped_schedule(tmp_pa
         fit(model_for(one), F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), one, checkpoint=ckpt,
             resume=True, progress=False)  # fmt: skip
     assert ckpt.read_bytes() == before
+
+
+def test_predict_scores_texts_in_order_of_length_and_answers_in_the_callers_order() -> None:
+    """With pad_id each chunk is as long as its longest text (the model cuts the rest), outputs in x's order."""
+    torch.manual_seed(0)
+    model = build_model("rnn", out_features=2, vocab_size=30, hidden=8, embedding_dim=4, bidirectional=True)
+    model.eval()
+    widths: list[int] = []
+    model.embedding.register_forward_hook(lambda _m, args, _out: widths.append(args[0].shape[1]))
+    lengths = torch.randint(1, 41, (3 * TOKEN_CHUNK,))
+    ids = torch.where(torch.arange(40) < lengths[:, None], torch.randint(1, 30, (len(lengths), 40)), 0)
+    by_length = predict(model, ids, pad_id=0)
+    assert widths == sorted(widths) and len(widths) == 3 and widths[0] < 40  # ascending chunks, cut short
+    torch.testing.assert_close(by_length, predict(model, ids), atol=1e-5, rtol=0)  # as one full-length batch

@@ -4,7 +4,7 @@ A model that answers once per text (an RNN's `many_to_one` head, an encoder's cl
 everywhere, so its answer for a row is the same whatever padding follows it; cutting the columns that are
 padding in every row of a batch changes nothing but the work. VADER's movie snippets average 27 MiniLM
 tokens of the 64 kept: a batch of 16 is cut to 48 on average, and rows scored in order of length
-(components/train/loop.py `predict`) to about their own length.
+(components/train/batches.py `predict`) to about their own length.
 """
 
 from __future__ import annotations

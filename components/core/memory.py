@@ -1,6 +1,6 @@
 """Freed heap memory stays in the process for the next allocation instead of going back to the kernel (glibc).
 
-Training and chunked inference (components/train/loop.py `predict`: 1,024 images at a time) allocate and free the
+Training and chunked inference (components/train/batches.py `predict`: 1,024 images at a time) allocate and free the
 same large activation buffers over and over. glibc's malloc serves a block above its mmap threshold (adaptive,
 at most 32 MiB) with a fresh mmap and unmaps it on free, so each chunk faults its buffers in again, page by page,
 and the kernel zeroes every page: `dlpipe evaluate fashion` on one thread made 4.2 million page faults and spent

@@ -29,8 +29,8 @@ from components.evaluate.plots import (
 from components.evaluate.report import publish
 from components.evaluate.series import forecast_scores
 from components.evaluate.text import negation_behaviour
+from components.train.batches import predict  # noqa: E402
 from components.train.checkpoint import load_trained  # noqa: E402
-from components.train.loop import predict  # noqa: E402
 from components.train.objectives import OutputHead  # noqa: E402
 
 Scorer = Callable[[TaskMeta, Path, nn.Module, np.ndarray, np.ndarray, np.ndarray, Path], dict[str, float]]

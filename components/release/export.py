@@ -37,8 +37,8 @@ from components.core.errors import DlpipeError
 from components.core.io import atomic_write, sha256_file, write_json
 from components.core.tokens import PAD_ID, SEP_ID
 from components.data.splits import load_split
+from components.train.batches import predict
 from components.train.checkpoint import load_trained
-from components.train.loop import predict
 from components.train.objectives import OutputHead
 
 GRAPHS = "graphs"  # token models' extra graphs (attention maps, sentence vectors) + index.json: a DVC output

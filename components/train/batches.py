@@ -1,4 +1,4 @@
-"""Training mini-batches for the loop (components/train/loop.py).
+"""Training mini-batches for the loop (components/train/loop.py), and chunks for scoring a split (`predict`).
 
 Small datasets live on the device as tensors and are batched by index (no DataLoader overhead); large
 ones stream through a DataLoader with pinned memory and workers.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from components.config import TrainConfig
@@ -59,3 +59,18 @@ class Batches:
         )
         for xb, yb in loader:
             yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+
+
+TOKEN_CHUNK = 64  # rows a chunk when they go in order of length
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, chunk: int = 1024, pad_id: int | None = None) -> Tensor:
+    """model(x) in chunks, so a whole split of images never holds every activation map at once. With `pad_id`
+    (token ids padded on the right) the rows go in order of length, `TOKEN_CHUNK` at a time, so a model that
+    cuts a batch to its longest text (models/padding.py) spends about each text's own length; the outputs come
+    back in x's order."""
+    if pad_id is not None and x.dim() == 2 and not x.is_floating_point():
+        order = (x != pad_id).sum(1).argsort()
+        return predict(model, x[order], TOKEN_CHUNK)[order.argsort()]
+    return torch.cat([model(part) for part in x.split(chunk)]) if len(x) > chunk else model(x)

@@ -28,7 +28,7 @@ from components.config import EarlyStoppingConfig, TrainConfig
 from components.core.errors import DlpipeError
 from components.core.io import atomic_write
 from components.train import distributed, optim
-from components.train.batches import Batches
+from components.train.batches import Batches, predict
 from components.train.precision import resolve_amp
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -354,21 +354,6 @@ def _warn_gradients(layers: list, norms: list[float], grads: Any, seen: list[str
         seen.append(message)
         log.warning(message)
         bar.write(f"warning: {message}")
-
-
-TOKEN_CHUNK = 64  # rows a chunk when they go in order of length
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: Tensor, chunk: int = 1024, pad_id: int | None = None) -> Tensor:
-    """model(x) in chunks, so a whole split of images never holds every activation map at once. With `pad_id`
-    (token ids padded on the right) the rows go in order of length, `TOKEN_CHUNK` at a time, so a model that
-    cuts a batch to its longest text (models/padding.py) spends about each text's own length; the outputs come
-    back in x's order."""
-    if pad_id is not None and x.dim() == 2 and not x.is_floating_point():
-        order = (x != pad_id).sum(1).argsort()
-        return predict(model, x[order], TOKEN_CHUNK)[order.argsort()]
-    return torch.cat([model(part) for part in x.split(chunk)]) if len(x) > chunk else model(x)
 
 
 @torch.no_grad()

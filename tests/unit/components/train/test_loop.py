@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from components.config import TrainConfig
-from components.train.loop import TOKEN_CHUNK, TrainingError, fit, l1_penalty, predict, seed_everything
+from components.train.batches import TOKEN_CHUNK, predict
+from components.train.loop import TrainingError, fit, l1_penalty, seed_everything
 from components.train.optim import make_optimizer
 from models import build_model
 from tests.helpers.engine import toy

@@ -10,9 +10,6 @@ FROM ${BASE_IMAGE}
 ARG PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_CERT
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DEBIAN_FRONTEND=noninteractive PATH=/opt/venv/bin:$PATH MPLCONFIGDIR=/tmp/matplotlib
-# glibc keeps freed tensor memory for the next allocation (components/core/memory.py; every dlpipe command sets the
-# same): KFP's executor calls a step's function without the dlpipe CLI, so the image sets them for every process
-ENV MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824
 # Fashion-MNIST is a Debian package: the image carries it, so the fashion tasks ingest without a DVC remote.
 RUN apt-get update && apt-get install -y --no-install-recommends git dataset-fashion-mnist \
     && rm -rf /var/lib/apt/lists/* \
@@ -37,6 +34,9 @@ COPY serving serving
 # each step's process reads it instead of compiling the project again (some 0.3 s a step).
 RUN pip install --no-deps -e '.[cluster]' && python -m compileall -q components models pipelines serving
 
+# glibc keeps freed tensor memory for the next allocation (components/core/memory.py; every dlpipe command sets the
+# same): KFP's executor calls a step's function without the dlpipe CLI, so the image sets them for every process
+ENV MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824
 USER 1000:1000
 ENTRYPOINT ["dlpipe"]
 CMD ["--help"]

@@ -21,9 +21,9 @@ import os
 import sys
 
 THRESHOLD = 1 << 30  # bytes: blocks up to 1 GiB come from (and go back to) the heap
-# glibc's environment spelling of the two settings (mallopt(3)); read once, when a process starts
-ENV = {"MALLOC_MMAP_THRESHOLD_": str(THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(THRESHOLD)}
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
+# glibc's environment spelling of each setting (read once, when a process starts) -> mallopt's parameter (malloc.h)
+_MALLOPT = {"MALLOC_MMAP_THRESHOLD_": -3, "MALLOC_TRIM_THRESHOLD_": -1}
+ENV = {name: str(THRESHOLD) for name in _MALLOPT}
 
 
 def retain_freed_memory() -> bool:
@@ -31,7 +31,7 @@ def retain_freed_memory() -> bool:
     to the processes it starts: kfp.local steps, torchrun workers, DataLoader workers. A variable the caller set
     wins; glibc applied it when this process started. True when glibc took both values; False and nothing changed
     in this process off Linux or on another C library (musl's mallopt does nothing)."""
-    own = {name: name in os.environ for name in ENV}
+    own = {name for name in ENV if name in os.environ}
     for name, value in ENV.items():
         os.environ.setdefault(name, value)
     if not sys.platform.startswith("linux"):
@@ -41,5 +41,4 @@ def retain_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    settings = {"MALLOC_MMAP_THRESHOLD_": _M_MMAP_THRESHOLD, "MALLOC_TRIM_THRESHOLD_": _M_TRIM_THRESHOLD}
-    return all(own[name] or mallopt(param, THRESHOLD) == 1 for name, param in settings.items())
+    return all(name in own or mallopt(param, THRESHOLD) == 1 for name, param in _MALLOPT.items())

@@ -275,8 +275,10 @@ def export(
     from pathlib import Path
 
     from components.config import step_config
+    from components.core import tracking
     from components.release.export import export as step
 
+    tracking.for_pipeline_step("")  # tracks nothing: the masking and the quick exit
     step(Path(data.path), Path(model.path), Path(onnx.path), step_config(export_config, overrides, "export", task))
 
 

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from components.config import PrepareConfig, load_params, stage_config
-from components.core.memory import retain_freed_memory
+from components.core.memory import retain_freed_memory, skip_final_collection
 from components.data.ingest import ingest
 from components.data.prepare import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")
 retain_freed_memory()  # as every `dlpipe` process does: the tests train and predict in this process
+skip_final_collection()  # a worker holds every library the suite imports: its exit frees nothing by hand
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from components.core.io import read_json, write_json
+from components.core.memory import skip_final_collection
 from components.core.secrets import mask, mask_logs, mask_tracebacks
 
 PIPELINE_RUN_TAG = "dlpipe.pipeline_run"  # the Kubeflow run that produced an MLflow run (env DLPIPE_PIPELINE_RUN)
@@ -44,7 +45,9 @@ def tracking_uri() -> str:
 def for_pipeline_step(mlflow_tracking_uri: str, pipeline_run: str = "") -> None:
     """A Kubeflow step's tracking: the run's MLflow URI (empty = the pod's $MLFLOW_TRACKING_URI, e.g. from a
     Secret) and the pipeline run's id, tagged on every MLflow run so the exit handler can find them. The step's
-    log lines and an error's traceback are masked (components/core/secrets.py)."""
+    log lines and an error's traceback are masked (components/core/secrets.py); its exit skips the final garbage
+    collection, as a `dlpipe` command's does (components/core/memory.py)."""
+    skip_final_collection()
     mask_logs()
     mask_tracebacks()
     if mlflow_tracking_uri:

@@ -13,7 +13,7 @@ import traceback
 import typer
 
 from components.core.errors import DlpipeError
-from components.core.memory import retain_freed_memory
+from components.core.memory import retain_freed_memory, skip_final_collection
 from components.core.secrets import mask, mask_logs
 from pipelines.cli import predict, repro, steps  # noqa: F401  (register their commands on app)
 from pipelines.cli.app import app
@@ -43,8 +43,10 @@ EXTRAS = {
 def main() -> None:
     """Entry point: config errors and a missing optional dependency print one clear line instead of a traceback.
     Every error and log line is masked (components/core/secrets.py): a storage URL's password never reaches the
-    terminal or a CI log. Freed tensor memory is kept for reuse (components/core/memory.py)."""
+    terminal or a CI log. Freed tensor memory is kept for reuse, and the exit skips the final garbage collection
+    (components/core/memory.py)."""
     retain_freed_memory()
+    skip_final_collection()
     mask_logs()
     try:
         app()

@@ -1,4 +1,4 @@
-"""retain_freed_memory: freed buffers are reused instead of faulted in again; child processes and images get it."""
+"""memory.py: freed buffers are reused, not faulted in again (children and images get it); exits skip the last GC."""
 
 from __future__ import annotations
 
@@ -66,3 +66,32 @@ def test_images_set_the_same_values(dockerfile: str) -> None:
     text = (ROOT / dockerfile).read_text()
     found = dict(re.findall(r"\b(MALLOC_\w+_)=(\d+)", text))
     assert found == memory.ENV
+
+
+# A probe registered before anything else runs last at exit: what the final collections would still visit then.
+EXIT_PROBE = r"""
+import atexit, gc, os, sys
+HOW = sys.argv[1]
+atexit.register(lambda: os.write(1, f"frozen={gc.get_freeze_count()} tracked={len(gc.get_objects())}\n".encode()))
+if HOW == "cli":
+    from pipelines.cli import main
+    sys.argv = ["dlpipe", "--help"]
+    main()
+elif HOW == "kubeflow":
+    from components.core.tracking import for_pipeline_step
+    for_pipeline_step("")
+atexit.register(lambda: os.write(1, b"a later handler ran\n"))
+"""
+
+
+@pytest.mark.parametrize("how", ["cli", "kubeflow", "neither"])
+def test_step_processes_exit_without_the_final_collection(how: str) -> None:
+    """`dlpipe` commands and Kubeflow steps freeze what is alive once every other atexit handler has run."""
+    out = subprocess.run([sys.executable, "-c", EXIT_PROBE, how], cwd=ROOT, capture_output=True, text=True).stdout
+    probe = dict(re.findall(r"(frozen|tracked)=(\d+)", out))
+    if how == "neither":
+        assert probe == {"frozen": "0", "tracked": probe["tracked"]} and int(probe["tracked"]) > 1000
+        return
+    assert int(probe["frozen"]) > 1000 and probe["tracked"] == "0", out
+    if how == "kubeflow":
+        assert out.index("a later handler ran") < out.index("frozen=")

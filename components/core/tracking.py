@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from contextlib import contextmanager, suppress
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -69,9 +70,26 @@ def configure() -> Any:
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)  # the registry follows it unless MLFLOW_REGISTRY_URI says otherwise
+    if uri.startswith("sqlite:///"):
+        _open_sqlite_store(uri)
     # Over HTTP every logging call is a round trip: queue them (flushed when the run ends).
     mlflow.config.enable_async_logging(not _is_local(uri))
     return mlflow
+
+
+@cache
+def _open_sqlite_store(uri: str) -> None:
+    """Open the SQLite store once per process, one process at a time. MLflow creates a new database's tables
+    (its migrations) on first use without a lock: two processes starting on a fresh home at once, as two lanes of
+    `dlpipe repro` do, both create them and one fails with "table ... already exists". MLflow keeps the opened
+    store for the process's later calls."""
+    from filelock import FileLock
+    from mlflow import MlflowClient
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{db}.lock"):
+        MlflowClient(uri).search_experiments(max_results=1)
 
 
 def experiment_id(task: str) -> str:

@@ -1,8 +1,43 @@
-"""MLflow tracking helpers on the embedded store: marking a failed pipeline's top-level runs."""
+"""MLflow tracking helpers on the embedded store: a fresh store opened by several processes at once, marking a
+failed pipeline's top-level runs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[4]
+
+# Each process imports MLflow, then waits until all are ready, so that they open the new store together.
+OPEN_TOGETHER = r"""
+import sys, time
+from pathlib import Path
+import mlflow
+from components.core import tracking
+ready, n = Path(sys.argv[1]), int(sys.argv[2])
+(ready / sys.argv[3]).touch()
+while len(list(ready.iterdir())) < n:
+    time.sleep(0.01)
+print(tracking.experiment_id(f"lane{sys.argv[3]}"))
+"""
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Two `dlpipe repro` lanes start their first MLflow stages together on a fresh home: MLflow alone runs its
+    migrations twice and one process fails with "table ... already exists"."""
+    ready, n = tmp_path / "ready", 3
+    ready.mkdir()
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"}
+    args = [sys.executable, "-c", OPEN_TOGETHER, str(ready), str(n)]
+    procs = [
+        subprocess.Popen([*args, str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(n)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * n, [err[-600:] for _, err in outs]
+    assert len({out.strip() for out, _ in outs}) == n  # three experiments, one store
 
 
 def test_mark_pipeline_failed_marks_only_that_pipeline_runs_top_level_runs(tmp_path: Path) -> None:

@@ -82,14 +82,23 @@ def _open_sqlite_store(uri: str) -> None:
     """Open the SQLite store once per process, one process at a time. MLflow creates a new database's tables
     (its migrations) on first use without a lock: two processes starting on a fresh home at once, as two lanes of
     `dlpipe repro` do, both create them and one fails with "table ... already exists". MLflow keeps the opened
-    store for the process's later calls."""
+    store for the process's later calls. In a read-only folder (a store mounted to be read) no lock can be taken, and
+    no process creates tables there either: it is opened without one."""
     from filelock import FileLock
     from mlflow import MlflowClient
 
     db = Path(uri.removeprefix("sqlite:///"))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{db}.lock"):
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{db}.lock")
+        lock.acquire()
+    except OSError:
+        lock = None
+    try:
         MlflowClient(uri).search_experiments(max_results=1)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def experiment_id(task: str) -> str:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[4]
 
 # Each process imports MLflow, then waits until all are ready, so that they open the new store together.
@@ -38,6 +40,25 @@ def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> No
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * n, [err[-600:] for _, err in outs]
     assert len({out.strip() for out, _ in outs}) == n  # three experiments, one store
+
+
+def test_a_store_where_no_lock_can_be_taken_still_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store in a folder this process may only read (a mounted registry): the lock file cannot be made there."""
+    import filelock
+    import mlflow
+
+    from components.core import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.MlflowClient(uri).create_experiment("kept")
+
+    class ReadOnly(filelock.FileLock):
+        def acquire(self, *args: object, **kwargs: object) -> None:
+            raise PermissionError(13, "Permission denied", self.lock_file)
+
+    monkeypatch.setattr(filelock, "FileLock", ReadOnly)
+    tracking._open_sqlite_store.__wrapped__(uri)  # the cached function, called afresh
+    assert not (tmp_path / "mlflow.db.lock").exists()
 
 
 def test_mark_pipeline_failed_marks_only_that_pipeline_runs_top_level_runs(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -88,17 +88,11 @@ def _open_sqlite_store(uri: str) -> None:
     from mlflow import MlflowClient
 
     db = Path(uri.removeprefix("sqlite:///"))
-    try:
-        db.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(f"{db}.lock")
-        lock.acquire()
-    except OSError:
-        lock = None
-    try:
+    with ExitStack() as held:
+        with suppress(OSError):  # the read-only folder
+            db.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(FileLock(f"{db}.lock"))
         MlflowClient(uri).search_experiments(max_results=1)
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def experiment_id(task: str) -> str:

@@ -90,7 +90,7 @@ def test_step_processes_exit_without_the_final_collection(how: str) -> None:
     out = subprocess.run([sys.executable, "-c", EXIT_PROBE, how], cwd=ROOT, capture_output=True, text=True).stdout
     probe = dict(re.findall(r"(frozen|tracked)=(\d+)", out))
     if how == "neither":
-        assert probe == {"frozen": "0", "tracked": probe["tracked"]} and int(probe["tracked"]) > 1000
+        assert probe["frozen"] == "0" and int(probe["tracked"]) > 1000
         return
     assert int(probe["frozen"]) > 1000 and probe["tracked"] == "0", out
     if how == "kubeflow":

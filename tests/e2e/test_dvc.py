@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TABULAR_TUNE
 
-pytestmark = pytest.mark.slow  # about 150 s: a repository copy, `dvc repro` of the tabular task, two `dvc exp run`
+pytestmark = pytest.mark.slow  # about 100 s: a repository copy, `dvc repro` of the tabular task, two `dvc exp run`
 
 BIN = Path(sys.executable).parent
 
@@ -28,7 +29,7 @@ def sh(*cmd: str, cwd: Path, env: dict[str, str]) -> str:
 def repo_copy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """The working tree's files (tracked and untracked, not ignored) in a new git repository, less dvc.lock: its
     7,200 lines (every task's stages) cost DVC 1-2 s to parse and rewrite after each stage, and this copy reproduces
-    only the tabular task's."""
+    only the tabular task's. Its params.yaml tunes the tabular task with the study the session's fixture uses."""
     dst = tmp_path_factory.mktemp("clone") / "repo"
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -37,6 +38,9 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
         if (ROOT / name).is_file() and name != "dvc.lock":
             (dst / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, dst / name)
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    params["tune"]["tabular"] |= TABULAR_TUNE
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if k not in ("DLPIPE_HOME", "MLFLOW_TRACKING_URI")}
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
     sh("git", "init", "-q", cwd=dst, env=env)

@@ -179,17 +179,25 @@ def _registry_contents(uri: str) -> Contents:
 def _store_bundle(tag: str) -> Bundle:
     import bentoml
 
-    folder = Path(bentoml.models.get(tag).path)
+    return _read_saved(Path(bentoml.models.get(tag).path))
+
+
+def _read_saved(folder: Path) -> Bundle:
+    """A bundle `_write_saved` wrote to `folder`."""
     saved = read_json(folder / BUNDLE_FILE)
     files = {p.name: p.read_bytes() for p in folder.iterdir() if p.name in saved["files"]}
-    return Bundle(
-        (folder / "model.onnx").read_bytes(),
-        load_meta(folder),
-        saved["source"],
-        files,
-        saved["version"],
-        saved["metrics"],
-    )
+    onnx = (folder / "model.onnx").read_bytes()
+    return Bundle(onnx, load_meta(folder), saved["source"], files, saved["version"], saved["metrics"])
+
+
+def _write_saved(bundle: Bundle, folder: Path) -> None:
+    """model.onnx, meta.json, the extra files and bundle.json (source, version, metrics, the extra files' names)."""
+    (folder / "model.onnx").write_bytes(bundle.onnx)
+    (folder / META_FILE).write_text(bundle.meta.model_dump_json())
+    for file_name, data in (bundle.files or {}).items():
+        (folder / file_name).write_bytes(data)
+    saved = {"source": bundle.source, "version": bundle.version, "metrics": bundle.metrics}
+    (folder / BUNDLE_FILE).write_text(json.dumps(saved | {"files": sorted(bundle.files or {})}))
 
 
 def save_to_store(bundle: Bundle, name: str) -> str:
@@ -198,13 +206,7 @@ def save_to_store(bundle: Bundle, name: str) -> str:
 
     labels = {"task": bundle.meta.task, "version": bundle.version or "local"}
     with bentoml.models.create(name, labels=labels, metadata={"source": bundle.source}) as model:
-        folder = Path(model.path)
-        (folder / "model.onnx").write_bytes(bundle.onnx)
-        (folder / META_FILE).write_text(bundle.meta.model_dump_json())
-        for file_name, data in (bundle.files or {}).items():
-            (folder / file_name).write_bytes(data)
-        saved = {"source": bundle.source, "version": bundle.version, "metrics": bundle.metrics}
-        (folder / BUNDLE_FILE).write_text(json.dumps(saved | {"files": sorted(bundle.files or {})}))
+        _write_saved(bundle, Path(model.path))
     return str(model.tag)
 
 
@@ -223,10 +225,52 @@ def bundle_tokenizer(bundle: Bundle) -> Any:
 
 def bundle_from_env(default_task: str = "tabular") -> Bundle:
     """The bundle picked by DLPIPE_TASK and DLPIPE_MODEL_URI / DLPIPE_MODEL_DIR (what `dlpipe serve` sets),
-    else the model a Bento was built with (serving/packed.json, written by `dlpipe serve build`)."""
+    else the model a Bento was built with (serving/packed.json, written by `dlpipe serve build`).
+
+    `bentoml serve` builds the service twice: in its own process (to read the service's definition), then in each
+    HTTP worker it starts. The first load hands its bundle down to those workers (`_hand_down`), so every worker
+    serves the very version the server resolved, even if the alias moves meanwhile, and none imports MLflow (2-3 s of
+    each worker's start-up)."""
+    import bentoml
+
+    worker = bentoml.server_context.worker_index is not None  # an HTTP worker that `bentoml serve` started
+    inherited = _handed_down() if worker else None
+    if inherited is not None:
+        return inherited
     env = os.environ.get
     packed = read_json(PACKED) if PACKED.is_file() else {}
     task = env("DLPIPE_TASK") or packed.get("task") or default_task
     if env("DLPIPE_MODEL_URI") or env("DLPIPE_MODEL_DIR") or not packed:
-        return load_bundle(task, env("DLPIPE_MODEL_URI"), env("DLPIPE_MODEL_DIR"))
-    return load_bundle(task, bento_model=packed["model"])
+        bundle = load_bundle(task, env("DLPIPE_MODEL_URI"), env("DLPIPE_MODEL_DIR"))
+    else:
+        bundle = load_bundle(task, bento_model=packed["model"])
+    if not worker:
+        _hand_down(bundle)
+    return bundle
+
+
+HANDED_DOWN = "DLPIPE_HANDED_DOWN_BUNDLE"  # {"pid": the process that loaded it, "dir": its saved copy}
+
+
+def _hand_down(bundle: Bundle) -> None:
+    """Save `bundle` to a private folder (removed when this process exits) and name it in this process's
+    environment, which the processes it starts inherit."""
+    import atexit
+    import shutil
+
+    folder = Path(tempfile.mkdtemp(prefix="dlpipe-bundle-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    _write_saved(bundle, folder)
+    os.environ[HANDED_DOWN] = json.dumps({"pid": os.getpid(), "dir": str(folder)})
+
+
+def _handed_down() -> Bundle | None:
+    """The bundle this worker's own server process handed down, if it did (never an older ancestor's)."""
+    try:
+        given = json.loads(os.environ.get(HANDED_DOWN) or "{}")
+    except ValueError:
+        return None
+    folder = Path(given.get("dir") or "")
+    if given.get("pid") != os.getppid() or not (folder / BUNDLE_FILE).is_file():
+        return None
+    return _read_saved(folder)

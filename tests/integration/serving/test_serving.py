@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +20,7 @@ import pytest
 from components.core.contract import load_meta
 from serving import cli, session
 from serving.bundle import load_bundle
-from tests.helpers.serving import _masked_lm_export, bentoml_server
+from tests.helpers.serving import ROOT, _masked_lm_export, bentoml_server
 
 
 def test_local_bundle_session_and_task_check(tabular_artifacts: Path) -> None:
@@ -52,6 +55,53 @@ def test_cli_execs_bentoml_with_absolute_paths(
     assert len(calls) == 1
     cli.serve(task="all")
     assert calls[-1][1][4] == "serving.gateway:Gateway" and calls[-1][2]["DLPIPE_TASK"] == "all"
+
+
+# What a BentoML HTTP worker of `bentoml serve serving.app:Service` does at start-up (worker_index set, then the
+# service module's bundle_from_env): print what it loaded and whether it imported MLflow.
+WORKER = """
+import hashlib, json, sys
+import bentoml
+bentoml.server_context.worker_index = 1
+from serving.bundle import bundle_from_env
+b = bundle_from_env()
+print(json.dumps([b.source, hashlib.sha256(b.onnx).hexdigest(), sorted(b.files or {}), "mlflow" in sys.modules]))
+"""
+
+# The server's own process: load the bundle, delete the model it came from, then start a worker (and a worker's
+# worker, whose parent handed nothing down): their answers, and where the handed-down copy was.
+SERVER = """
+import json, os, shutil, subprocess, sys
+from serving.bundle import HANDED_DOWN, bundle_from_env
+bundle_from_env()
+shutil.rmtree(os.environ["DLPIPE_MODEL_DIR"])
+run = lambda *args: subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True)
+worker = run(sys.argv[1])
+nested = run("import subprocess, sys; subprocess.run([sys.executable, '-c', sys.argv[1]], check=True)", sys.argv[1])
+print(json.dumps([worker.stdout, worker.stderr[-2000:], nested.stderr, json.loads(os.environ[HANDED_DOWN])["dir"]]))
+"""
+
+
+def test_workers_serve_the_bundle_their_server_loaded(tabular_artifacts: Path, tmp_path: Path) -> None:
+    """The server process hands its bundle down to the HTTP workers it starts: they serve that very model, without
+    MLflow, even when its source is gone by then; a process it did not start is handed nothing; the copy is removed
+    when the server exits."""
+    import hashlib
+
+    model = shutil.copytree(tabular_artifacts, tmp_path / "model")
+    env = os.environ | {"DLPIPE_TASK": "tabular", "DLPIPE_MODEL_DIR": str(model)}
+    env.pop("DLPIPE_MODEL_URI", None)
+    onnx = hashlib.sha256((model / "model.onnx").read_bytes()).hexdigest()
+    proc = subprocess.run(
+        [sys.executable, "-c", SERVER, WORKER], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    worker_out, worker_err, nested_err, handed = json.loads(proc.stdout.splitlines()[-1])
+    assert worker_out, worker_err
+    source, digest, files, imported_mlflow = json.loads(worker_out)
+    assert (source, digest, files, imported_mlflow) == (str(model), onnx, [], False)
+    assert str(model) in nested_err  # not handed its grandparent's bundle: it looked for the deleted model itself
+    assert not Path(handed).exists()
 
 
 @pytest.fixture(scope="module")

@@ -225,18 +225,11 @@ def bundle_tokenizer(bundle: Bundle) -> Any:
 
 def bundle_from_env(default_task: str = "tabular") -> Bundle:
     """The bundle picked by DLPIPE_TASK and DLPIPE_MODEL_URI / DLPIPE_MODEL_DIR (what `dlpipe serve` sets),
-    else the model a Bento was built with (serving/packed.json, written by `dlpipe serve build`).
-
-    `bentoml serve` builds the service twice: in its own process (to read the service's definition), then in each
-    HTTP worker it starts. The first load hands its bundle down to those workers (`_hand_down`), so every worker
-    serves the very version the server resolved, even if the alias moves meanwhile, and none imports MLflow (2-3 s of
-    each worker's start-up)."""
-    import bentoml
-
-    worker = bentoml.server_context.worker_index is not None  # an HTTP worker that `bentoml serve` started
-    inherited = _handed_down() if worker else None
+    else the model a Bento was built with (serving/packed.json, written by `dlpipe serve build`); in an HTTP worker,
+    the one its server process loaded (`handed_down`)."""
+    inherited = handed_down()
     if inherited is not None:
-        return inherited
+        return inherited[0]
     env = os.environ.get
     packed = read_json(PACKED) if PACKED.is_file() else {}
     task = env("DLPIPE_TASK") or packed.get("task") or default_task
@@ -244,33 +237,47 @@ def bundle_from_env(default_task: str = "tabular") -> Bundle:
         bundle = load_bundle(task, env("DLPIPE_MODEL_URI"), env("DLPIPE_MODEL_DIR"))
     else:
         bundle = load_bundle(task, bento_model=packed["model"])
-    if not worker:
-        _hand_down(bundle)
+    hand_down([bundle])
     return bundle
 
 
-HANDED_DOWN = "DLPIPE_HANDED_DOWN_BUNDLE"  # {"pid": the process that loaded it, "dir": its saved copy}
+# `bentoml serve` builds a service twice: in its own process (to read the service's definition), then in each HTTP
+# worker it starts. The first load hands its bundles down to those workers: every worker serves the very versions
+# the server resolved, even if an alias moves meanwhile, and none imports MLflow (2-3 s of each worker's start-up).
+HANDED_DOWN = "DLPIPE_HANDED_DOWN_BUNDLES"  # {"pid": the process that loaded them, "dir": their saved copies}
 
 
-def _hand_down(bundle: Bundle) -> None:
-    """Save `bundle` to a private folder (removed when this process exits) and name it in this process's
-    environment, which the processes it starts inherit."""
+def _in_worker() -> bool:
+    import bentoml
+
+    return bentoml.server_context.worker_index is not None
+
+
+def hand_down(bundles: list[Bundle]) -> None:
+    """Outside a worker: save `bundles` to a private folder (removed when this process exits) and name it in this
+    process's environment, which the worker processes it starts inherit."""
+    if _in_worker():
+        return
     import atexit
     import shutil
 
-    folder = Path(tempfile.mkdtemp(prefix="dlpipe-bundle-"))
+    folder = Path(tempfile.mkdtemp(prefix="dlpipe-bundles-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    _write_saved(bundle, folder)
-    os.environ[HANDED_DOWN] = json.dumps({"pid": os.getpid(), "dir": str(folder)})
+    for i, bundle in enumerate(bundles):
+        (folder / str(i)).mkdir()
+        _write_saved(bundle, folder / str(i))
+    os.environ[HANDED_DOWN] = json.dumps({"pid": os.getpid(), "dir": str(folder), "count": len(bundles)})
 
 
-def _handed_down() -> Bundle | None:
-    """The bundle this worker's own server process handed down, if it did (never an older ancestor's)."""
+def handed_down() -> list[Bundle] | None:
+    """In a worker: the bundles its own server process handed down (never an older ancestor's), else None."""
     try:
         given = json.loads(os.environ.get(HANDED_DOWN) or "{}")
     except ValueError:
         return None
-    folder = Path(given.get("dir") or "")
-    if given.get("pid") != os.getppid() or not (folder / BUNDLE_FILE).is_file():
+    if given.get("pid") != os.getppid() or not _in_worker():
         return None
-    return _read_saved(folder)
+    folders = [Path(given.get("dir") or "") / str(i) for i in range(given.get("count", 0))]
+    if not folders or not all((f / BUNDLE_FILE).is_file() for f in folders):
+        return None
+    return [_read_saved(f) for f in folders]

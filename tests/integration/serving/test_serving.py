@@ -57,23 +57,26 @@ def test_cli_execs_bentoml_with_absolute_paths(
     assert calls[-1][1][4] == "serving.gateway:Gateway" and calls[-1][2]["DLPIPE_TASK"] == "all"
 
 
-# What a BentoML HTTP worker of `bentoml serve serving.app:Service` does at start-up (worker_index set, then the
-# service module's bundle_from_env): print what it loaded and whether it imported MLflow.
+# What an HTTP worker of `bentoml serve` does at start-up (worker_index set, then the service module loads its
+# bundles): print what it loaded and whether it imported MLflow. LOAD is the service's own load.
 WORKER = """
 import hashlib, json, sys
 import bentoml
 bentoml.server_context.worker_index = 1
-from serving.bundle import bundle_from_env
-b = bundle_from_env()
-print(json.dumps([b.source, hashlib.sha256(b.onnx).hexdigest(), sorted(b.files or {}), "mlflow" in sys.modules]))
+LOAD
+print(json.dumps([b.source, hashlib.sha256(b.onnx).hexdigest(), b.version, "mlflow" in sys.modules]))
 """
+LOADS = {
+    "serving.app": "from serving.bundle import bundle_from_env; b = bundle_from_env()",
+    "serving.gateway": "from serving.gateway import bundles; b, = bundles()",
+}
 
-# The server's own process: load the bundle, delete the model it came from, then start a worker (and a worker's
-# worker, whose parent handed nothing down): their answers, and where the handed-down copy was.
+# The server's own process: load, delete the models loaded from, then start a worker (and a worker's worker, whose
+# parent handed nothing down): their answers, and where the handed-down copies were.
 SERVER = """
 import json, os, shutil, subprocess, sys
-from serving.bundle import HANDED_DOWN, bundle_from_env
-bundle_from_env()
+from serving.bundle import HANDED_DOWN
+exec(sys.argv[2])
 shutil.rmtree(os.environ["DLPIPE_MODEL_DIR"])
 run = lambda *args: subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True)
 worker = run(sys.argv[1])
@@ -82,25 +85,31 @@ print(json.dumps([worker.stdout, worker.stderr[-2000:], nested.stderr, json.load
 """
 
 
-def test_workers_serve_the_bundle_their_server_loaded(tabular_artifacts: Path, tmp_path: Path) -> None:
-    """The server process hands its bundle down to the HTTP workers it starts: they serve that very model, without
-    MLflow, even when its source is gone by then; a process it did not start is handed nothing; the copy is removed
-    when the server exits."""
+@pytest.mark.parametrize("service", LOADS)
+def test_workers_serve_the_bundles_their_server_loaded(service: str, tabular_artifacts: Path, tmp_path: Path) -> None:
+    """The server process hands what it loaded down to the HTTP workers it starts: they serve that very model,
+    without MLflow, even when its source is gone by then; a process it did not start is handed nothing; the copy
+    is removed when the server exits. For one task's service (a model folder) and the gateway (an artifacts folder)."""
     import hashlib
 
-    model = shutil.copytree(tabular_artifacts, tmp_path / "model")
-    env = os.environ | {"DLPIPE_TASK": "tabular", "DLPIPE_MODEL_DIR": str(model)}
+    source = tmp_path / "artifacts"
+    model = shutil.copytree(tabular_artifacts, source / "tabular")
+    env = os.environ | {"DLPIPE_TASK": "tabular", "DLPIPE_TASKS": "tabular"}
+    env |= {"DLPIPE_MODEL_DIR": str(model if service == "serving.app" else source)}
     env.pop("DLPIPE_MODEL_URI", None)
-    onnx = hashlib.sha256((model / "model.onnx").read_bytes()).hexdigest()
+    expected = (str(model), hashlib.sha256((model / "model.onnx").read_bytes()).hexdigest())
+    expected += (json.loads((model / "registration.json").read_text())["version"], False)
+    load = LOADS[service]
     proc = subprocess.run(
-        [sys.executable, "-c", SERVER, WORKER], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
-    )
+        [sys.executable, "-c", SERVER, WORKER.replace("LOAD", load), load],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     worker_out, worker_err, nested_err, handed = json.loads(proc.stdout.splitlines()[-1])
     assert worker_out, worker_err
-    source, digest, files, imported_mlflow = json.loads(worker_out)
-    assert (source, digest, files, imported_mlflow) == (str(model), onnx, [], False)
-    assert str(model) in nested_err  # not handed its grandparent's bundle: it looked for the deleted model itself
+    assert tuple(json.loads(worker_out)) == expected
+    # not handed its grandparent's bundles: it looked for the deleted model itself
+    assert (str(model) if service == "serving.app" else "no servable model for ['tabular']") in nested_err
     assert not Path(handed).exists()
 
 

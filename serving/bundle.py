@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,19 +227,17 @@ def bundle_tokenizer(bundle: Bundle) -> Any:
 def bundle_from_env(default_task: str = "tabular") -> Bundle:
     """The bundle picked by DLPIPE_TASK and DLPIPE_MODEL_URI / DLPIPE_MODEL_DIR (what `dlpipe serve` sets),
     else the model a Bento was built with (serving/packed.json, written by `dlpipe serve build`); in an HTTP worker,
-    the one its server process loaded (`handed_down`)."""
-    inherited = handed_down()
-    if inherited is not None:
-        return inherited[0]
-    env = os.environ.get
-    packed = read_json(PACKED) if PACKED.is_file() else {}
-    task = env("DLPIPE_TASK") or packed.get("task") or default_task
-    if env("DLPIPE_MODEL_URI") or env("DLPIPE_MODEL_DIR") or not packed:
-        bundle = load_bundle(task, env("DLPIPE_MODEL_URI"), env("DLPIPE_MODEL_DIR"))
-    else:
-        bundle = load_bundle(task, bento_model=packed["model"])
-    hand_down([bundle])
-    return bundle
+    the one its server process loaded (`shared_with_workers`)."""
+
+    def load() -> list[Bundle]:
+        env = os.environ.get
+        packed = read_json(PACKED) if PACKED.is_file() else {}
+        task = env("DLPIPE_TASK") or packed.get("task") or default_task
+        if env("DLPIPE_MODEL_URI") or env("DLPIPE_MODEL_DIR") or not packed:
+            return [load_bundle(task, env("DLPIPE_MODEL_URI"), env("DLPIPE_MODEL_DIR"))]
+        return [load_bundle(task, bento_model=packed["model"])]
+
+    return shared_with_workers(load)[0]
 
 
 # `bentoml serve` builds a service twice: in its own process (to read the service's definition), then in each HTTP
@@ -247,37 +246,34 @@ def bundle_from_env(default_task: str = "tabular") -> Bundle:
 HANDED_DOWN = "DLPIPE_HANDED_DOWN_BUNDLES"  # {"pid": the process that loaded them, "dir": their saved copies}
 
 
-def _in_worker() -> bool:
-    import bentoml
-
-    return bentoml.server_context.worker_index is not None
-
-
-def hand_down(bundles: list[Bundle]) -> None:
-    """Outside a worker: save `bundles` to a private folder (removed when this process exits) and name it in this
-    process's environment, which the worker processes it starts inherit."""
-    if _in_worker():
-        return
+def shared_with_workers(load: Callable[[], list[Bundle]]) -> list[Bundle]:
+    """In an HTTP worker, the bundles its own server process handed down (never an older ancestor's); elsewhere
+    `load()`, saved to a private folder (removed when this process exits) that this process's environment names,
+    which the workers it starts inherit."""
     import atexit
     import shutil
 
+    import bentoml
+
+    if bentoml.server_context.worker_index is not None:
+        return _handed_down() or load()
+    bundles = load()
     folder = Path(tempfile.mkdtemp(prefix="dlpipe-bundles-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     for i, bundle in enumerate(bundles):
         (folder / str(i)).mkdir()
         _write_saved(bundle, folder / str(i))
-    os.environ[HANDED_DOWN] = json.dumps({"pid": os.getpid(), "dir": str(folder), "count": len(bundles)})
+    os.environ[HANDED_DOWN] = json.dumps({"pid": os.getpid(), "dir": str(folder)})
+    return bundles
 
 
-def handed_down() -> list[Bundle] | None:
-    """In a worker: the bundles its own server process handed down (never an older ancestor's), else None."""
+def _handed_down() -> list[Bundle] | None:
     try:
         given = json.loads(os.environ.get(HANDED_DOWN) or "{}")
     except ValueError:
         return None
-    if given.get("pid") != os.getppid() or not _in_worker():
+    folder = Path(given.get("dir") or "")
+    if given.get("pid") != os.getppid() or not folder.is_dir():
         return None
-    folders = [Path(given.get("dir") or "") / str(i) for i in range(given.get("count", 0))]
-    if not folders or not all((f / BUNDLE_FILE).is_file() for f in folders):
-        return None
-    return [_read_saved(f) for f in folders]
+    saved = sorted((f for f in folder.iterdir() if (f / BUNDLE_FILE).is_file()), key=lambda f: int(f.name))
+    return [_read_saved(f) for f in saved] or None

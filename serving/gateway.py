@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from serving import families, service
-from serving.bundle import Bundle, describe, hand_down, handed_down, load_bundle
+from serving.bundle import Bundle, describe, load_bundle, shared_with_workers
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,7 @@ def sources() -> dict[str, dict[str, Any]]:
 
 def bundles() -> list[Bundle]:
     """Every chosen task's bundle; in an HTTP worker, the ones its server process loaded (serving/bundle.py)."""
-    inherited = handed_down()
-    if inherited is not None:
-        return inherited
-    loaded = [load_bundle(task, **where) for task, where in sources().items()]
-    hand_down(loaded)
-    return loaded
+    return shared_with_workers(lambda: [load_bundle(task, **where) for task, where in sources().items()])
 
 
 @functools.cache

@@ -244,6 +244,7 @@ def bundle_from_env(default_task: str = "tabular") -> Bundle:
 # worker it starts. The first load hands its bundles down to those workers: every worker serves the very versions
 # the server resolved, even if an alias moves meanwhile, and none imports MLflow (2-3 s of each worker's start-up).
 HANDED_DOWN = "DLPIPE_HANDED_DOWN_BUNDLES"  # {"pid": the process that loaded them, "dir": their saved copies}
+COPIES_PREFIX = "dlpipe-bundles-"  # the copies' folder in the temp directory: dlpipe-bundles-<server pid>-<random>
 
 
 def shared_with_workers(load: Callable[[], list[Bundle]]) -> list[Bundle]:
@@ -258,13 +259,42 @@ def shared_with_workers(load: Callable[[], list[Bundle]]) -> list[Bundle]:
     if bentoml.server_context.worker_index is not None:
         return _handed_down() or load()
     bundles = load()
-    folder = Path(tempfile.mkdtemp(prefix="dlpipe-bundles-"))
+    remove_orphaned_copies()
+    folder = Path(tempfile.mkdtemp(prefix=f"{COPIES_PREFIX}{os.getpid()}-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     for i, bundle in enumerate(bundles):
         (folder / str(i)).mkdir()
         _write_saved(bundle, folder / str(i))
     os.environ[HANDED_DOWN] = json.dumps({"pid": os.getpid(), "dir": str(folder)})
     return bundles
+
+
+def remove_orphaned_copies(temp: Path | None = None) -> list[Path]:
+    """Remove this user's handed-down copies whose server is gone without its exit handler (killed with SIGKILL,
+    or by the kernel for memory): the model bytes would otherwise stay in the temp directory. Returns them."""
+    import shutil
+
+    removed = []
+    for folder in Path(temp or tempfile.gettempdir()).glob(f"{COPIES_PREFIX}*-*"):
+        pid = folder.name.removeprefix(COPIES_PREFIX).split("-")[0]
+        try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid() or _alive(int(pid)):
+                continue
+        except OSError:  # removed meanwhile
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it does, as another user's process
+        pass
+    return True
 
 
 def _handed_down() -> list[Bundle] | None:

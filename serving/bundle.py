@@ -9,8 +9,10 @@ imported inside the functions that use them.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -251,9 +253,6 @@ def shared_with_workers(load: Callable[[], list[Bundle]]) -> list[Bundle]:
     """In an HTTP worker, the bundles its own server process handed down (never an older ancestor's); elsewhere
     `load()`, saved to a private folder (removed when this process exits) that this process's environment names,
     which the workers it starts inherit."""
-    import atexit
-    import shutil
-
     import bentoml
 
     if bentoml.server_context.worker_index is not None:
@@ -272,8 +271,6 @@ def shared_with_workers(load: Callable[[], list[Bundle]]) -> list[Bundle]:
 def remove_orphaned_copies(temp: Path | None = None) -> list[Path]:
     """Remove this user's handed-down copies whose server is gone without its exit handler (killed with SIGKILL,
     or by the kernel for memory): the model bytes would otherwise stay in the temp directory. Returns them."""
-    import shutil
-
     removed = []
     for folder in Path(temp or tempfile.gettempdir()).glob(f"{COPIES_PREFIX}*-*"):
         pid = folder.name.removeprefix(COPIES_PREFIX).split("-")[0]

@@ -23,8 +23,8 @@ CHAR = 0.045  # inches of one character of a 5-point tick label
 def plot_attention(maps: list[Map], path: Path, title: str) -> Path:
     """One row per attention module, one column per head; rows are queries, columns the keys they weigh. Every
     map fills its cell (a cross-attention map of 7 targets by 16 sources is as tall as a square one), and a row's
-    queries are labelled once, on its first head. The margins are sized from the longest labels, in inches:
-    tight_layout measured every label again, 0.9-2 s of a 3-5 s figure."""
+    queries are labelled once, on its first head. The margins are sized in inches from the longest labels, not by
+    tight_layout, which measures every label once more (0.9-2 s of a 3-5 s figure)."""
     heads, rows = max(w.shape[0] for _, w, _, _ in maps), len(maps)
     left = 0.15 + max(_reach(queries) for _, _, queries, _ in maps)
     gap = 0.3 + max(_reach(keys) for _, _, _, keys in maps)  # a row's key labels, then the next row's titles

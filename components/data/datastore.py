@@ -44,10 +44,16 @@ def rebuild(root: Path = Path(".")) -> list[Path]:
 
 
 def in_sync(root: Path = Path(".")) -> bool:
-    """True when data/ hashes to what data.dvc records (whether or not the DVC cache holds it yet)."""
-    status = json.loads(dvc("status", "--json", DVC_FILE, cwd=root).stdout or "{}")
-    changes = [change for entry in status.get(DVC_FILE, []) for change in entry.get("changed outs", {}).values()]
-    return all(change == "not in cache" for change in changes)
+    """True when data/ hashes to what data.dvc records, whether or not the DVC cache holds it yet. (`dvc status`
+    cannot tell: while the recorded object is missing from the cache, as in a fresh clone, it reports "not in
+    cache" whatever the workspace holds.)"""
+    import contextlib
+
+    from dvc.repo import Repo
+
+    with contextlib.chdir(root), Repo(".") as repo:
+        (out,) = repo.stage.load_one(DVC_FILE).outs
+        return out.exists and not out.changed_checksum()
 
 
 def pull(root: Path = Path(".")) -> str:

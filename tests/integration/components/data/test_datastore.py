@@ -90,6 +90,27 @@ def test_a_local_remote_without_the_snapshot_gets_it_rebuilt_and_pushed(
     assert (tmp_path / "fresh-remote" / "files" / "md5").is_dir()  # pushed
 
 
+def test_a_rebuild_that_does_not_hash_to_data_dvc_is_refused_and_not_recorded(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh clone (empty cache) whose sources now give other bytes (another library or Python version): DVC's own
+    status calls that "not in cache", so the check hashes the rebuilt data itself; data.dvc keeps its record."""
+
+    def rebuild(root: Path) -> list[Path]:
+        (root / "data" / "raw" / "mine").mkdir(parents=True, exist_ok=True)
+        (root / "data" / "raw" / "mine" / "data.csv").write_text(CSV + "3,c\n")
+        return [root / "data" / "raw" / "mine"]
+
+    monkeypatch.setattr(datastore, "rebuild", rebuild)
+    dvc("remote", "add", "--default", "fresh", str(tmp_path / "fresh-remote"), cwd=repo)
+    recorded = (repo / "data.dvc").read_text()
+    _fresh_clone(repo)
+    with pytest.raises(DataVersionError, match=r"does not hash to data\.dvc"):
+        pull(repo)
+    assert (repo / "data.dvc").read_text() == recorded
+    assert not (tmp_path / "fresh-remote").exists()  # nothing pushed
+
+
 def test_snapshot_keeps_the_users_own_datasets(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def rebuild(root: Path) -> list[Path]:  # one small built-in instead of all of them
         (root / "data" / "raw" / "co2").mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ failed pull is reported as is: nothing is rebuilt or pushed over a remote that c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -47,9 +48,7 @@ def in_sync(root: Path = Path(".")) -> bool:
     """True when data/ hashes to what data.dvc records, whether or not the DVC cache holds it yet. (`dvc status`
     cannot tell: while the recorded object is missing from the cache, as in a fresh clone, it reports "not in
     cache" whatever the workspace holds.)"""
-    import contextlib
-
-    from dvc.repo import Repo
+    from dvc.repo import Repo  # DVC's Python API, imported only by the commands that check data
 
     with contextlib.chdir(root), Repo(".") as repo:
         (out,) = repo.stage.load_one(DVC_FILE).outs
@@ -74,9 +73,9 @@ def pull(root: Path = Path(".")) -> str:
     rebuild(root)
     if not in_sync(root):
         raise DataVersionError(
-            "data/raw rebuilt from the built-in sources does not hash to data.dvc: a source changed (library "
-            "version?), or data.dvc records datasets of your own that only its remote holds (point `dvc remote` at "
-            "it). Inspect with `dvc diff`, then `dlpipe data snapshot` to record the new data."
+            "data/raw rebuilt from the built-in sources does not hash to data.dvc: a source changed (a library's "
+            "or Python's version?), or data.dvc records datasets of your own that only its remote holds (point "
+            "`dvc remote` at it). Inspect with `dvc diff`, then `dlpipe data snapshot` to record the new data."
         )
     dvc("commit", "--force", "--quiet", DVC_FILE, cwd=root)
     dvc("push", "--quiet", DVC_FILE, cwd=root)

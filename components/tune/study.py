@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from components.config import TuneConfig
@@ -35,6 +37,10 @@ def make_storage(cfg: TuneConfig) -> Any:
     import optuna
 
     url = storage_url(cfg)
+    local = url.removeprefix("journal:") if url.startswith("journal:") else url.removeprefix("sqlite:///")
+    if local != url:  # a file here: its folder (a new $DLPIPE_HOME) is made, as MLflow makes its store's
+        with suppress(OSError):  # a folder that cannot be made: the driver's own error below names the file
+            Path(local).parent.mkdir(parents=True, exist_ok=True)
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend

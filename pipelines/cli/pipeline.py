@@ -152,7 +152,8 @@ def run(
     before = set(root.glob("*")) if root.is_dir() else set()
     start = time.perf_counter()
     try:
-        pipeline(**arguments)
+        with _steps_temp_dir(enabled=not container):
+            pipeline(**arguments)
     except RuntimeError as err:
         _fail(f"the {task} pipeline failed: {err} (the task's log is above)")
     (run_dir,) = {path for path in set(root.glob("*")) - before if path.is_dir() and path.name != "mlruns"}
@@ -161,6 +162,26 @@ def run(
         typer.echo(f"{path.stem}:")
         for name, value in sorted(read_json(path).items()):
             typer.echo(f"  {name}: {value}")
+
+
+@contextmanager
+def _steps_temp_dir(enabled: bool) -> Iterator[None]:
+    """The step subprocesses' $TMPDIR: a folder of the run's own, removed with it. A lightweight component's command
+    writes the step's source into `mktemp -d` and never removes it (a pod is thrown away), so each local run left one
+    folder per step in the system's temp directory."""
+    if not enabled:
+        yield
+        return
+    before = os.environ.get("TMPDIR")
+    with tempfile.TemporaryDirectory(prefix="dlpipe-steps-") as tmp:
+        os.environ["TMPDIR"] = tmp
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = before
 
 
 @contextmanager

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -66,13 +68,19 @@ def test_all_pipeline_locally_matches_direct_runs(
 
 def test_failed_step_marks_the_mlflow_run_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A step fails (ingest, on a dataset that does not exist) before any MLflow run exists: the exit handler still
-    runs and records a FAILED run carrying the failure; the CLI ends in one error line."""
+    runs and records a FAILED run carrying the failure; the CLI ends in one error line. The steps' temporary
+    folders (kfp writes each step's source into `mktemp -d`) go with the run: the system's temp folder keeps none."""
     from mlflow import MlflowClient
 
     home, uri = _local_home(tmp_path, monkeypatch)
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_tmp))  # the step subprocesses' temp folder, unless the run sets its own
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))  # and this process's
     args = ["run", "--local", "--task", "tabular_wine", "-s", "prepare.tabular_wine.dataset=no_such_data"]
     result = CliRunner().invoke(pipeline_app, [*args, "--params", str(ROOT / "params.yaml")])
     assert result.exit_code == 2 and "error: the tabular_wine pipeline failed" in result.output
+    assert list(system_tmp.iterdir()) == [] and os.environ["TMPDIR"] == str(system_tmp)
     client = MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("dlpipe-tabular_wine").experiment_id])
     assert run.info.status == "FAILED"

@@ -118,3 +118,18 @@ def test_no_trials_means_no_tuning(tmp_path: Path, data: Path) -> None:
     # `dvc plots show` fails on an empty plots folder: a card says tuning is off, and no stale study plot stays
     assert [p.name for p in (tmp_path / "plots").iterdir()] == ["tuning_off.png"]
     assert Image.open(tmp_path / "plots" / "tuning_off.png").size == (420, 60)
+
+
+def test_missing_data_fails_before_a_study_or_a_run_is_made(tmp_path: Path) -> None:
+    """Tuning before `prepare` names the missing step and leaves nothing behind: no study (whose failed trial a
+    later run would resume), no MLflow run."""
+    from mlflow import MlflowClient
+
+    def runs() -> int:
+        client = MlflowClient()
+        return len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+
+    before = runs()
+    with pytest.raises(FileNotFoundError, match="run the prepare step first"):
+        run(tmp_path, tmp_path / "not-prepared", cfg(tmp_path))
+    assert not (tmp_path / "optuna.db").exists() and runs() == before

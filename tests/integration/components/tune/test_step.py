@@ -125,9 +125,10 @@ def test_missing_data_fails_before_a_study_or_a_run_is_made(tmp_path: Path) -> N
     later run would resume), no MLflow run."""
     from mlflow import MlflowClient
 
-    def runs() -> int:
+    def runs() -> int:  # the study's runs ("tabular-tune") in this session's store
         client = MlflowClient()
-        return len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+        ids = [e.experiment_id for e in client.search_experiments()]
+        return len(client.search_runs(ids, "attributes.run_name = 'tabular-tune'", max_results=50_000))
 
     before = runs()
     with pytest.raises(FileNotFoundError, match="run the prepare step first"):

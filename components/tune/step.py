@@ -25,7 +25,7 @@ from components.core import tracking
 from components.core.contract import load_meta
 from components.core.secrets import mask
 from components.tune.report import _write_best, plot_study, plot_tuning_off, summarise
-from components.tune.study import TuningError, open_study, sample
+from components.tune.study import TuningError, make_storage, open_study, sample
 
 
 def work(
@@ -187,7 +187,8 @@ def tune(
     if cfg.n_trials == 0:
         plot_tuning_off(Path(plots_dir), task)
         return _write_best(Path(out_dir), {}, {"n_trials": 0, "note": "tuning off (tune.n_trials = 0)"})
-    load_meta(data_dir)  # unprepared data fails here, before the study and its run exist (not in a failed trial)
+    make_storage(cfg)  # an unreachable storage is named first
+    load_meta(data_dir)  # then unprepared data, before the study and its run exist (not in a failed trial)
     cfg, parent = setup(task, cfg, train_raw)
     if cfg.workers == 1:
         work(data_dir, task, cfg, train_raw, parent, augment_dir)

@@ -13,7 +13,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -152,7 +152,7 @@ def run(
     before = set(root.glob("*")) if root.is_dir() else set()
     start = time.perf_counter()
     try:
-        with _steps_temp_dir(enabled=not container):
+        with nullcontext() if container else _steps_temp_dir():  # in a container, mktemp runs in there
             pipeline(**arguments)
     except RuntimeError as err:
         _fail(f"the {task} pipeline failed: {err} (the task's log is above)")
@@ -165,23 +165,14 @@ def run(
 
 
 @contextmanager
-def _steps_temp_dir(enabled: bool) -> Iterator[None]:
+def _steps_temp_dir() -> Iterator[None]:
     """The step subprocesses' $TMPDIR: a folder of the run's own, removed with it. A lightweight component's command
     writes the step's source into `mktemp -d` and never removes it (a pod is thrown away), so each local run left one
     folder per step in the system's temp directory."""
-    if not enabled:
+    from unittest import mock
+
+    with tempfile.TemporaryDirectory(prefix="dlpipe-steps-") as tmp, mock.patch.dict(os.environ, TMPDIR=tmp):
         yield
-        return
-    before = os.environ.get("TMPDIR")
-    with tempfile.TemporaryDirectory(prefix="dlpipe-steps-") as tmp:
-        os.environ["TMPDIR"] = tmp
-        try:
-            yield
-        finally:
-            if before is None:
-                os.environ.pop("TMPDIR", None)
-            else:
-                os.environ["TMPDIR"] = before
 
 
 @contextmanager

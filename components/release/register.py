@@ -215,9 +215,9 @@ def _pins_checked_by_name() -> AbstractContextManager[object]:
     """While MLflow logs a model it checks each pinned requirement against the installed version (a warning on a
     mismatch). To find a requirement's module it first maps every installed module to its distribution
     (`importlib_metadata.packages_distributions()`: the file lists of some 110 distributions, 1.7 s of a register
-    step's 3.5 to 5). It only needs that map when a distribution does not know its own version; ours do
-    (`serving_requirements`: onnxruntime-gpu is found by its module's name, as with the map). So the check runs
-    on an empty map, put back as it was afterwards; a process that has built the map keeps it."""
+    step's 3.5 to 5). It asks that module for its version only when a pin names no installed distribution; ours
+    name one, or the module itself (`serving_requirements`: onnxruntime, installed as onnxruntime-gpu). So the
+    check runs on an empty map, put back as it was afterwards; a process that has built the map keeps it."""
     from mlflow.utils import requirements_utils
 
     if getattr(requirements_utils, "_MODULES_TO_PACKAGES", False) is not None:  # built, or MLflow changed

@@ -85,3 +85,25 @@ def test_a_stage_without_its_code_fails_the_check() -> None:
     runs = closure(project_graph(), commands()[("evaluate",)])
     assert not all(covered(modules[m], ["components/evaluate"]) for m in runs)
     assert imports_of(modules["components.evaluate.step"]) & {"components.train.checkpoint"}
+
+
+def missing_blocks(dvc_stages: dict[str, dict], params: dict) -> list[str]:
+    """The `section.<task>` params that a per-task stage depends on and params.yaml lacks (DVC stops on them)."""
+    missing = []
+    for name, stage in dvc_stages.items():
+        if stage.get("foreach") != "${prepare}":
+            continue
+        for dep in stage["do"].get("params", []):
+            if isinstance(dep, str) and dep.endswith(".${key}"):
+                section = dep.removesuffix(".${key}")
+                missing += [f"{name}: {section}.{task}" for task in params["prepare"] if task not in params[section]]
+    return missing
+
+
+def test_every_task_has_the_blocks_its_stages_depend_on() -> None:
+    """augment@, tune@, train@ ... each depend on their own task's block only, so every task has one (`{}` for the
+    defaults): without it `dvc repro` fails on a missing parameter."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert missing_blocks(stages(), params) == []
+    del params["tune"]["mnist"]
+    assert missing_blocks(stages(), params) == ["tune: tune.mnist"]

@@ -18,7 +18,6 @@ from contextlib import AbstractContextManager, nullcontext
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import onnx
@@ -218,6 +217,8 @@ def _pins_checked_by_name() -> AbstractContextManager[object]:
     step's 3.5 to 5). It asks that module for its version only when a pin names no installed distribution; ours
     name one, or the module itself (`serving_requirements`: onnxruntime, installed as onnxruntime-gpu). So the
     check runs on an empty map, put back as it was afterwards; a process that has built the map keeps it."""
+    from unittest import mock
+
     from mlflow.utils import requirements_utils
 
     if getattr(requirements_utils, "_MODULES_TO_PACKAGES", False) is not None:  # built, or MLflow changed

@@ -9,7 +9,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from components.config import TrainConfig
 from components.train.batches import TOKEN_CHUNK, predict
-from components.train.loop import TrainingError, fit, l1_penalty, seed_everything
+from components.train.loop import TrainingError, evaluate_loss, fit, l1_penalty, seed_everything
 from components.train.optim import make_optimizer
 from models import build_model
 from tests.helpers.engine import toy
@@ -34,6 +34,20 @@ def test_each_optimizer_steps_and_learns(optimizer: str) -> None:
     result = fit(net, F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), c, progress=False)
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_validation_runs_under_the_training_autocast() -> None:
+    """train.amp bf16: the validation passes run in bf16 as the training steps do, and their loss matches a float32
+    evaluation of the same weights to bf16's precision."""
+    c = cfg(amp="bf16", epochs=2, batch_size=16)
+    net = model_for(c)
+    seen: list[tuple[bool, torch.dtype]] = []
+    net.register_forward_hook(lambda module, args, out: seen.append((module.training, out.dtype)))
+    val = toy(32, 1)
+    result = fit(net, F.binary_cross_entropy_with_logits, toy(), val, c, progress=False)
+    assert {dtype for training, dtype in seen if not training} == {torch.bfloat16}
+    float32 = evaluate_loss(net, F.binary_cross_entropy_with_logits, *val, None)["val_loss"]
+    assert result.history[-1]["val_loss"] == pytest.approx(float32, rel=2e-2)
 
 
 def test_momentum_changes_the_trajectory() -> None:

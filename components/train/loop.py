@@ -358,18 +358,13 @@ def _warn_gradients(layers: list, norms: list[float], grads: Any, seen: list[str
 
 @torch.no_grad()
 def evaluate_loss(
-    model: nn.Module,
-    loss_fn: LossFn,
-    x: Tensor,
-    y: Tensor,
-    metric_fn: MetricFn | None,
-    amp_dtype: torch.dtype | None = None,
+    model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, metric_fn: MetricFn | None, amp: torch.dtype | None = None
 ) -> dict[str, float]:
-    """Validation loss (and metrics) of `model` on (x, y). `amp_dtype`: the training's autocast, so the forward
-    passes run in bf16 where the training steps do (Fashion-MNIST's 5,000 validation images: 2.6-3.1 s instead of
-    5.0-5.4 s on one thread, loss 0.27004 against 0.26993); the loss is computed in float32."""
+    """Validation loss (and metrics) of `model` on (x, y). `amp`: the training's autocast dtype, so the forward passes
+    run in bf16 where the training steps do (Fashion-MNIST's 5,000 validation images: 2.6-3.1 s instead of 5.0-5.4 s
+    on one thread, loss 0.27004 against 0.26993); the loss is computed in float32."""
     model.eval()
-    with torch.autocast(x.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+    with torch.autocast(x.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
         out = predict(model, x, pad_id=getattr(model, "pad_id", None))
     out = out.float()
     metrics = {"val_loss": float(loss_fn(out, y))}

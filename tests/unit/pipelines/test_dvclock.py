@@ -1,5 +1,5 @@
-"""The faster dvc.lock reader `dlpipe repro`'s lanes install: DVC's updates of dvc.lock write the same bytes as with
-its own round-trip reader, and only dvc.lock is read with it."""
+"""The faster dvc.lock reader and writer `dlpipe repro`'s lanes install: DVC's updates of dvc.lock write the same
+bytes as with its own round trip, and only dvc.lock goes through them."""
 
 from __future__ import annotations
 
@@ -32,9 +32,28 @@ def _dvc_writes(data: object) -> str:
     return stream.getvalue()
 
 
+def _ours(data: object) -> str:
+    stream = io.StringIO()
+    dvclock.dump(data, stream)
+    return stream.getvalue()
+
+
 def test_the_repository_lock_round_trips_byte_for_byte() -> None:
     text = (ROOT / "dvc.lock").read_text(encoding="utf-8")
-    assert _dvc_writes(dvclock.parse(text, "dvc.lock")) == text == _dvc_writes(parse_yaml_for_update(text, "dvc.lock"))
+    assert _dvc_writes(parse_yaml_for_update(text, "dvc.lock")) == text
+    assert _ours(dvclock.parse(text, "dvc.lock")) == text
+    assert _ours(dvclock.parse(text, "dvc.lock")) == text  # again, from the stages' texts it keeps
+
+
+def test_a_changed_stage_is_written_again() -> None:
+    lock = dvclock.parse((ROOT / "dvc.lock").read_text(encoding="utf-8"), "dvc.lock")
+    _ours(lock)
+    name = next(iter(lock["stages"]))
+    for value in (1, 1.0, True, "1", None, "ü"):  # equal in Python (1 == 1.0 == True), not in YAML
+        lock["stages"][name]["cmd"] = value
+        assert _ours(lock) == _dvc_writes(lock)
+    lock["stages"] = dict(reversed(lock["stages"].items()))  # DVC's order is the file's
+    assert _ours(lock) == _dvc_writes(lock)
 
 
 def test_values_dvc_wrote_read_back_and_write_the_same_bytes() -> None:
@@ -42,7 +61,9 @@ def test_values_dvc_wrote_read_back_and_write_the_same_bytes() -> None:
     assert "données" in text and "null_:\n" in text and '"line one\\nline two"' in text  # DVC's own styles
     read = dvclock.parse(text, "dvc.lock")
     assert read["stages"]["train@x"] == EDGES
-    assert _dvc_writes(read) == text == _dvc_writes(parse_yaml_for_update(text, "dvc.lock"))
+    assert _ours(read) == text == _dvc_writes(parse_yaml_for_update(text, "dvc.lock"))
+    for other in ({}, {"schema": "2.0"}, {"schema": "2.0", "stages": {}}):  # what DVC writes before any stage
+        assert _ours(other) == _dvc_writes(other)
 
 
 def test_only_dvc_lock_is_written_by_it(tmp_path: Path) -> None:

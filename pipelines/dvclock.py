@@ -15,8 +15,7 @@ from __future__ import annotations
 import io
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import PurePath
 from typing import Any, TextIO
 
@@ -69,19 +68,6 @@ def install() -> None:
         return round_trip(path, fs=fs)
 
     dvc.dvcfile.modify_yaml = modify_yaml
-
-
-@contextmanager
-def installed() -> Iterator[None]:
-    """`install()` for the duration of a block (tests)."""
-    import dvc.dvcfile
-
-    before = dvc.dvcfile.modify_yaml
-    install()
-    try:
-        yield
-    finally:
-        dvc.dvcfile.modify_yaml = before
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -303,8 +303,9 @@ def _export_legacy(
     module: torch.nn.Module, example: torch.Tensor, path: Path, opset: int, in_name: str, out_name: str, axis: int
 ) -> None:
     with torch.no_grad():  # the output axes that follow the input's length: those that change with it
-        shapes = [module(example.narrow(axis, 0, n)).shape for n in (example.shape[axis], example.shape[axis] - 1)]
-    out_axes = {0: "batch"} | {d: "sequence" for d in range(1, len(shapes[0])) if shapes[0][d] != shapes[1][d]}
+        lengths = sorted({example.shape[axis], max(1, example.shape[axis] - 1)}, reverse=True)
+        shapes = [module(example.narrow(axis, 0, n)).shape for n in lengths]
+    out_axes = {0: "batch"} | {d: "sequence" for d in range(1, len(shapes[0])) if shapes[0][d] != shapes[-1][d]}
     out_shape = [None if d in out_axes else size for d, size in enumerate(shapes[0])]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

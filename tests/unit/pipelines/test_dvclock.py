@@ -66,18 +66,18 @@ def test_values_dvc_wrote_read_back_and_write_the_same_bytes() -> None:
         assert _ours(other) == _dvc_writes(other)
 
 
-def test_only_dvc_lock_is_written_by_it(tmp_path: Path) -> None:
+def test_only_dvc_lock_is_written_by_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lock, pipeline = tmp_path / "dvc.lock", tmp_path / "dvc.yaml"
     pipeline.write_text("stages:  # a comment DVC's round trip keeps\n  a:\n    cmd: echo a\n")
     lock.write_text(_dvc_writes({"schema": "2.0", "stages": {}}))
-    with dvclock.installed():
-        with dvc.dvcfile.modify_yaml(lock) as data:
-            data["stages"]["train@x"] = EDGES
-        with dvc.dvcfile.modify_yaml(pipeline) as data:
-            data["stages"]["b"] = {"cmd": "echo b"}
+    monkeypatch.setattr(dvc.dvcfile, "modify_yaml", dvc.dvcfile.modify_yaml)  # DVC's own again after the test
+    dvclock.install()
+    with dvc.dvcfile.modify_yaml(lock) as data:
+        data["stages"]["train@x"] = EDGES
+    with dvc.dvcfile.modify_yaml(pipeline) as data:
+        data["stages"]["b"] = {"cmd": "echo b"}
     assert lock.read_text(encoding="utf-8") == _dvc_writes({"schema": "2.0", "stages": {"train@x": EDGES}})
     assert "# a comment DVC's round trip keeps" in pipeline.read_text()
-    assert dvc.dvcfile.modify_yaml.__module__ == "dvc.utils.serialize._yaml"  # uninstalled after the block
 
 
 def test_installs_into_the_dvc_it_runs_with(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,14 +1,17 @@
-"""Export's faults: a model that fails the ONNX checker leaves no model.onnx (and no export.json) behind."""
+"""Export's faults: a model that fails the ONNX checker leaves no model.onnx (and no export.json) behind; a sequence
+graph names the output axes that follow the input's length."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
+import torch
 
 from components.config import ExportConfig, TrainConfig
-from components.release.export import export
+from components.release.export import _export_legacy, export, run_onnx
 from components.train.step import train
 
 
@@ -38,3 +41,27 @@ def test_a_model_the_onnx_checker_rejects_leaves_no_model_onnx(
         export(tabular_data, trained, tmp_path, ExportConfig())
     assert "model.onnx" not in _left(tmp_path) and "export.json" not in _left(tmp_path)
     assert not [name for name in _left(tmp_path) if name.startswith(".") or name.endswith(".tmp")]  # no staging
+
+
+class _Attention(torch.nn.Module):
+    """(B, T) ids -> (B, H, T, T) weights: two axes follow the length, the heads' does not."""
+
+    def __init__(self, heads: int = 3) -> None:
+        super().__init__()
+        self.embed, self.heads = torch.nn.Embedding(20, 4 * heads), heads
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        q = self.embed(ids).unflatten(-1, (self.heads, 4)).transpose(1, 2)  # (B, H, T, 4)
+        return torch.softmax(q @ q.transpose(-1, -2), dim=-1)
+
+
+@pytest.mark.parametrize("length", [1, 5])
+def test_sequence_graphs_name_the_axes_that_follow_the_length(length: int, tmp_path: Path) -> None:
+    model, path = _Attention().eval(), tmp_path / "attention.onnx"
+    _export_legacy(model, torch.randint(0, 20, (2, length)), path, 20, "tokens", "attention", axis=1)
+    dims = [d.dim_param or d.dim_value for d in onnx.load(path).graph.output[0].type.tensor_type.shape.dim]
+    # a 1-step example cannot show which axes follow the length: only the batch axis is named then
+    assert dims == (["batch", 3, "sequence", "sequence"] if length > 1 else ["batch", 3, 1, 1])
+    ids = torch.randint(0, 20, (4, 9))  # another batch and length than the example's
+    with torch.no_grad():
+        np.testing.assert_allclose(run_onnx(path, {"tokens": ids.numpy()})[0], model(ids).numpy(), atol=1e-6)

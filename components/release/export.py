@@ -229,10 +229,13 @@ def _export_checked(
     out_shape: list[int | None] | None = None,
     unit: float = 1.0,
 ) -> tuple[onnx.ModelProto, float]:
-    """Export from `example`, (with `out_shape`: rewrite the output dims,) run the full checker, and return the
-    largest |ONNX - PyTorch| / `unit` over the `checks` inputs."""
+    """Export from `example`, rewrite the output dims as `out_shape` (a sequence graph meta.json does not describe:
+    its own output shape, `_output_shape`), run the full checker, and return the largest |ONNX - PyTorch| / `unit`
+    over the `checks` inputs."""
     module.eval()
-    atomic_write(path, lambda tmp: _export(module, example, tmp, opset, in_name, out_name, axis))
+    if axis is not None and out_shape is None:
+        out_shape = _output_shape(module, example, axis)
+    atomic_write(path, lambda tmp: _export(module, example, tmp, opset, in_name, out_name, axis, out_shape))
     proto = onnx.load(path)
     if out_shape is not None:
         fix_output_shapes(proto, out_shape)
@@ -270,8 +273,9 @@ def _export(
     in_name: str,
     out_name: str,
     axis: int | None = None,
+    out_shape: list[int | None] | None = None,
 ) -> None:
-    """`axis`: the free sequence axis, or None for a batch axis only."""
+    """`axis`: the free sequence axis, or None for a batch axis only; `out_shape`: the output's, None where free."""
     if axis is not None:
         # Sequence models go through the TorchScript exporter. It maps RNN / LSTM / GRU to ONNX's ops, where the
         # dynamo exporter unrolls a plain RNN over the example's steps (freezing the length) and traces LSTM / GRU
@@ -280,7 +284,7 @@ def _export(
         # same parity and ONNX Runtime latency; and dynamo once specialised a transformer's sequence axis to the
         # example's length (in one long test session, never alone). The parity check at two other lengths
         # catches a frozen length either way.
-        return _export_legacy(module, example, path, opset, in_name, out_name, axis)
+        return _export_legacy(module, example, path, opset, in_name, out_name, axis, out_shape or [None])
     axes = {0: torch.export.Dim("batch", min=1)}
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings():
@@ -299,14 +303,26 @@ def _export(
     program.save(str(path), external_data=False)
 
 
-def _export_legacy(
-    module: torch.nn.Module, example: torch.Tensor, path: Path, opset: int, in_name: str, out_name: str, axis: int
-) -> None:
-    with torch.no_grad():  # the output axes that follow the input's length: those that change with it
+def _output_shape(module: torch.nn.Module, example: torch.Tensor, axis: int) -> list[int | None]:
+    """The module's output shape, None on the batch axis and on the axes that follow the input's length (those that
+    change between two lengths, where the example has two)."""
+    with torch.no_grad():
         lengths = sorted({example.shape[axis], max(1, example.shape[axis] - 1)}, reverse=True)
         shapes = [module(example.narrow(axis, 0, n)).shape for n in lengths]
-    out_axes = {0: "batch"} | {d: "sequence" for d in range(1, len(shapes[0])) if shapes[0][d] != shapes[-1][d]}
-    out_shape = [None if d in out_axes else size for d, size in enumerate(shapes[0])]
+    return [None if d == 0 or size != shapes[-1][d] else size for d, size in enumerate(shapes[0])]
+
+
+def _export_legacy(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    opset: int,
+    in_name: str,
+    out_name: str,
+    axis: int,
+    out_shape: list[int | None],
+) -> None:
+    out_axes = {d: "sequence" if d else "batch" for d, size in enumerate(out_shape) if size is None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -319,10 +335,6 @@ def _export_legacy(
             output_names=[out_name],
             dynamic_axes={in_name: {0: "batch", axis: "sequence"}, out_name: out_axes},
         )
-    proto = onnx.load(str(path))
-    if any(d.dim_param not in ("", "batch", "sequence") for d in proto.graph.output[0].type.tensor_type.shape.dim):
-        fix_output_shapes(proto, out_shape)  # its shape inference can leave a fixed axis symbolic (attention heads)
-        onnx.save(proto, str(path))
 
 
 def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from components.config import ExportConfig, TrainConfig
-from components.release.export import _export_legacy, export, run_onnx
+from components.release.export import _export_checked, export, run_onnx
 from components.train.step import train
 
 
@@ -58,10 +58,10 @@ class _Attention(torch.nn.Module):
 @pytest.mark.parametrize("length", [1, 5])
 def test_sequence_graphs_name_the_axes_that_follow_the_length(length: int, tmp_path: Path) -> None:
     model, path = _Attention().eval(), tmp_path / "attention.onnx"
-    _export_legacy(model, torch.randint(0, 20, (2, length)), path, 20, "tokens", "attention", axis=1)
+    example, ids = torch.randint(0, 20, (2, length)), torch.randint(0, 20, (4, 9))  # ids: another batch and length
+    _export_checked(model, [ids.numpy()], path, "attention", example=example, opset=20, in_name="tokens", axis=1)
     dims = [d.dim_param or d.dim_value for d in onnx.load(path).graph.output[0].type.tensor_type.shape.dim]
     # a 1-step example cannot show which axes follow the length: only the batch axis is named then
     assert dims == (["batch", 3, "sequence", "sequence"] if length > 1 else ["batch", 3, 1, 1])
-    ids = torch.randint(0, 20, (4, 9))  # another batch and length than the example's
     with torch.no_grad():
         np.testing.assert_allclose(run_onnx(path, {"tokens": ids.numpy()})[0], model(ids).numpy(), atol=1e-6)

@@ -4,11 +4,10 @@ checker pass, parity vs PyTorch on the test split's first PARITY_ROWS rows (PARI
 Sequence models (meta.json input shape with a free axis after the batch: token ids [None, None], source/target
 pairs [None, 2, None], value sequences [None, None, F]) are exported from a short example whose length differs
 from every length the parity check then runs (the test split's length and a shorter cut), so a length frozen
-into the graph cannot pass unnoticed. Sequence models go through torch's TorchScript exporter, the rest (CNNs,
-feed-forward nets) through the dynamo exporter (`_export`). An exporter may record the example's sequence length in
-the output shape metadata; ONNX Runtime would then warn on every call with another length, so model.onnx's output
-dims are rewritten to meta.json's shape with named dynamic axes. Token models also get graphs for attention maps and
-sentence vectors (GRAPHS).
+into the graph cannot pass unnoticed. Every model goes through torch's TorchScript exporter (`_export` says why). An
+exporter may record the example's sequence length in the output shape metadata; ONNX Runtime would then warn on every
+call with another length, so model.onnx's output dims are rewritten to meta.json's shape with named dynamic axes.
+Token models also get graphs for attention maps and sentence vectors (GRAPHS).
 
 The graph takes what a user has: tabular models take raw feature values in meta.json's feature order, image
 models 0..255 pixel values [N, C, H, W] (float32, already resized and converted to the model's channels); the
@@ -19,7 +18,6 @@ is checked on those raw inputs.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
@@ -275,32 +273,30 @@ def _export(
     axis: int | None = None,
     out_shape: list[int | None] | None = None,
 ) -> None:
-    """`axis`: the free sequence axis, or None for a batch axis only; `out_shape`: the output's, None where free."""
-    if axis is not None:
-        # Sequence models go through the TorchScript exporter. It maps RNN / LSTM / GRU to ONNX's ops, where the
-        # dynamo exporter unrolls a plain RNN over the example's steps (freezing the length) and traces LSTM / GRU
-        # through their Python decompositions (forecast's GRU: 10 s against 0.3 s); it exports a transformer in
-        # a third of the time (MiniLM's three graphs: 19 s against 43 s, encoder_mlm's 8 s against 27 s) with the
-        # same parity and ONNX Runtime latency; and dynamo once specialised a transformer's sequence axis to the
-        # example's length (in one long test session, never alone). The parity check at two other lengths
-        # catches a frozen length either way.
-        return _export_legacy(module, example, path, opset, in_name, out_name, axis, out_shape or [None])
-    axes = {0: torch.export.Dim("batch", min=1)}
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    """Export through torch's TorchScript exporter. `axis`: the input's free sequence axis, or None for a batch axis
+    only; `out_shape`: the output's, None where free (the first free axis is named "batch", any other "sequence").
+
+    One exporter for every model. It maps RNN / LSTM / GRU to ONNX's ops, where the dynamo exporter unrolls a plain
+    RNN over the example's steps (freezing the length) and traces LSTM / GRU through their Python decompositions
+    (forecast's GRU: 10 s against 0.3 s), and once specialised a transformer's sequence axis to the example's length.
+    It is also the faster one, because it needs neither torch.export's tracing nor onnxscript: MiniLM's three graphs
+    19 s against 43 s, encoder_mlm's 8 s against 27 s, the whole `dlpipe export digits` 2.2 s against 8.3 s, with the
+    same parity and ONNX Runtime latency (docs/results.md). The parity checks (another batch, two other lengths)
+    catch a frozen axis."""
+    in_axes = {0: "batch"} | ({axis: "sequence"} if axis is not None else {})
+    out_axes = {d: "sequence" if d else "batch" for d, size in enumerate(out_shape or [None]) if size is None}
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
+        warnings.simplefilter("ignore")  # the TorchScript exporter's DeprecationWarning, tracer warnings
+        torch.onnx.export(
             module,
             (example,),
-            dynamo=True,
+            str(path),
+            dynamo=False,
             opset_version=opset,
             input_names=[in_name],
             output_names=[out_name],
-            dynamic_shapes=(axes,),
-            external_data=False,
-            verbose=False,
+            dynamic_axes={in_name: in_axes, out_name: out_axes},
         )
-    program.save(str(path), external_data=False)
 
 
 def _output_shape(module: torch.nn.Module, example: torch.Tensor, axis: int) -> list[int | None]:
@@ -310,31 +306,6 @@ def _output_shape(module: torch.nn.Module, example: torch.Tensor, axis: int) -> 
         lengths = sorted({example.shape[axis], max(1, example.shape[axis] - 1)}, reverse=True)
         shapes = [module(example.narrow(axis, 0, n)).shape for n in lengths]
     return [None if d == 0 or size != shapes[-1][d] else size for d, size in enumerate(shapes[0])]
-
-
-def _export_legacy(
-    module: torch.nn.Module,
-    example: torch.Tensor,
-    path: Path,
-    opset: int,
-    in_name: str,
-    out_name: str,
-    axis: int,
-    out_shape: list[int | None],
-) -> None:
-    out_axes = {d: "sequence" if d else "batch" for d, size in enumerate(out_shape) if size is None}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (example,),
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=[in_name],
-            output_names=[out_name],
-            dynamic_axes={in_name: {0: "batch", axis: "sequence"}, out_name: out_axes},
-        )
 
 
 def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

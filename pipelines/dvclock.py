@@ -1,4 +1,5 @@
-"""`dvc` with a faster dvc.lock update: the command `dlpipe repro`'s lanes run (`python -m pipelines.dvclock ...`).
+"""`dvc` as `dlpipe repro`'s lanes run it (`python -m pipelines.dvclock ...`): a faster dvc.lock update (here), and
+`dlpipe` stage commands forked from a process that imported torch and MLflow once (pipelines/stagefork.py).
 
 After every stage it runs, DVC updates dvc.lock: it reads the whole file with ruamel.yaml's round-trip parser (which
 keeps a hand-edited file's comments and quoting) and writes the whole file back. Both are pure Python and grow with
@@ -74,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     """`dvc <argv>` with the lockfile writer installed."""
     from dvc.cli import main as dvc_main
 
+    from pipelines import stagefork
+
     install()
+    stagefork.install()
     return dvc_main(sys.argv[1:] if argv is None else argv)
 
 

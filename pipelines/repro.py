@@ -3,7 +3,8 @@
 A lane is one weakly connected part of DVC's stage graph: a task's seven stages plus any experiment that
 reads them (fashion's stages and transfer_imagenet, say). Lanes share no stage and no output, so `jobs`
 of them run side by side, each as its own `dvc --wait-for-lock repro --single-item <the lane's stages>` (through
-pipelines/dvclock.py, which makes DVC's update of dvc.lock after each stage ~2 s shorter here). DVC keeps
+pipelines/dvclock.py, which makes DVC's update of dvc.lock after each stage ~2 s shorter here and forks each
+`dlpipe` command from a process that imported torch and MLflow once, pipelines/stagefork.py). DVC keeps
 that safe by itself: its repository lock is held only while a stage's state is checked and dvc.lock is
 written (it is released while the stage's command runs; --wait-for-lock queues the others), and its
 per-path read/write locks refuse two writers of one output.

@@ -72,7 +72,7 @@ def install() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`dvc <argv>` with the lockfile writer installed."""
+    """`dvc <argv>` with the lockfile writer installed and `dlpipe` stage commands forked (pipelines/stagefork.py)."""
     from dvc.cli import main as dvc_main
 
     from pipelines import stagefork

@@ -20,6 +20,7 @@ import atexit
 import multiprocessing
 import os
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -57,8 +58,6 @@ def command(cmd: str, env: dict[str, str]) -> list[str] | None:
     argv = shlex.split(cmd)
     if not argv or argv[0] != "dlpipe":
         return None
-    import shutil
-
     found = shutil.which("dlpipe", path=env.get("PATH"))
     ours = Path(sys.executable).parent / "dlpipe"
     if found is None or not ours.is_file() or not os.path.samefile(found, ours):

@@ -274,7 +274,7 @@ def _export(
     out_shape: list[int | None] | None = None,
 ) -> None:
     """Export through torch's TorchScript exporter. `axis`: the input's free sequence axis, or None for a batch axis
-    only; `out_shape`: the output's, None where free (the first free axis is named "batch", any other "sequence").
+    only; `out_shape`: the output's, None where free (axis 0 is named "batch", any other free axis "sequence").
 
     One exporter for every model. It maps RNN / LSTM / GRU to ONNX's ops, where the dynamo exporter unrolls a plain
     RNN over the example's steps (freezing the length) and traces LSTM / GRU through their Python decompositions

@@ -102,15 +102,17 @@ def test_dlpipe_stages_run_forked_in_dvcs_directory_with_their_exit_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stage whose command is `dlpipe ...` runs forked from the lane's warm server (pipelines/stagefork.py): in the
-    stage's directory, with its arguments; a failing one fails its lane with the command's own error."""
+    stage's directory (`wdir`, not the lane's), with its arguments; a failing one fails its lane with the command's own
+    error and exit code."""
     from pipelines.stagefork import command
     from tests.conftest import ROOT
 
     def stage(name: str, task: str) -> dict:
-        cmd = f"dlpipe pipeline compile -t {task} -o out/{name} -p params.yaml"
-        return {"cmd": cmd, "deps": ["params.yaml"], "outs": [f"out/{name}"]}
+        cmd = f"dlpipe pipeline compile -t {task} -o out/{name} -p params.yaml"  # paths relative to the stage's wdir
+        return {"cmd": cmd, "wdir": "sub", "deps": ["params.yaml"], "outs": [f"out/{name}"]}
 
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"good": stage("good", "tabular_wine")}}))
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
     for cmd in ("git init -q", "dvc init -q", "dvc config core.analytics false"):
@@ -119,7 +121,7 @@ def test_dlpipe_stages_run_forked_in_dvcs_directory_with_their_exit_code(
 
     report = reproduce(1, tmp_path / "build", tmp_path, say=lambda _: None)
     assert "good" in report["stages"]
-    compiled = next(yaml.safe_load_all((tmp_path / "out" / "good" / "tabular_wine.yaml").read_text()))
+    compiled = next(yaml.safe_load_all((tmp_path / "sub" / "out" / "good" / "tabular_wine.yaml").read_text()))
     assert compiled["pipelineInfo"]["name"] == "dlpipe-tabular-wine"
     assert "good" in yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]
 
@@ -127,4 +129,4 @@ def test_dlpipe_stages_run_forked_in_dvcs_directory_with_their_exit_code(
     with pytest.raises(ReproError, match="lane 'bad' failed"):
         reproduce(1, tmp_path / "build", tmp_path, say=lambda _: None)
     log = (tmp_path / "build" / "bad.log").read_text()
-    assert "no_such_task" in log and "failed to reproduce 'bad'" in log, log
+    assert "error: unknown task 'no_such_task'" in log and "exited with 2" in log, log

@@ -75,8 +75,10 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
     """Write `out_dir/model.onnx` and `out_dir/export.json`; fail when parity exceeds the tolerance.
 
     Everything is exported and checked in a staging folder inside `out_dir`, then renamed into place
-    (export.json last): a failed checker or parity check leaves no model.onnx and no export.json behind."""
+    (export.json last): a failed checker or parity check leaves no model.onnx and no export.json behind, and a
+    failure before anything was written (no checkpoint) leaves no `out_dir` it created."""
     out_dir = Path(out_dir)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
@@ -89,6 +91,8 @@ def export(data_dir: Path, model_dir: Path, out_dir: Path, cfg: ExportConfig) ->
         raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
     return info
 
 

@@ -1,5 +1,5 @@
-"""Export's faults: a model that fails the ONNX checker leaves no model.onnx (and no export.json) behind; a sequence
-graph names the output axes that follow the input's length."""
+"""Export's faults: a model that fails the ONNX checker leaves no model.onnx (and no export.json) behind, a missing
+checkpoint no empty folder; a sequence graph names the output axes that follow the input's length."""
 
 from __future__ import annotations
 
@@ -41,6 +41,13 @@ def test_a_model_the_onnx_checker_rejects_leaves_no_model_onnx(
         export(tabular_data, trained, tmp_path, ExportConfig())
     assert "model.onnx" not in _left(tmp_path) and "export.json" not in _left(tmp_path)
     assert not [name for name in _left(tmp_path) if name.startswith(".") or name.endswith(".tmp")]  # no staging
+
+
+def test_a_missing_checkpoint_leaves_no_empty_folder(tabular_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "artifacts" / "tabular"
+    with pytest.raises(FileNotFoundError, match="checkpoint.pt not found"):
+        export(tabular_data, out, out, ExportConfig())
+    assert not out.exists()
 
 
 class _Attention(torch.nn.Module):

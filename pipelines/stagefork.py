@@ -71,6 +71,7 @@ def _child(argv: list[str], cwd: str, env: dict[str, str]) -> None:
     os.environ.clear()
     os.environ.update(env)
     sys.argv = argv
+    multiprocessing.set_start_method(None, force=True)  # the platform's default again, not the server's forkserver
     from pipelines.cli import main
 
     try:

@@ -49,3 +49,21 @@ def test_another_dlpipe_first_on_the_path_stays_with_dvc(env: dict[str, str], tm
     other.chmod(0o755)
     assert command("dlpipe train tabular", {**env, "PATH": f"{tmp_path}{os.pathsep}{env['PATH']}"}) is None
     assert command("dlpipe train tabular", {**env, "PATH": str(tmp_path / "empty")}) is None
+
+
+def test_the_forked_child_runs_the_command_as_a_new_process_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the real forkserver, the entry point swapped for a probe (tests/helpers/stagefork_probe.py): the
+    child gets DVC's arguments, directory and environment, multiprocessing's default start method (not the server's
+    forkserver), runs its at-exit handlers, and its exit code comes back."""
+    import json
+
+    from pipelines import stagefork
+
+    monkeypatch.setattr(stagefork, "PRELOAD", ["tests.helpers.stagefork_probe"])
+    env = {**os.environ, "STAGEFORK_PROBE": "from DVC"}
+    assert stagefork.run([OURS, "3"], str(tmp_path), env) == 3
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seen == {"argv": [OURS, "3"], "cwd": str(tmp_path), "probe": "from DVC", "start_method": "fork"}
+    assert (tmp_path / "atexit").read_text() == "ran"

@@ -42,17 +42,20 @@ def dump(data: Any, stream: TextIO) -> None:
     if list(data) != ["schema", "stages"] or not data["stages"]:
         _dump(data, stream)
         return
-    stream.write(_text(_dump, {"schema": data["schema"]}) + "stages:\n")
+    stream.write(_text({"schema": data["schema"]}) + "stages:\n")
     for name, stage in data["stages"].items():
         key = (name, json.dumps(stage, default=str))  # tells 1, 1.0 and true apart, as YAML does
         if key not in _STAGE_TEXT:
-            _STAGE_TEXT[key] = _text(_dump, {"stages": {name: stage}}).split("\n", 1)[1]
+            _STAGE_TEXT[key] = _text({"stages": {name: stage}}).split("\n", 1)[1]
         stream.write(_STAGE_TEXT[key])
 
 
-def _text(writer: Any, data: Any) -> str:
+def _text(data: Any) -> str:
+    """What DVC's writer writes for `data`."""
+    from dvc.utils.serialize._yaml import _dump
+
     stream = io.StringIO()
-    writer(data, stream)
+    _dump(data, stream)
     return stream.getvalue()
 
 

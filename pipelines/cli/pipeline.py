@@ -148,6 +148,9 @@ def run(
         except DlpipeError as err:
             _fail(str(err))
     else:
+        from pipelines import stagefork
+
+        stagefork.install_kfp()  # each step forked from a process that imported torch and MLflow once
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     before = set(root.glob("*")) if root.is_dir() else set()
     start = time.perf_counter()

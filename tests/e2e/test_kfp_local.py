@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from pipelines.cli.pipeline import pipeline_app
 from tests.conftest import PARAMS, ROOT
 
-pytestmark = pytest.mark.slow  # about 150 s: four kfp.local pipeline runs, each step a new process
+pytestmark = pytest.mark.slow  # about 65 s: four kfp.local pipeline runs (each step forked from a warm process)
 
 
 def _local_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:

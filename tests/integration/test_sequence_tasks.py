@@ -18,7 +18,7 @@ from serving import cli, families
 from serving.bundle import load_bundle
 from tests.helpers.serving import bentoml_server
 
-pytestmark = pytest.mark.slow  # about 90 s: two trained tasks, their servers, two kfp.local runs
+pytestmark = pytest.mark.slow  # about 55 s: two trained tasks, their servers, two kfp.local runs
 
 ROOT = Path(__file__).resolve().parents[1]
 

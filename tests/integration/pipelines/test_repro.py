@@ -101,32 +101,30 @@ def test_a_failing_lane_stops_the_others_and_keeps_what_finished(repo: Path) -> 
 def test_dlpipe_stages_run_forked_in_dvcs_directory_with_their_exit_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A stage whose command is `dlpipe ...` runs forked from the lane's warm server (pipelines/stagefork.py): in the
-    stage's directory (`wdir`, not the lane's), with its arguments; a failing one fails its lane with the command's own
-    error and exit code."""
+    """Stages whose command is `dlpipe ...` run forked from the lane's warm server (pipelines/stagefork.py): in the
+    stage's directory (`wdir`, not the lane's), with their arguments; a failing one, after a good one in the same
+    lane, fails the lane with the command's own error and exit code, and the good one stays recorded."""
     from pipelines.stagefork import command
     from tests.conftest import ROOT
 
-    def stage(name: str, task: str) -> dict:
+    def stage(name: str, task: str, deps: list[str]) -> dict:
         cmd = f"dlpipe pipeline compile -t {task} -o out/{name} -p params.yaml"  # paths relative to the stage's wdir
-        return {"cmd": cmd, "wdir": "sub", "deps": ["params.yaml"], "outs": [f"out/{name}"]}
+        return {"cmd": cmd, "wdir": "sub", "deps": ["params.yaml", *deps], "outs": [f"out/{name}"]}
 
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"good": stage("good", "tabular_wine")}}))
+    stages = {"good": stage("good", "tabular_wine", []), "bad": stage("bad", "no_such_task", ["out/good"])}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
     for cmd in ("git init -q", "dvc init -q", "dvc config core.analytics false"):
         subprocess.run(cmd.split(), cwd=tmp_path, check=True, capture_output=True)
-    assert command(stage("good", "tabular_wine")["cmd"], dict(os.environ)) is not None  # forked, not DVC's shell
+    assert all(command(s["cmd"], dict(os.environ)) is not None for s in stages.values())  # forked, not DVC's shell
 
-    report = reproduce(1, tmp_path / "build", tmp_path, say=lambda _: None)
-    assert "good" in report["stages"]
+    with pytest.raises(ReproError, match="failed") as failed:  # one lane: good, then bad
+        reproduce(1, tmp_path / "build", tmp_path, say=lambda _: None)
     compiled = next(yaml.safe_load_all((tmp_path / "sub" / "out" / "good" / "tabular_wine.yaml").read_text()))
     assert compiled["pipelineInfo"]["name"] == "dlpipe-tabular-wine"
-    assert "good" in yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]
-
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"bad": stage("bad", "no_such_task")}}))
-    with pytest.raises(ReproError, match="lane 'bad' failed"):
-        reproduce(1, tmp_path / "build", tmp_path, say=lambda _: None)
-    log = (tmp_path / "build" / "bad.log").read_text()
-    assert "error: unknown task 'no_such_task'" in log and "exited with 2" in log, log
+    assert set(yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]) == {"good"}
+    (log,) = (tmp_path / "build").glob("*.log")
+    text = log.read_text()
+    assert "error: unknown task 'no_such_task'" in text and "exited with 2" in text, (failed.value, text)

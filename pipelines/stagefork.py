@@ -146,15 +146,20 @@ def install() -> None:
     stage_run._run = _run
 
 
-def _kfp_step(full_command: list[str]) -> tuple[str, list[str]] | None:
-    """(component source, executor arguments) when `full_command` is kfp.local's command for a lightweight
-    component run in this interpreter (the command kfp writes for this project's components), else None."""
+@functools.cache
+def _kfp_script() -> list[str]:
+    """`sh -ec SCRIPT` as kfp writes it for this project's components, run by this interpreter."""
     from kfp.local.subprocess_task_handler import replace_python_executable
 
     from components.kubeflow import select
 
-    script = select.component_spec.implementation.container.command[:3]  # sh -ec SCRIPT, as kfp writes it
-    if len(full_command) < 4 or full_command[:3] != replace_python_executable(script, sys.executable):
+    return replace_python_executable(select.component_spec.implementation.container.command[:3], sys.executable)
+
+
+def _kfp_step(full_command: list[str]) -> tuple[str, list[str]] | None:
+    """(component source, executor arguments) when `full_command` is kfp.local's command for a lightweight
+    component run in this interpreter (the command kfp writes for this project's components), else None."""
+    if len(full_command) < 4 or full_command[:3] != _kfp_script():
         return None
     return full_command[3], full_command[4:]
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from components.core.layout import Layout
+from components.evaluate.step import evaluate
 from tests.conftest import PARAMS
 
 pytestmark = pytest.mark.slow  # about 55 s: training processes killed, resumed and run under torchrun
@@ -73,8 +75,8 @@ def test_torchrun_two_processes_match_one(workdir: Path, tabular_artifacts: Path
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python"]
     proc = subprocess.run([*cmd, DLPIPE, "train", "tabular"], cwd=workdir, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    dlpipe(workdir, "evaluate", "tabular")
-    ddp = json.loads((workdir / "metrics" / "tabular.json").read_text())
+    paths = Layout("tabular", workdir)  # the step `dlpipe evaluate` runs (tests/e2e/test_dvc.py runs the command)
+    ddp = evaluate(paths.data, paths.model, paths.metrics, paths.plots)
     single = json.loads((tabular_artifacts.parents[1] / "metrics" / "tabular.json").read_text())
     assert abs(ddp["accuracy"] - single["accuracy"]) <= 0.03 and ddp["roc_auc"] >= 0.98, (ddp, single)
 

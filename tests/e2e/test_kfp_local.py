@@ -118,12 +118,12 @@ def test_seq2seq_pipeline_runs_locally_and_compiles_the_encoder_pipeline(
     from kfp import compiler
     from typer.testing import CliRunner
 
-    from pipelines.build import build_pipeline
+    from pipelines.build import build
     from pipelines.cli.pipeline import pipeline_app
 
     quick = copy.deepcopy(PARAMS)
     quick["train"]["seq2seq"] |= {"epochs": 1, "steps_per_epoch": 20}
-    compiler.Compiler().compile(build_pipeline("encoder_mlm", quick), str(tmp_path / "encoder_mlm.yaml"))
+    compiler.Compiler().compile(build("encoder_mlm", quick), str(tmp_path / "encoder_mlm.yaml"))
     assert "encoder-finetune" in (tmp_path / "encoder_mlm.yaml").read_text()
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(quick))

@@ -62,12 +62,12 @@ def test_the_compiled_train_step_is_retried_with_its_checkpoints_on_the_pvc(para
 
     from kfp import compiler
 
-    from pipelines.build import build_pipeline
+    from pipelines.build import build
 
     with_pvc = copy.deepcopy(params)
     with_pvc.setdefault("kubeflow", {})["tabular"] = {"checkpoint_pvc": "dlpipe-checkpoints"}
     path = tmp_path / "tabular.yaml"
-    compiler.Compiler().compile(build_pipeline("tabular", with_pvc), str(path))
+    compiler.Compiler().compile(build("tabular", with_pvc), str(path))
     spec, platform = yaml.safe_load_all(path.read_text())
     train = dict(_tasks(spec))["train"]
     assert train["retryPolicy"]["maxRetryCount"] == params["train"].get("tabular", {}).get("retries", 2)

@@ -99,12 +99,12 @@ def test_mlflow_params_and_study_json_hold_no_password(tmp_path: Path, monkeypat
 def test_compiled_pipeline_holds_no_password(params: dict, tmp_path: Path) -> None:
     from kfp import compiler
 
-    from pipelines.build import build_pipeline
+    from pipelines.build import build
 
     with_password = copy.deepcopy(params)
     with_password["tune"]["tabular"] = {**with_password["tune"].get("tabular", {}), "storage": STORAGE}
     path = tmp_path / "tabular.yaml"
-    compiler.Compiler().compile(build_pipeline("tabular", with_password), str(path))
+    compiler.Compiler().compile(build("tabular", with_password), str(path))
     text = path.read_text()
     assert f"optuna:{MASK}@127.0.0.1:9/optuna" in text
     assert PASSWORD not in text

@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from components.core.layout import Layout
-from components.evaluate.step import evaluate
 from tests.conftest import PARAMS
 
 pytestmark = pytest.mark.slow  # about 55 s: training processes killed, resumed and run under torchrun
@@ -72,6 +70,9 @@ def test_sigkill_then_resume_gives_identical_weights(workdir: Path, tmp_path_fac
 
 
 def test_torchrun_two_processes_match_one(workdir: Path, tabular_artifacts: Path) -> None:
+    from components.core.layout import Layout
+    from components.evaluate.step import evaluate  # here, not at collection: it imports matplotlib (1.1 s)
+
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python"]
     proc = subprocess.run([*cmd, DLPIPE, "train", "tabular"], cwd=workdir, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

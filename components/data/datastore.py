@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,9 +31,13 @@ class DataVersionError(DlpipeError):
 
 
 def dvc(*args: str, cwd: Path = Path("."), check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a `dvc` command. Its usage analytics stay off: a project that `dvc init` has just made (Kubeflow's
+    ingest makes one) has them on, and each command would fork a daemon that posts a report to DVC's server (in
+    a cluster without internet it fails and leaves the report in $TMPDIR)."""
     exe = Path(sys.executable).with_name("dvc")
     cmd = [str(exe) if exe.exists() else "dvc", *args]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    env = os.environ | {"DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise DataVersionError(mask(f"`dvc {' '.join(args)}` failed:\n{proc.stderr.strip() or proc.stdout.strip()}"))
     return proc
@@ -152,7 +157,6 @@ def fetch(dataset: str, out: Path, remote: str) -> Path:
     """Kubeflow's ingest with a DVC remote (s3://bucket/dlpipe, or a folder): pull data/raw/<dataset> exactly as
     the image's data.dvc records it into `out/<dataset>`. S3 credentials come from $AWS_ACCESS_KEY_ID /
     $AWS_SECRET_ACCESS_KEY, a MinIO endpoint from $AWS_ENDPOINT_URL."""
-    import os
     import tempfile
 
     recorded = REPO / DVC_FILE

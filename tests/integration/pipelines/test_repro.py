@@ -43,7 +43,8 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # the test r
     (tmp_path / "log").mkdir()
     (tmp_path / "out").mkdir()
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    for cmd in ("git init -q", "dvc init -q", "dvc config core.analytics false", "dvc add -q raw.txt"):
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")  # a new DVC project reports usage: not from tests
+    for cmd in ("git init -q", "dvc init -q", "dvc add -q raw.txt"):
         subprocess.run(cmd.split(), cwd=tmp_path, check=True, capture_output=True)
     return tmp_path
 
@@ -116,7 +117,8 @@ def test_dlpipe_stages_run_forked_in_dvcs_directory_with_their_exit_code(
     stages = {"good": stage("good", "tabular_wine", []), "bad": stage("bad", "no_such_task", ["out/good"])}
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    for cmd in ("git init -q", "dvc init -q", "dvc config core.analytics false"):
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    for cmd in ("git init -q", "dvc init -q"):
         subprocess.run(cmd.split(), cwd=tmp_path, check=True, capture_output=True)
     assert all(command(s["cmd"], dict(os.environ)) is not None for s in stages.values())  # forked, not DVC's shell
 

@@ -126,3 +126,16 @@ def test_snapshot_keeps_the_users_own_datasets(repo: Path, monkeypatch: pytest.M
 def _listing(root: Path) -> list[dict]:
     md5 = yaml.safe_load((root / "data.dvc").read_text())["outs"][0]["md5"]
     return json.loads((root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).read_text())
+
+
+def test_dvc_commands_send_no_usage_analytics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project `dvc init` has just made (as Kubeflow's ingest makes one) reports usage by default: each command
+    would write a report into $TMPDIR and fork a daemon to post it. dlpipe's DVC commands do neither."""
+    monkeypatch.delenv("DVC_NO_ANALYTICS", raising=False)
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_tmp))
+    (tmp_path / "project").mkdir()
+    dvc("init", "--no-scm", "--quiet", cwd=tmp_path / "project")
+    dvc("status", cwd=tmp_path / "project")
+    assert list(system_tmp.iterdir()) == []

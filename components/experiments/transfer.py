@@ -83,7 +83,8 @@ def _source_model_config(source: str) -> dict[str, Any]:
     """The pretrained network's model config, so every variant has the architecture whose weights it loads."""
     from components.train.transfer import registered_checkpoint
 
-    path = registered_checkpoint(source) if source.startswith("models:/") else Path(source)
-    if not path.is_file():
+    if source.startswith("models:/"):
+        return registered_checkpoint(source)["model_config"]
+    if not Path(source).is_file():
         raise TransferError(f"experiments.transfer_fashion.source: {source} not found: train the mnist task first")
-    return torch.load(path, map_location="cpu", weights_only=True)["model_config"]
+    return torch.load(source, map_location="cpu", weights_only=True)["model_config"]

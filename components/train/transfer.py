@@ -38,7 +38,7 @@ def source_weights(init_from: str, own: dict[str, Tensor]) -> dict[str, Tensor]:
         except ImportError as err:
             raise TransferError(f"train.init_from {init_from}: {err}") from None
     if init_from.startswith("models:/"):
-        return _checkpoint_weights(registered_checkpoint(init_from))
+        return _best_weights(registered_checkpoint(init_from))
     if init_from.startswith("torchvision:"):
         return {f"backbone.{k}": v for k, v in _torchvision_weights(init_from.split(":", 1)[1]).items()}
     path = Path(init_from)
@@ -52,24 +52,29 @@ def source_weights(init_from: str, own: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def _checkpoint_weights(path: Path) -> dict[str, Tensor]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return _best_weights(torch.load(path, map_location="cpu", weights_only=True))
+
+
+def _best_weights(ckpt: dict[str, Any]) -> dict[str, Tensor]:
     return ckpt.get("best_model", ckpt)
 
 
-def registered_checkpoint(uri: str) -> Path:
+def registered_checkpoint(uri: str) -> dict[str, Any]:
+    """The checkpoint dict that trained a registered model (models:/<name>@<alias>, or its latest version)."""
     from mlflow.exceptions import MlflowException
 
     mlflow = tracking.configure()
     name, _, alias = uri.removeprefix("models:/").partition("@")
     client = mlflow.MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(name, alias) if alias else client.get_latest_versions(name)[-1]
-        local = mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path=f"{CHECKPOINT_ARTIFACT}/checkpoint.pt", dst_path=tempfile.mkdtemp()
-        )
-    except (MlflowException, IndexError, OSError) as err:
-        raise TransferError(f"train.init_from: cannot get the checkpoint of {uri}: {err}") from None
-    return Path(local)
+    with tempfile.TemporaryDirectory(prefix="dlpipe-checkpoint-") as tmp:
+        try:
+            version = client.get_model_version_by_alias(name, alias) if alias else client.get_latest_versions(name)[-1]
+            local = mlflow.artifacts.download_artifacts(
+                run_id=version.run_id, artifact_path=f"{CHECKPOINT_ARTIFACT}/checkpoint.pt", dst_path=tmp
+            )
+        except (MlflowException, IndexError, OSError) as err:
+            raise TransferError(f"train.init_from: cannot get the checkpoint of {uri}: {err}") from None
+        return torch.load(local, map_location="cpu", weights_only=True)
 
 
 def _torchvision_weights(arch: str) -> dict[str, Tensor]:

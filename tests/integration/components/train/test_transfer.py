@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,14 +21,19 @@ def _cfg(**kw: object) -> TrainConfig:
 
 
 def test_transfer_from_registered_model_and_feature_extractor(
-    digits_artifacts: Path, digits_data: Path, tmp_path: Path
+    digits_artifacts: Path, digits_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """models:/digits@champion -> the checkpoint.pt train logged in that run; the frozen backbone stays put."""
+    """models:/digits@champion -> the checkpoint.pt train logged in that run; the frozen backbone stays put. The
+    downloaded checkpoint does not stay in the system's temp folder."""
     registered = PARAMS["train"]["digits"]["model"]
     cfg = _cfg(model=registered, init_from="models:/digits@champion", transfer="feature_extractor", epochs=2)
-    train(digits_data, tmp_path, cfg, "digits", progress=False)
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    train(digits_data, tmp_path / "out", cfg, "digits", progress=False)
+    assert list(system_tmp.iterdir()) == []
     source, _ = load_trained(digits_artifacts)
-    tuned, _ = load_trained(tmp_path)
+    tuned, _ = load_trained(tmp_path / "out")
     src, new = source.state_dict(), tuned.state_dict()
     backbone = [k for k in src if k.startswith("backbone.")]
     assert backbone and all(torch.equal(src[k], new[k]) for k in backbone)  # weights and BN statistics

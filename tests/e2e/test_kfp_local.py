@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import multiprocessing.util
 import os
 import tempfile
 from pathlib import Path
@@ -75,6 +76,9 @@ def test_failed_step_marks_the_mlflow_run_failed(tmp_path: Path, monkeypatch: py
     home, uri = _local_home(tmp_path, monkeypatch)
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()
+    # multiprocessing's folder (the step forkserver's socket) is made once per process, removed at its exit: made
+    # before the patch, as in a process that ran steps before
+    multiprocessing.util.get_temp_dir()
     monkeypatch.setenv("TMPDIR", str(system_tmp))  # the step subprocesses' temp folder, unless the run sets its own
     monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))  # and this process's
     args = ["run", "--local", "--task", "tabular_wine", "-s", "prepare.tabular_wine.dataset=no_such_data"]

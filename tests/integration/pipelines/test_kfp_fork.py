@@ -55,7 +55,10 @@ def test_a_kfp_local_step_runs_forked_as_its_subprocess_would(
     monkeypatch.chdir(workdir)
     monkeypatch.setenv("KFP_FORK_PROBE", "from the caller")
     monkeypatch.setenv("TMPDIR", str(tmp))
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    # a workspace of the test's own: kfp.local makes one in the system's temp folder, removed after a pipeline, not
+    # after a lone component
+    runner = kfp.local.SubprocessRunner(use_venv=False)
+    kfp.local.init(runner=runner, pipeline_root=str(tmp_path / "root"), workspace_root=str(tmp_path / "workspace"))
 
     def run() -> tuple[dict, str]:
         seen = json.loads(Path(probe(code=0).outputs["seen"].path).read_text())

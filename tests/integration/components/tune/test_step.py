@@ -89,7 +89,9 @@ def test_killed_worker_leaves_no_trial_running(tmp_path: Path, data: Path) -> No
     job = json.dumps(
         {"data_dir": str(data), "task": "tabular", "cfg": c.model_dump(), "train": TRAIN, "parent": parent}
     )
-    proc = subprocess.Popen([sys.executable, "-m", "components.tune.step"], stdin=subprocess.PIPE, text=True)
+    (tmp_path / "tmp").mkdir()  # the killed worker's trial folder stays in its $TMPDIR
+    env = os.environ | {"TMPDIR": str(tmp_path / "tmp")}
+    proc = subprocess.Popen([sys.executable, "-m", "components.tune.step"], stdin=subprocess.PIPE, text=True, env=env)
     proc.stdin.write(job)
     proc.stdin.close()
     study = open_study(c, "tabular")

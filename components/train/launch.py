@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,12 @@ def torchrun_train(
 ) -> dict[str, Any]:
     """Train with DDP in `nproc_per_node` processes on this machine; return rank 0's train.json summary."""
     write_config(cfg, out)
-    cmd = [_exe("torchrun"), "--standalone", f"--nproc-per-node={nproc_per_node}", "--no-python"]
-    cmd += [_exe("dlpipe"), *train_command(task, data, out, augment, resume)[1:]]
-    proc = subprocess.run(cmd)
+    # torchrun's log folder (the ranks' error files) is one of the run's own: by default it makes one in $TMPDIR
+    # (torchelastic_*) and never removes it
+    with tempfile.TemporaryDirectory(prefix="dlpipe-torchrun-") as logs:
+        cmd = [_exe("torchrun"), "--standalone", f"--nproc-per-node={nproc_per_node}", f"--log-dir={logs}"]
+        cmd += ["--no-python", _exe("dlpipe"), *train_command(task, data, out, augment, resume)[1:]]
+        proc = subprocess.run(cmd)
     if proc.returncode != 0:
         raise DlpipeError(
             f"torchrun ({nproc_per_node} processes) training {task} failed with exit code {proc.returncode}"

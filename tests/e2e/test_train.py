@@ -69,12 +69,15 @@ def test_sigkill_then_resume_gives_identical_weights(workdir: Path, tmp_path_fac
     assert client.get_run(new_run).data.tags["resumed_from"] == killed_run
 
 
-def test_torchrun_two_processes_match_one(workdir: Path, tabular_artifacts: Path) -> None:
+def test_torchrun_two_processes_match_one(workdir: Path, tabular_artifacts: Path, tmp_path: Path) -> None:
     from components.core.layout import Layout
     from components.evaluate.step import evaluate  # here, not at collection: it imports matplotlib (1.1 s)
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python"]
-    proc = subprocess.run([*cmd, DLPIPE, "train", "tabular"], cwd=workdir, capture_output=True, text=True, timeout=300)
+    env = os.environ | {"TMPDIR": str(tmp_path)}  # torchrun leaves its log folder in $TMPDIR
+    proc = subprocess.run(
+        [*cmd, DLPIPE, "train", "tabular"], cwd=workdir, capture_output=True, text=True, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     paths = Layout("tabular", workdir)  # the step `dlpipe evaluate` runs (tests/e2e/test_dvc.py runs the command)
     ddp = evaluate(paths.data, paths.model, paths.metrics, paths.plots)
@@ -87,9 +90,10 @@ def test_torchrun_two_processes_match_one(workdir: Path, tabular_artifacts: Path
     assert mlflow.MlflowClient().get_run(run_id).data.tags["world_size"] == "2"
 
 
-def test_trainjob_step_falls_back_to_torchrun_here(tmp_path: Path) -> None:
+def test_trainjob_step_falls_back_to_torchrun_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Outside a cluster the TrainJob step runs the same `torchrun dlpipe train` on this machine, with the
-    TrainJob's world size (2 nodes x 1 CPU process): DDP over gloo, rank 0 tracks and writes."""
+    TrainJob's world size (2 nodes x 1 CPU process): DDP over gloo, rank 0 tracks and writes. torchrun's log
+    folder does not stay in the system's temp folder."""
     from mlflow import MlflowClient
 
     from components.config import DistributedConfig, TrainConfig, stage_config
@@ -106,7 +110,11 @@ def test_trainjob_step_falls_back_to_torchrun_here(tmp_path: Path) -> None:
     augment(data, policy, stage_config(PARAMS, "augment", "tabular_wine"), "tabular_wine")
     cfg = TrainConfig.model_validate({**PARAMS["train"]["tabular_wine"], "epochs": 3})
     out, spec = tmp_path / "model", DistributedConfig(nodes=2, gpus_per_node=0)
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_tmp))
     summary = train_job(data, out, cfg, "tabular_wine", policy, spec, "unused-here", "job", {})
+    assert not list(system_tmp.glob("torchelastic_*"))  # (inductor's cache, torchinductor_<user>, is meant to stay)
     assert summary["epochs_run"] == 3 and (out / "checkpoint.pt").is_file()
     run = MlflowClient().get_run(read_json(out / "run.json")["run_id"])
     assert run.data.tags["world_size"] == "2" and run.info.status == "FINISHED"

@@ -94,8 +94,9 @@ NEEDS_CHROMIUM = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator:
-    """Headless Chromium driven by selenium (the playground tests)."""
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """Headless Chromium driven by selenium (the playground tests), with a temp folder of the session's own
+    (Chromium leaves an org.chromium.Chromium.* folder in $TMPDIR after it quits)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -103,7 +104,8 @@ def browser() -> Iterator:
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    env = os.environ | {"TMPDIR": str(tmp_path_factory.mktemp("chromium-tmp"))}
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER, env=env))
     yield driver
     driver.quit()
 

@@ -1,14 +1,17 @@
-"""Small file helpers shared by the steps: atomic writes and content hashes."""
+"""Small file helpers shared by the steps: atomic writes, checkpoint reads and content hashes."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from components.core.errors import DataError
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -57,6 +60,35 @@ def read_json(path: Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run the step that produces it first")
     return json.loads(path.read_text())
+
+
+def read_checkpoint(path: Path, needs: tuple[str, ...] = ()) -> Any:
+    """What torch.save wrote to `path` (a checkpoint, or a state dict), loaded onto the CPU with weights_only=True: it
+    can hold no code. A file torch cannot read (truncated, not a torch file, holding objects other than tensors and
+    plain data) or a dict without the `needs` keys is a DataError naming it, not a traceback from torch's reader."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run the step that produces it first")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch's readers fail on bad bytes with any type (IndexError, struct.error, ...)
+        text = " ".join(str(err).split())
+        if refused := re.search(r"GLOBAL (\S+)", text):  # weights_only met an object it will not build
+            raise DataError(
+                f"{path}: refused, it holds an object other than tensors and plain data ({refused[1]})"
+            ) from None
+        text = text.partition("WeightsUnpickler error:")[2].strip() or text  # the reason, between torch's advice
+        text = text.partition(" Check the documentation")[0]
+        reason = text.split(". ")[0].rstrip(".") or "it ends early"
+        raise DataError(
+            f"{path} is not a readable checkpoint, truncated or corrupt ({type(err).__name__}: {reason})"
+        ) from None
+    missing = [key for key in needs if not isinstance(data, dict) or key not in data]
+    if missing:
+        raise DataError(f"{path} is not a dlpipe checkpoint: it has no {', '.join(missing)}")
+    return data
 
 
 def sha256_file(path: Path) -> str:

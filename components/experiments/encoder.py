@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field, model_validator
 
 from components.config import (
@@ -36,7 +35,7 @@ from components.config import (
 )
 from components.core import tracking
 from components.core.errors import DlpipeError
-from components.core.io import read_json, write_json
+from components.core.io import read_checkpoint, read_json, write_json
 from components.data.prepare import prepare
 from components.data.text.tokenization import TOKENIZER_FILE
 from components.evaluate.step import evaluate
@@ -101,7 +100,7 @@ def encoder_study(
     checkpoint, tokenizer = source / "checkpoint.pt", source / "data" / TOKENIZER_FILE
     if not checkpoint.is_file() or not tokenizer.is_file():
         raise DlpipeError(f"{source}: no checkpoint.pt and data/{TOKENIZER_FILE}: run the encoder_mlm task first")
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(checkpoint, needs=("meta",))
     max_length = ckpt["meta"]["model_inputs"]["max_len"]
     data = {v: work_dir / ("data" if v == cfg.serve else f"data_{v}") for v in ("pretrained", MINILM)}
     prepared = {"pretrained": TextConfig(tokenizer_from=str(tokenizer), max_length=max_length)}

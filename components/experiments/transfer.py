@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from pydantic import Field
 
 from components.config import PrepareConfig, TrainConfig, _Strict
 from components.core.errors import TransferError
-from components.core.io import write_json
+from components.core.io import read_checkpoint, write_json
 from components.data.prepare import prepare
 from components.evaluate.step import evaluate
 from components.experiments.splits import keep_val
@@ -87,4 +86,4 @@ def _source_model_config(source: str) -> dict[str, Any]:
         return registered_checkpoint(source)["model_config"]
     if not Path(source).is_file():
         raise TransferError(f"experiments.transfer_fashion.source: {source} not found: train the mnist task first")
-    return torch.load(source, map_location="cpu", weights_only=True)["model_config"]
+    return read_checkpoint(Path(source), needs=("model_config",))["model_config"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from components.config import TrainConfig
 from components.core.contract import TaskMeta, parse_meta
+from components.core.io import read_checkpoint
 from components.train.step import build_for
 
 CHECKPOINT = "checkpoint.pt"
@@ -20,7 +20,7 @@ def load_trained(model_dir: Path) -> tuple[nn.Module, TaskMeta]:
     path = Path(model_dir) / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run the train step first")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(path, needs=("meta", "model_config", "best_model"))
     meta = parse_meta(ckpt["meta"], str(path))
     model = build_for(meta, TrainConfig(model=ckpt["model_config"]))
     model.load_state_dict(ckpt["best_model"])

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from components.config import EarlyStoppingConfig, TrainConfig
 from components.core.errors import DlpipeError
-from components.core.io import atomic_write
+from components.core.io import atomic_write, read_checkpoint
 from components.train import distributed, optim
 from components.train.batches import Batches, predict
 from components.train.precision import resolve_amp
@@ -217,7 +217,7 @@ def _resume(path: Path, run: _Run) -> tuple[dict[str, Tensor], dict[str, Any]]:
 
     Loaded onto the CPU: the RNG states must be CPU byte tensors (torch.set_rng_state refuses any other), and
     load_state_dict copies weights and optimizer state onto the model's device anyway."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(path, needs=("model", "optimizer", "scaler", "rng", "best_model", "loop", "config"))
     _check_epochs(ckpt, run.cfg, path)
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])

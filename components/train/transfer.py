@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from components.config import IMAGENET_LITE0, MINILM, TrainConfig
 from components.core import tracking
 from components.core.errors import TransferError
+from components.core.io import read_checkpoint
 
 CHECKPOINT_ARTIFACT = "checkpoint"  # train logs checkpoint.pt under this artifact path of its run
 
@@ -52,7 +53,7 @@ def source_weights(init_from: str, own: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def _checkpoint_weights(path: Path) -> dict[str, Tensor]:
-    return _best_weights(torch.load(path, map_location="cpu", weights_only=True))
+    return _best_weights(read_checkpoint(path))
 
 
 def _best_weights(ckpt: dict[str, Any]) -> dict[str, Tensor]:
@@ -74,7 +75,7 @@ def registered_checkpoint(uri: str) -> dict[str, Any]:
             )
         except (MlflowException, IndexError, OSError) as err:
             raise TransferError(f"train.init_from: cannot get the checkpoint of {uri}: {err}") from None
-        return torch.load(local, map_location="cpu", weights_only=True)
+        return read_checkpoint(local)
 
 
 def _torchvision_weights(arch: str) -> dict[str, Tensor]:
@@ -88,7 +89,7 @@ def _torchvision_weights(arch: str) -> dict[str, Tensor]:
             f'On a machine with a network run `python -c "import torchvision; torchvision.models.{arch}'
             f"(weights='DEFAULT')\"` and copy {path.name} into {path.parent} (or set TORCH_HOME)."
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_checkpoint(path)
 
 
 def apply(model: nn.Module, cfg: TrainConfig) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:

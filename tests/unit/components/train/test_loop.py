@@ -198,6 +198,23 @@ def test_resume_with_another_epoch_count_refuses_an_epoch_shaped_schedule(tmp_pa
     assert ckpt.read_bytes() == before
 
 
+def test_resume_from_a_truncated_checkpoint_names_it_and_keeps_it(tmp_path) -> None:
+    """A checkpoint cut short (a copy that stopped, a full disk elsewhere) is one error naming the file; resuming
+    does not start over on top of it."""
+    from components.core.errors import DataError
+
+    x, y = toy()
+    c = cfg(epochs=2, batch_size=8)
+    ckpt = tmp_path / "c.pt"
+    fit(model_for(c), F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), c, checkpoint=ckpt, progress=False)
+    ckpt.write_bytes(ckpt.read_bytes()[:-100])
+    before = ckpt.read_bytes()
+    with pytest.raises(DataError, match=f"{ckpt} is not a readable checkpoint, truncated or corrupt"):
+        fit(model_for(c), F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), c, checkpoint=ckpt, resume=True,
+            progress=False)  # fmt: skip
+    assert ckpt.read_bytes() == before
+
+
 def test_predict_scores_texts_in_order_of_length_and_answers_in_the_callers_order() -> None:
     """With pad_id each chunk is as long as its longest text (the model cuts the rest), outputs in x's order."""
     torch.manual_seed(0)

@@ -59,7 +59,10 @@ def read_json(path: Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run the step that produces it first")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise DataError(f"{path} is not valid JSON ({err}): run the step that produces it again") from None
 
 
 def read_checkpoint(path: Path, needs: tuple[str, ...] = ()) -> Any:

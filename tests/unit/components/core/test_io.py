@@ -1,5 +1,5 @@
-"""atomic_write: flushed to disk before the rename, normal file permissions, nothing half-written. read_checkpoint:
-a file torch cannot read, or one holding code, is one error naming it."""
+"""atomic_write: flushed to disk before the rename, normal file permissions, nothing half-written. read_checkpoint
+and read_json: a file cut short or corrupt, or a checkpoint holding code, is one error naming it."""
 
 from __future__ import annotations
 
@@ -71,3 +71,12 @@ def test_an_unreadable_checkpoint_is_one_error_naming_the_file(tmp_path: Path) -
         io.read_checkpoint(path, needs=("w", "meta", "best_model"))
     with pytest.raises(FileNotFoundError, match="missing.pt not found"):
         io.read_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_corrupt_json_file_is_one_error_naming_it(tmp_path: Path) -> None:
+    path = io.write_json(tmp_path / "meta.json", {"task": "tabular", "classes": ["a", "b"]})
+    assert io.read_json(path)["classes"] == ["a", "b"]
+    for broken in (path.read_bytes()[:-5], b"", b"\xff\xfe{}"):
+        path.write_bytes(broken)
+        with pytest.raises(DataError, match=f"{path} is not valid JSON"):
+            io.read_json(path)

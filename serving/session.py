@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.core.errors import DataError
+
 if TYPE_CHECKING:
     from serving.bundle import Bundle
 
@@ -73,6 +75,7 @@ def make_session(bundle: Bundle, threads: int | None = None, output: str | None 
     (attention, embeddings).
     """
     import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or ort_threads()
@@ -82,7 +85,13 @@ def make_session(bundle: Bundle, threads: int | None = None, output: str | None 
     graph = bundle.onnx if output is None else (bundle.files or {}).get(f"{output}.onnx")
     if graph is None:
         raise ValueError(f"{bundle.source}: no {output}.onnx in this bundle; export the model again")
-    session = ort.InferenceSession(graph, sess_options=opts, providers=providers)
+    try:
+        session = ort.InferenceSession(graph, sess_options=opts, providers=providers)
+    except (ort_errors.InvalidProtobuf, ort_errors.InvalidArgument, ort_errors.InvalidGraph) as err:
+        raise DataError(
+            f"{bundle.source}: {output or 'model'}.onnx is not a loadable ONNX model, cut short or corrupt ({err}); "
+            "export the model again"
+        ) from None
     names = {v.name for v in session.get_inputs()}, {v.name for v in session.get_outputs()}
     wanted = bundle.meta.input.name, output or bundle.meta.output.name
     if wanted[0] not in names[0] or wanted[1] not in names[1]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from components.core.contract import load_meta
+from components.core.errors import DataError
 from serving import cli, session
 from serving.bundle import load_bundle
 from tests.helpers.serving import ROOT, _masked_lm_export, bentoml_server
@@ -29,6 +31,9 @@ def test_local_bundle_session_and_task_check(tabular_artifacts: Path) -> None:
     opened = session.make_session(bundle)
     assert opened.get_providers()[0] == session.choose_providers()[0]
     assert opened.get_session_options().intra_op_num_threads == session.ort_threads()
+    for broken in (bundle.onnx[: len(bundle.onnx) // 2], b""):  # an export copied half-way, an empty file
+        with pytest.raises(DataError, match=f"{tabular_artifacts}: model.onnx is not a loadable ONNX model"):
+            session.make_session(dataclasses.replace(bundle, onnx=broken))
     with pytest.raises(ValueError, match="holds task 'tabular', not 'tabular_wine'"):
         load_bundle("tabular_wine", model_dir=tabular_artifacts)
 

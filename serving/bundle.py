@@ -22,6 +22,7 @@ from typing import Any
 from components.core.contract import META_FILE, TaskMeta, load_meta
 from components.core.errors import DlpipeError
 from components.core.io import read_json
+from serving.session import check_graphs
 
 TOKENIZER = "tokenizer.json"  # text tasks' tokenizer, shipped beside meta.json
 BUNDLE_FILE = "bundle.json"  # source, version and metrics of a bundle saved to the BentoML model store
@@ -251,13 +252,15 @@ COPIES_PREFIX = "dlpipe-bundles-"  # the copies' folder in the temp directory: d
 
 def shared_with_workers(load: Callable[[], list[Bundle]]) -> list[Bundle]:
     """In an HTTP worker, the bundles its own server process handed down (never an older ancestor's); elsewhere
-    `load()`, saved to a private folder (removed when this process exits) that this process's environment names,
-    which the workers it starts inherit."""
+    `load()`, each graph opened once (`check_graphs`: a corrupt one stops the server now), saved to a private folder
+    (removed when this process exits) that this process's environment names, which the workers it starts inherit."""
     import bentoml
 
     if bentoml.server_context.worker_index is not None:
         return _handed_down() or load()
     bundles = load()
+    for bundle in bundles:
+        check_graphs(bundle)
     remove_orphaned_copies()
     folder = Path(tempfile.mkdtemp(prefix=f"{COPIES_PREFIX}{os.getpid()}-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)

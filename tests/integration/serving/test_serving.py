@@ -22,7 +22,7 @@ from components.core.contract import load_meta
 from components.core.errors import DataError
 from serving import cli, session
 from serving.bundle import load_bundle
-from tests.helpers.serving import ROOT, _masked_lm_export, bentoml_server
+from tests.helpers.serving import ROOT, _free_port, _masked_lm_export, _stop, bentoml_server
 
 
 def test_local_bundle_session_and_task_check(tabular_artifacts: Path) -> None:
@@ -36,6 +36,28 @@ def test_local_bundle_session_and_task_check(tabular_artifacts: Path) -> None:
             session.make_session(dataclasses.replace(bundle, onnx=broken))
     with pytest.raises(ValueError, match="holds task 'tabular', not 'tabular_wine'"):
         load_bundle("tabular_wine", model_dir=tabular_artifacts)
+
+
+def test_a_corrupt_model_stops_the_server_at_start(tabular_artifacts: Path, tmp_path: Path) -> None:
+    """A model.onnx cut short: `bentoml serve` exits at start with the error naming it, instead of running on while
+    its HTTP workers fail to open the graph and are restarted every 10 s."""
+    folder = tmp_path / "tabular"
+    shutil.copytree(tabular_artifacts, folder)
+    graph = folder / "model.onnx"
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
+    env = {k: v for k, v in os.environ.items() if k != "DLPIPE_MODEL_URI"} | {
+        "DLPIPE_TASK": "tabular", "DLPIPE_MODEL_DIR": str(folder), "BENTOML_HOME": str(tmp_path / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }  # fmt: skip
+    cmd = [sys.executable, "-m", "bentoml", "serve", cli.SERVICE, "--host", "127.0.0.1", "--port", str(_free_port())]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        _stop(proc)
+    assert proc.returncode != 0
+    assert f"{folder}: model.onnx is not a loadable ONNX model, cut short or corrupt" in out
 
 
 def test_cli_execs_bentoml_with_absolute_paths(

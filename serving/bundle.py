@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from components.core.contract import META_FILE, TaskMeta, load_meta
-from components.core.errors import DlpipeError
+from components.core.errors import DataError, DlpipeError
 from components.core.io import read_json
-from serving.session import check_graphs
 
 TOKENIZER = "tokenizer.json"  # text tasks' tokenizer, shipped beside meta.json
 BUNDLE_FILE = "bundle.json"  # source, version and metrics of a bundle saved to the BentoML model store
@@ -269,6 +268,33 @@ def shared_with_workers(load: Callable[[], list[Bundle]]) -> list[Bundle]:
         _write_saved(bundle, folder / str(i))
     os.environ[HANDED_DOWN] = json.dumps({"pid": os.getpid(), "dir": str(folder)})
     return bundles
+
+
+def check_graphs(bundle: Bundle) -> None:
+    """Open each of the bundle's ONNX graphs once, on the CPU with one thread, and let them go: `bentoml serve`
+    calls it in its own process, so a graph the HTTP workers could not open stops the server at start with the
+    error naming it (a worker failing at start is restarted every 10 s, forever)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    graphs = {"model.onnx": bundle.onnx} | {n: g for n, g in (bundle.files or {}).items() if n.endswith(".onnx")}
+    for name, graph in graphs.items():
+        open_graph(graph, name, bundle.source, opts, ["CPUExecutionProvider"])
+
+
+def open_graph(graph: bytes, name: str, source: str, opts: Any, providers: list[str]) -> Any:
+    """An ONNX Runtime session on `graph` (`name` of the bundle from `source`); a DataError naming it when the bytes
+    are not a loadable model (cut short, corrupt)."""
+    import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    try:
+        return ort.InferenceSession(graph, sess_options=opts, providers=providers)
+    except (ort_errors.InvalidProtobuf, ort_errors.InvalidArgument, ort_errors.InvalidGraph) as err:
+        raise DataError(
+            f"{source}: {name} is not a loadable ONNX model, cut short or corrupt ({err}); export the model again"
+        ) from None
 
 
 def remove_orphaned_copies(temp: Path | None = None) -> list[Path]:

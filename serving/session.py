@@ -11,12 +11,9 @@ import ctypes
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from components.core.errors import DataError
-
-if TYPE_CHECKING:
-    from serving.bundle import Bundle
+from serving.bundle import Bundle, open_graph
 
 log = logging.getLogger(__name__)
 
@@ -84,35 +81,10 @@ def make_session(bundle: Bundle, threads: int | None = None, output: str | None 
     graph = bundle.onnx if output is None else (bundle.files or {}).get(f"{output}.onnx")
     if graph is None:
         raise ValueError(f"{bundle.source}: no {output}.onnx in this bundle; export the model again")
-    session = _open(graph, f"{output or 'model'}.onnx", bundle.source, opts, providers)
+    session = open_graph(graph, f"{output or 'model'}.onnx", bundle.source, opts, providers)
     names = {v.name for v in session.get_inputs()}, {v.name for v in session.get_outputs()}
     wanted = bundle.meta.input.name, output or bundle.meta.output.name
     if wanted[0] not in names[0] or wanted[1] not in names[1]:
         raise ValueError(f"{bundle.source}: ONNX graph has inputs {names[0]}, outputs {names[1]}; meta wants {wanted}")
     log.info("ONNX Runtime session on %s (asked for %s)", session.get_providers(), providers)
     return session
-
-
-def check_graphs(bundle: Bundle) -> None:
-    """Open each of the bundle's ONNX graphs once, on the CPU with one thread, and let them go: `bentoml serve`
-    calls it in its own process, so a graph the HTTP workers could not open stops the server at start with the
-    error naming it (a worker failing at start is restarted every 10 s, forever)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    graphs = {"model.onnx": bundle.onnx} | {n: g for n, g in (bundle.files or {}).items() if n.endswith(".onnx")}
-    for name, graph in graphs.items():
-        _open(graph, name, bundle.source, opts, [CPU])
-
-
-def _open(graph: bytes, name: str, source: str, opts: Any, providers: list[str]) -> Any:
-    import onnxruntime as ort
-    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
-
-    try:
-        return ort.InferenceSession(graph, sess_options=opts, providers=providers)
-    except (ort_errors.InvalidProtobuf, ort_errors.InvalidArgument, ort_errors.InvalidGraph) as err:
-        raise DataError(
-            f"{source}: {name} is not a loadable ONNX model, cut short or corrupt ({err}); export the model again"
-        ) from None

@@ -49,10 +49,6 @@ def source_weights(init_from: str, own: dict[str, Tensor]) -> dict[str, Tensor]:
             f"{MINILM}, "
             "nor an existing checkpoint file"
         )
-    return _checkpoint_weights(path)
-
-
-def _checkpoint_weights(path: Path) -> dict[str, Tensor]:
     return _best_weights(read_checkpoint(path))
 
 

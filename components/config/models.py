@@ -46,6 +46,9 @@ class CNNConfig(_Strict):
     stride: int = Field(1, ge=1, description="stride of each block's first conv")
     pool: Literal["max", "avg", "none"] = Field("max", description="pooling after each block")
     pool_size: int = Field(2, ge=2)
+    pool_early: bool = Field(
+        False, description="pool right after each block's first conv, before its norm and activation (airbench's order)"
+    )
     batch_norm: bool = True
     residual: bool = Field(False, description="residual blocks: x + convs(x), 1x1 projection when shapes differ")
     activation: Literal["relu", "tanh", "sigmoid"] = "relu"
@@ -63,6 +66,8 @@ class CNNConfig(_Strict):
             raise ValueError("padding 'same' needs an odd kernel")
         if self.residual and self.padding != "same":
             raise ValueError("residual blocks need padding 'same' (the skip must match the block's output)")
+        if self.residual and self.pool_early:
+            raise ValueError("pool_early does not combine with residual blocks (the skip would skip the pooling)")
         return self
 
     def kwargs(self) -> dict[str, Any]:

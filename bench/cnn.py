@@ -99,26 +99,8 @@ def _device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("tasks", nargs="*", default=list(GOALS))
-    parser.add_argument("--seeds", type=int, default=1, help="train each task this many times (seeds 42, 43, ...)")
-    parser.add_argument("--first-seed", type=int, default=42, help="the first of those seeds")
-    parser.add_argument("--keep", type=Path, help="folder for the runs' outputs (default: a temporary one)")
-    parser.add_argument(
-        "--set",
-        "-s",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a params field as `dlpipe pipeline run -s` does: STAGE.TASK.KEY=VALUE (train.fashion.lr=0.01)",
-    )
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cnn.json", help="results JSON")
-    parser.add_argument(
-        "--no-export", action="store_true", help="train and evaluate only: no ONNX export, no latency comparison"
-    )
-    args = parser.parse_args()
-    root = args.keep or Path(tempfile.mkdtemp(prefix="dlpipe-bench-cnn-"))
+def run_all(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Every task's seeds in `root` (its own MLflow store and DLPIPE_HOME), one line printed per task."""
     os.environ.setdefault("DLPIPE_HOME", str(root))
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     results = {}
@@ -140,6 +122,32 @@ def main() -> None:
             line += f"  batch-1 latency onnxruntime {result['onnxruntime_ms']:.3f} ms"
             line += f" / torch {result['torch_ms']:.3f} ms = {result['ratio']:.2f} (goal <= 0.5)"
         print(line + (f"  with {' '.join(args.set)}" if args.set else ""), flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tasks", nargs="*", default=list(GOALS))
+    parser.add_argument("--seeds", type=int, default=1, help="train each task this many times (seeds 42, 43, ...)")
+    parser.add_argument("--first-seed", type=int, default=42, help="the first of those seeds")
+    parser.add_argument(
+        "--keep", type=Path, help="folder for the runs' outputs, kept (default: a temporary one, removed at the end)"
+    )
+    parser.add_argument(
+        "--set",
+        "-s",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params field as `dlpipe pipeline run -s` does: STAGE.TASK.KEY=VALUE (train.fashion.lr=0.01)",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cnn.json", help="results JSON")
+    parser.add_argument(
+        "--no-export", action="store_true", help="train and evaluate only: no ONNX export, no latency comparison"
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dlpipe-bench-cnn-") as tmp:  # removed after; a --keep folder stays
+        results = run_all(args, args.keep or Path(tmp))
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -67,7 +67,7 @@ class ConvBlock(nn.Module):
         self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.convs(x)  # (B, c_out, H / stride, W / stride) with 'same' padding
+        out = self.convs(x)  # (B, c_out, H / stride, W / stride) with 'same' padding; pooled too with pool_early
         if self.skip is not None:
             out = self.act(out + self.skip(x))
         return self.drop(self.pool(out))  # (B, c_out, H', W') after pooling

@@ -112,10 +112,9 @@ class CNN(nn.Module):
             "dropout": dropout,
         }
         size = list(image_size)  # [height, width] of the feature map as the blocks shrink it
+        before = 1 if pool_early else convs_per_block  # a block's convs before its pooling
         blocks = []
         for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
-            # the convs before the pooling: all of them, or only the first with pool_early
-            before = 1 if pool_early else convs_per_block
             size = [_after_convs(s, before, kernel, pad, stride) for s in size]
             # Pool only while the feature map is still at least pool_size wide (8x8 digits run out early).
             block_pool = pool if min(size) >= pool_size else "none"

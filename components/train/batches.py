@@ -62,15 +62,20 @@ class Batches:
 
 
 TOKEN_CHUNK = 64  # rows a chunk when they go in order of length
+# Rows a chunk otherwise. On a CPU a chunk's activation maps should stay in cache: Fashion-MNIST's 5,000 validation
+# images (with the flipped copies) take 1.05 s in chunks of 128 on 2 AVX2 cores, 1.46 s in 256 and 2.2 s in 1024.
+CPU_CHUNK, GPU_CHUNK = 128, 1024
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: Tensor, chunk: int = 1024, pad_id: int | None = None) -> Tensor:
-    """model(x) in chunks, so a whole split of images never holds every activation map at once. With `pad_id`
+def predict(model: nn.Module, x: Tensor, chunk: int | None = None, pad_id: int | None = None) -> Tensor:
+    """model(x) in chunks (default: `CPU_CHUNK` rows on a CPU, `GPU_CHUNK` on a GPU), so a whole split of images
+    never holds every activation map at once. With `pad_id`
     (token ids padded on the right) the rows go in order of length, `TOKEN_CHUNK` at a time, so a model that
     cuts a batch to its longest text (models/padding.py) spends about each text's own length; the outputs come
     back in x's order."""
     if pad_id is not None and x.dim() == 2 and not x.is_floating_point():
         order = (x != pad_id).sum(1).argsort()
         return predict(model, x[order], TOKEN_CHUNK)[order.argsort()]
+    chunk = chunk or (CPU_CHUNK if x.device.type == "cpu" else GPU_CHUNK)
     return torch.cat([model(part) for part in x.split(chunk)]) if len(x) > chunk else model(x)

@@ -115,6 +115,8 @@ class AugmentConfig(_Strict):
     colour_jitter: float = Field(0.0, ge=0, lt=1, description="brightness/contrast/saturation jitter (RGB only)")
     noise_std: float = Field(0.0, ge=0, description="Gaussian noise std, in normalised units")
     erasing: float = Field(0.0, ge=0, le=1, description="probability of random erasing")
-    group_size: int = Field(8, ge=1, description="images that share one draw of the random parameters")
+    group_size: int = Field(
+        8, ge=1, description="images that share one draw of torchvision's ops (affine and flip draw per image)"
+    )
     preview: int = Field(32, ge=0, description="augmented training images in the preview grid")
     seed: int = 0

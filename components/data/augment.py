@@ -3,7 +3,8 @@
 The policy is a list of torchvision.transforms.v2 ops with their arguments, resolved against meta.json:
 geometric ops fill with the normalised background (pixel 0), colour jitter runs on un-normalised pixels.
 Train rebuilds it with `build_transform` and applies it on the fly to every training batch on the
-training device (GPU when there is one); each group of `group_size` images gets its own random draw.
+training device (GPU when there is one): affine and flip draw per image (per_image.py), each other op once per
+group of `group_size` images.
 Tabular tasks get an empty policy, so every task has the same steps; torch and torchvision are imported only where
 a policy has ops, so a table's augment step (and its train step) never loads them for nothing.
 """
@@ -94,26 +95,45 @@ class _Denormalised:
 
 
 def build_transform(policy: dict[str, Any], meta: TaskMeta | None = None) -> Callable[[Tensor], Tensor] | None:
-    """A batch transform (B, C, H, W) -> (B, C, H, W) from a policy, or None when it has no ops."""
+    """A batch transform (B, C, H, W) -> (B, C, H, W) from a policy, or None when it has no ops.
+
+    RandomAffine and RandomHorizontalFlip draw per image in one call for the whole batch (per_image.py); the other
+    ops run as torchvision's, one call and one draw per group of `group_size` images. The policy's order holds."""
     if not policy["ops"]:
         return None
     import torch
     from torchvision.transforms import v2  # 1.4-1.9 s of import (it loads torch._dynamo): only with ops
 
-    ops = []
+    from components.data import per_image
+
+    stages: list[Callable[[Tensor], Tensor]] = []  # each over the whole batch
+    grouped: list[Callable[[Tensor], Tensor]] = []  # torchvision ops waiting to run per group
+    group = policy["group_size"]
+
+    def per_group(ops: list[Callable[[Tensor], Tensor]]) -> Callable[[Tensor], Tensor]:
+        compose = v2.Compose(ops)
+        return lambda x: torch.cat([compose(part) for part in x.split(group)])
+
     for spec in policy["ops"]:
         kwargs = {k: v for k, v in spec.items() if k not in ("op", "denormalise")}
         if spec["op"] not in OPS:
             raise ConfigError(f"augment policy: unknown op {spec['op']!r}; allowed: {', '.join(OPS)}")
+        if per_image.supports(spec):
+            stages += [per_group(grouped)] if grouped else []
+            grouped = []
+            stages.append(per_image.OPS[spec["op"]](**kwargs))
+            continue
         op = getattr(v2, spec["op"])(**kwargs)
         if spec.get("denormalise"):
             pre = (meta.preprocessing if meta is not None else None) or {}
             op = _Denormalised(op, pre["mean"], pre["std"])
-        ops.append(op)
-    compose, group = v2.Compose(ops), policy["group_size"]
+        grouped.append(op)
+    stages += [per_group(grouped)] if grouped else []
 
-    def transform(x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, C, H, W), one random draw per group
-        return torch.cat([compose(part) for part in x.split(group)])
+    def transform(x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, C, H, W)
+        for stage in stages:
+            x = stage(x)
+        return x
 
     return transform
 

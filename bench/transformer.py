@@ -3,8 +3,11 @@
 nanoGPT's CPU configuration reaches val loss 1.88 in about 3 minutes on a laptop; the goal here is <= 1.50
 within 10 minutes. This runs the project's own prepare -> train -> evaluate steps with a longer budget than
 params.yaml's `make run` default and prints the held-out loss (every window of the last 10%) and the time.
+The model is sized for 10 minutes in the precision this CPU trains in (`amp: auto`): 4 layers of 192 and 3,200
+steps where bf16 is native (AVX512-BF16, AMX), 4 layers of 128 and 3,600 steps in fp32 (AVX2 only, where a step of
+the wider model takes 0.30 s instead of 0.17 s).
 
-    python bench/transformer.py [--steps 3200] [--threads 2] [--seed 42]
+    python bench/transformer.py [--steps N] [--d-model D --heads H] [--lr LR] [--threads 2] [--seed 42]
     python bench/transformer.py --gpu --steps 2460 --epochs 20   # nanoGPT's GPU configuration (H200: 50 s)
 """
 
@@ -26,13 +29,14 @@ from components.data.ingest import ingest
 from components.data.prepare import prepare
 from components.data.splits import load_split
 from components.evaluate.step import evaluate
+from components.train.precision import resolve_amp
 from components.train.step import train
 
 GOAL, ANCHOR = 1.50, 1.88
 TRAIN = {
     "model": {"name": "transformer", "arch": "decoder", "d_model": 192, "n_layers": 4, "n_heads": 6, "dropout": 0.0},
     "optimizer": "adamw",
-    "lr": 0.005,  # 3,200 steps: 1.492 in 575 s (by-hand attention); SDPA's kernels, 2,400 steps: 1.507 in 551 s
+    "lr": 0.005,  # CPU_SIZES sets d_model, n_heads, lr and steps by precision
     "amp": "auto",  # bf16 where native (models/transformer/layers.py then computes attention by hand: 0.16 s a step)
     "l2": 0.1,
     "batch_size": 32,
@@ -40,6 +44,15 @@ TRAIN = {
     "gradients": {"clip_norm": 1.0, "track": False},
     "early_stopping": {"enabled": False},
     "checkpoint_interval_s": 120,
+}
+
+# Per precision on a CPU: model width, heads, learning rate and steps for about 10 minutes on 2 cores. Measured:
+# bf16 (AVX512-BF16): 1.492 in 575 s (seed 42), 1.497 in 539 s (seed 1). fp32 (AVX2 EPYC): 1.497 in 598 s (seed 42),
+# 1.494 in 645 s (seed 1, a slower half hour), 3,400 steps 1.504 in 598 s; the bf16 row's model there: 1.487 in
+# 955 s, or 2,000 steps 1.534 in 595 s.
+CPU_SIZES = {
+    "bf16": {"d_model": 192, "n_heads": 6, "lr": 0.005, "steps": 3200},
+    "none": {"d_model": 128, "n_heads": 4, "lr": 0.008, "steps": 3600},
 }
 
 # nanoGPT's config/train_shakespeare_char.py (6 layers of 384, block 256, batch 64, dropout 0.2, lr 1e-3 -> 1e-4)
@@ -53,7 +66,10 @@ GPU = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3200, help="optimizer steps in all")
+    parser.add_argument("--steps", type=int, help="optimizer steps in all (default: sized for this CPU's precision)")
+    parser.add_argument("--d-model", type=int, help="model width (default: sized for this CPU's precision)")
+    parser.add_argument("--heads", type=int, help="attention heads, dividing --d-model")
+    parser.add_argument("--lr", type=float, help="peak learning rate (cosine to 1e-4 after one epoch of warm-up)")
     parser.add_argument(
         "--epochs", type=int, default=8, help="validation checks, more if an epoch would exceed one pass"
     )
@@ -63,6 +79,16 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="nanoGPT's GPU configuration (6 layers of 384, batch 64)")
     args = parser.parse_args()
     settings = TRAIN | GPU if args.gpu else TRAIN
+    sized = {} if args.gpu else CPU_SIZES[resolve_amp("auto", torch.device("cpu"))]
+    model = settings["model"] | {k: v for k, v in sized.items() if k in ("d_model", "n_heads")}
+    if args.d_model:
+        model |= {"d_model": args.d_model, "n_heads": args.heads or model["n_heads"]}
+    elif args.heads:
+        model |= {"n_heads": args.heads}
+    if model["d_model"] % model["n_heads"]:
+        parser.error(f"--d-model {model['d_model']} is not divisible by {model['n_heads']} heads; set --heads")
+    settings = settings | {"model": model, "lr": args.lr or sized.get("lr", settings["lr"])}
+    args.steps = args.steps or sized.get("steps", 3200)
     args.block = args.block or (256 if args.gpu else 96)
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="bench-transformer-"))
@@ -88,7 +114,8 @@ def main() -> None:
     sample = (root / "plots/decoder/sample.txt").read_text()[:300]
     result = {"val_loss": scores["loss"], "perplexity": scores["perplexity"], "train_seconds": round(seconds, 1)}
     tokens = steps * settings["batch_size"] * args.block
-    result |= {"threads": args.threads, "seed": args.seed, "steps": steps, "tokens": tokens}
+    result |= {"threads": args.threads, "seed": args.seed, "steps": steps, "tokens": tokens, "lr": settings["lr"]}
+    result |= {"d_model": model["d_model"], "n_layers": model["n_layers"], "n_heads": model["n_heads"]}
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     history = pd.read_csv(art / "history.csv")  # the validation windows' loss after each epoch, and when
     curve = zip(history["epoch_seconds"].cumsum().round(1), history["val_loss"].round(4), strict=True)

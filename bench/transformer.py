@@ -108,7 +108,7 @@ def main() -> None:
     steps = budget["steps_per_epoch"] * epochs
     cfg = validate(TrainConfig, {**settings, **budget}, "bench")
     started = time.perf_counter()
-    train(art / "data", art, cfg, "decoder", progress=False)
+    train(art / "data", art, cfg, "decoder")  # a progress bar on stderr, an epoch (a validation check) a tick
     seconds = time.perf_counter() - started
     scores = evaluate(art / "data", art, root / "metrics/decoder.json", root / "plots/decoder")
     sample = (root / "plots/decoder/sample.txt").read_text()[:300]

@@ -34,9 +34,8 @@ from components.train.step import train
 
 GOAL, ANCHOR = 1.50, 1.88
 TRAIN = {
-    "model": {"name": "transformer", "arch": "decoder", "d_model": 192, "n_layers": 4, "n_heads": 6, "dropout": 0.0},
+    "model": {"name": "transformer", "arch": "decoder", "n_layers": 4, "dropout": 0.0},  # width: CPU_SIZES
     "optimizer": "adamw",
-    "lr": 0.005,  # CPU_SIZES sets d_model, n_heads, lr and steps by precision
     "amp": "auto",  # bf16 where native (models/transformer/layers.py then computes attention by hand: 0.16 s a step)
     "l2": 0.1,
     "batch_size": 32,
@@ -81,13 +80,10 @@ def main() -> None:
     settings = TRAIN | GPU if args.gpu else TRAIN
     sized = {} if args.gpu else CPU_SIZES[resolve_amp("auto", torch.device("cpu"))]
     model = settings["model"] | {k: v for k, v in sized.items() if k in ("d_model", "n_heads")}
-    if args.d_model:
-        model |= {"d_model": args.d_model, "n_heads": args.heads or model["n_heads"]}
-    elif args.heads:
-        model |= {"n_heads": args.heads}
+    model |= {k: v for k, v in (("d_model", args.d_model), ("n_heads", args.heads)) if v}
     if model["d_model"] % model["n_heads"]:
         parser.error(f"--d-model {model['d_model']} is not divisible by {model['n_heads']} heads; set --heads")
-    settings = settings | {"model": model, "lr": args.lr or sized.get("lr", settings["lr"])}
+    settings = settings | {"model": model, "lr": args.lr or sized.get("lr") or settings["lr"]}
     args.steps = args.steps or sized.get("steps", 3200)
     args.block = args.block or (256 if args.gpu else 96)
     torch.set_num_threads(args.threads)

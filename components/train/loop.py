@@ -265,6 +265,7 @@ def _train_epoch(
         if cfg.l1 > 0:
             loss = loss + cfg.l1 * l1_penalty(run.model)
         norms = _step(run, loss, track=cfg.gradients.track and i % run.sample_every == 0)
+        optim.step_per_batch(run.scheduler, cfg, warming_up=state["step"] < run.warmup_steps)
         if norms is not None:
             grad_sum += norms
             sampled += 1
@@ -279,8 +280,8 @@ def _train_epoch(
 
 
 def _step(run: _Run, loss: Tensor, track: bool) -> Tensor | None:
-    """Backward and one optimizer step, then the per-batch schedule step. fp16 unscales the gradients when they
-    are read or clipped. With `track`, the (L,) per-layer gradient norms of the unclipped gradients."""
+    """Backward and one optimizer step. fp16 unscales the gradients when they are read or clipped. With `track`,
+    the (L,) per-layer gradient norms of the unclipped gradients."""
     grads, optimizer, scaler = run.cfg.gradients, run.optimizer, run.scaler
     optimizer.zero_grad(set_to_none=True)
     if scaler.is_enabled():
@@ -299,7 +300,6 @@ def _step(run: _Run, loss: Tensor, track: bool) -> Tensor | None:
         scaler.update()
     else:
         optimizer.step()
-    optim.step_per_batch(run.scheduler, run.cfg)
     return norms
 
 

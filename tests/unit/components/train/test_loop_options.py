@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
@@ -40,7 +42,7 @@ def test_schedules() -> None:
     step = lrs(cfg(lr=0.1, epochs=4, scheduler={"name": "step", "step_size": 2, "gamma": 0.5}))
     assert step == pytest.approx([0.1, 0.1, 0.05, 0.05])  # the rate each epoch trained with
     cosine = lrs(cfg(lr=0.1, epochs=4, scheduler={"name": "cosine", "min_lr": 0.01}))
-    assert cosine == sorted(cosine, reverse=True) and 0.01 < cosine[-1] < 0.03
+    assert cosine == sorted(cosine, reverse=True) and cosine[-1] == pytest.approx(0.01)  # min_lr after the last step
     onecycle = lrs(cfg(lr=0.1, epochs=6, scheduler={"name": "onecycle"}))
     assert max(onecycle) > onecycle[0] and max(onecycle) > onecycle[-1]
     warm = lrs(cfg(lr=0.1, epochs=3, scheduler={"name": "step", "warmup_epochs": 2, "step_size": 1, "gamma": 0.5}))
@@ -48,6 +50,24 @@ def test_schedules() -> None:
     assert lrs(cfg(lr=0.1, epochs=4, scheduler={"name": "step", "warmup_epochs": 2, "step_size": 1}))[-1] < 0.1
     plateau = lrs(cfg(lr=0.1, epochs=6, scheduler={"name": "plateau", "patience": 0, "factor": 0.5}, l2=50.0))
     assert plateau[-1] < 0.1
+
+
+def test_cosine_decays_every_step_after_the_warm_up() -> None:
+    """Per step, not per epoch: the warm-up rises linearly, then each step trains with a lower rate than the one
+    before, down to min_lr after the last (a per-epoch staircase held each epoch's rate and ended above min_lr)."""
+    seen: list[float] = []  # the rate of each optimizer step, 4 steps an epoch
+    handle = register_optimizer_step_pre_hook(lambda opt, *_: seen.append(opt.param_groups[0]["lr"]))
+    try:
+        c = cfg(lr=0.1, epochs=4, scheduler={"name": "cosine", "warmup_epochs": 1, "min_lr": 0.01})
+        history = run(c)[1].history
+    finally:
+        handle.remove()
+    assert seen[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])  # the warm-up epoch
+    decay = seen[4:]
+    assert len(decay) == 12 and decay[0] == pytest.approx(0.1)
+    assert all(a > b for a, b in zip(decay, decay[1:], strict=False))
+    assert decay[6] == pytest.approx(0.01 + 0.09 * 0.5 * (1 + math.cos(math.pi / 2)))  # half-way down
+    assert history[-1]["lr"] == pytest.approx(0.01)
 
 
 @pytest.mark.parametrize("kind", ["norm", "value"])

@@ -12,7 +12,10 @@ per-path read/write locks refuse two writers of one output.
 Each lane gets `cores // jobs` torch threads (OMP_NUM_THREADS), so lanes never oversubscribe the cores: a
 lane's start-up (Python imports, DVC's checks, 2-9 s a stage) runs on one core, so one-thread lanes keep every
 core busy (96% of a 2-core `make run`) where one two-thread `dvc repro` leaves one idle between and inside its
-stages. Lanes start longest first: those with most stages (the ones experiments hang off), then dvc.yaml's order.
+stages. Lanes start longest first (LPT scheduling), by their stages' seconds in the last run's stage_times.json, else
+in pipelines/stage_times.json (a reference `make run` on 2 cores, committed as pytest-split commits its durations):
+in dvc.yaml's order the decoder's 3-minute lane started last and ran alone at the end, a core idle (937 s where the
+stages' 1,747 s on 2 cores allow 874). Lanes with no known time follow, most stages first, then in dvc.yaml's order.
 
 Each lane's output goes to `<log_dir>/<lane>.log`; the console gets one line per stage started and a table
 of per-stage wall times (from DVC's "Running stage" lines), also written to `<log_dir>/stage_times.json`.
@@ -37,6 +40,7 @@ from pathlib import Path
 from components.core.errors import DlpipeError
 
 RUNNING = re.compile(r"Running stage '([^']+)'")
+REFERENCE_TIMES = Path(__file__).with_name("stage_times.json")  # seconds per stage of a reference `make run`
 
 
 class ReproError(DlpipeError):
@@ -68,6 +72,21 @@ def lanes(root: Path = Path(".")) -> list[Lane]:
             task = next((n.partition("@")[2] for n in last if "@" in n), last[0])
             found.append(Lane(task, ordered))
     return sorted(found, key=lambda lane: -len(lane.stages))  # stable: dvc.yaml's order among equals
+
+
+def known_times(*reports: Path) -> dict[str, float]:
+    """Seconds per stage from `dlpipe repro` reports (stage_times.json), a later report's figure winning; a report
+    that is missing or unreadable adds nothing."""
+    times: dict[str, float] = {}
+    for path in reports:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+            times |= {str(name): float(s) for name, s in json.loads(path.read_text(encoding="utf-8"))["stages"].items()}
+    return times
+
+
+def longest_first(found: list[Lane], times: dict[str, float]) -> list[Lane]:
+    """`found` in order of their stages' known seconds, most first; lanes with none known keep their order, last."""
+    return sorted(found, key=lambda lane: -sum(times.get(stage, 0.0) for stage in lane.stages))
 
 
 def lane_env(jobs: int, cores: int | None = None) -> dict[str, str]:
@@ -142,7 +161,7 @@ def reproduce(jobs: int, log_dir: Path, root: Path = Path("."), say: Callable[[s
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
     log_dir.mkdir(parents=True, exist_ok=True)
-    todo = lanes(root)
+    todo = longest_first(lanes(root), known_times(REFERENCE_TIMES, log_dir / "stage_times.json"))
     env = lane_env(jobs)
     say(f"{len(todo)} lanes, {jobs} at a time, {env['OMP_NUM_THREADS']} torch thread(s) each; logs in {log_dir}/")
     runner = _Lanes(root, env, say)

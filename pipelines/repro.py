@@ -1,21 +1,25 @@
 """`dvc repro` in parallel lanes: the same stages, the same dvc.lock, several at a time.
 
 A lane is one weakly connected part of DVC's stage graph: a task's seven stages plus any experiment that
-reads them (fashion's stages and transfer_imagenet, say). Lanes share no stage and no output, so `jobs`
-of them run side by side, each as its own `dvc --wait-for-lock repro --single-item <the lane's stages>` (through
-pipelines/dvclock.py, which makes DVC's update of dvc.lock after each stage ~2 s shorter here and forks each
-`dlpipe` command from a process that imported torch and MLflow once, pipelines/stagefork.py). DVC keeps
-that safe by itself: its repository lock is held only while a stage's state is checked and dvc.lock is
-written (it is released while the stage's command runs; --wait-for-lock queues the others), and its
-per-path read/write locks refuse two writers of one output.
+reads them (fashion's stages and transfer_imagenet, say). Lanes share no stage and no output, so they can run
+side by side. They are packed into `jobs` groups, and each group runs as one `dvc --wait-for-lock repro
+--single-item <its lanes' stages, lane after lane>` (through pipelines/dvclock.py, which makes DVC's update of
+dvc.lock after each stage ~2 s shorter here and forks each `dlpipe` command from a process that imported torch and
+MLflow once, pipelines/stagefork.py). DVC keeps that safe by itself: its repository lock is held only while a
+stage's state is checked and dvc.lock is written (it is released while the stage's command runs; --wait-for-lock
+queues the others), and its per-path read/write locks refuse two writers of one output.
 
-Each lane gets `cores // jobs` torch threads (OMP_NUM_THREADS), so lanes never oversubscribe the cores: a
-lane's start-up (Python imports, DVC's checks, 2-9 s a stage) runs on one core, so one-thread lanes keep every
-core busy (96% of a 2-core `make run`) where one two-thread `dvc repro` leaves one idle between and inside its
-stages. Lanes start longest first (LPT scheduling), by their stages' seconds in the last run's stage_times.json, else
-in pipelines/stage_times.json (a reference `make run` on 2 cores, committed as pytest-split commits its durations):
-in dvc.yaml's order the decoder's 3-minute lane started last and ran alone at the end, a core idle (937 s where the
-stages' 1,747 s on 2 cores allow 874). Lanes with no known time follow, most stages first, then in dvc.yaml's order.
+Each group gets `cores // jobs` torch threads (OMP_NUM_THREADS), so groups never oversubscribe the cores: a
+stage's start-up (DVC's checks, 1-2 s) runs on one core, so one-thread groups keep every core busy where one
+two-thread `dvc repro` leaves one idle between and inside its stages.
+
+Packing (LPT scheduling: the longest lane first, each onto the group with the least work so far) uses each
+stage's seconds in the last run's stage_times.json, else in pipelines/stage_times.json (a reference run on 2 cores,
+committed as pytest-split commits its durations); a stage with no figure counts as the mean of those known (1 s
+when none is). Why groups and this order, measured in one 2-core `make run` (1,747 s of stage time, 874 s at best):
+one `dvc repro` per lane in dvc.yaml's order took 937 s. The decoder's 3-minute lane started last and ran alone,
+a core idle; and each of the 13 lanes paid for a new DVC process and a stage server's imports (torch, MLflow, ONNX,
+scikit-learn: 5-8 s, in its first stage) where two groups pay twice.
 
 Each lane's output goes to `<log_dir>/<lane>.log`; the console gets one line per stage started and a table
 of per-stage wall times (from DVC's "Running stage" lines), also written to `<log_dir>/stage_times.json`.
@@ -84,13 +88,22 @@ def known_times(*reports: Path) -> dict[str, float]:
     return times
 
 
-def longest_first(found: list[Lane], times: dict[str, float]) -> list[Lane]:
-    """`found` in order of their stages' known seconds, most first; lanes with none known keep their order, last."""
-    return sorted(found, key=lambda lane: -sum(times.get(stage, 0.0) for stage in lane.stages))
+def pack(found: list[Lane], jobs: int, times: dict[str, float]) -> list[list[Lane]]:
+    """`found` in at most `jobs` groups of about equal known seconds: the longest lane first, each onto the group
+    with the least so far (LPT). A stage with no figure counts as the mean known one (1 s when none is known)."""
+    unknown = sum(times.values()) / len(times) if times else 1.0
+    cost = {lane.name: sum(times.get(stage, unknown) for stage in lane.stages) for lane in found}
+    groups: list[list[Lane]] = [[] for _ in range(min(jobs, len(found)))]
+    load = [0.0] * len(groups)
+    for lane in sorted(found, key=lambda lane: -cost[lane.name]):  # stable: lanes() order among equals
+        least = load.index(min(load))
+        groups[least].append(lane)
+        load[least] += cost[lane.name]
+    return groups
 
 
 def lane_env(jobs: int, cores: int | None = None) -> dict[str, str]:
-    """The environment of each lane: `cores // jobs` threads for torch, unless the caller chose a number."""
+    """The environment of each group of lanes: `cores // jobs` threads for torch, unless the caller chose a number."""
     threads = max(1, (cores or os.cpu_count() or 1) // jobs)
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -99,17 +112,20 @@ def lane_env(jobs: int, cores: int | None = None) -> dict[str, str]:
 
 
 class _Lanes:
-    """The lanes' `dvc repro` processes: started unless a lane already failed, all stopped when one fails."""
+    """The groups' `dvc repro` processes: started unless a lane already failed, all stopped when one fails."""
 
-    def __init__(self, root: Path, env: dict[str, str], say: Callable[[str], None]) -> None:
-        self.root, self.env, self.say = root, env, say
+    def __init__(self, root: Path, log_dir: Path, env: dict[str, str], say: Callable[[str], None]) -> None:
+        self.root, self.log_dir, self.env, self.say = root, log_dir, env, say
         self.procs: list[subprocess.Popen] = []
         self.guard = threading.Lock()
         self.failed = False
 
-    def run(self, lane: Lane, log: Path) -> None:
+    def run(self, group: list[Lane]) -> None:
+        """One `dvc repro` of the group's lanes, lane after lane; each lane's lines go to its own log."""
+        lane_of = {stage: lane for lane in group for stage in lane.stages}
         # --single-item: these stages only, in this order (each still skipped when unchanged): not the data sources
-        cmd = [sys.executable, "-m", "pipelines.dvclock", "--wait-for-lock", "repro", "--single-item", *lane.stages]
+        cmd = [sys.executable, "-m", "pipelines.dvclock", "--wait-for-lock", "repro", "--single-item"]
+        cmd += [stage for lane in group for stage in lane.stages]
         with self.guard:
             if self.failed:
                 return
@@ -118,22 +134,33 @@ class _Lanes:
                 start_new_session=True,
             )  # fmt: skip
             self.procs.append(proc)
-        with log.open("w", encoding="utf-8") as out:
+        lane = group[0]
+        out = (self.log_dir / f"{lane.name}.log").open("w", encoding="utf-8")
+        try:
             assert proc.stdout is not None
             for line in proc.stdout:
+                if match := RUNNING.search(line):
+                    now, stage = time.monotonic(), match.group(1)
+                    if lane_of.get(stage, lane) is not lane:  # the next lane of the group
+                        lane.started["(end)"] = now
+                        out.close()
+                        lane = lane_of[stage]
+                        out = (self.log_dir / f"{lane.name}.log").open("w", encoding="utf-8")
+                    lane.started[stage] = now
+                    self.say(f"[{lane.name}] {stage}")
                 out.write(line)
                 out.flush()
-                if match := RUNNING.search(line):
-                    lane.started[match.group(1)] = time.monotonic()
-                    self.say(f"[{lane.name}] {match.group(1)}")
             code = proc.wait()
+        finally:
+            out.close()
         lane.started["(end)"] = time.monotonic()
         if code != 0 and not self.failed:
             self.stop()
-            raise ReproError(f"lane {lane.name!r} failed (`{' '.join(cmd)}` exited {code}); its output: {log}")
+            log = self.log_dir / f"{lane.name}.log"
+            raise ReproError(f"lane {lane.name!r} failed (`{' '.join(cmd[:7])} ...` exited {code}); its output: {log}")
 
     def stop(self) -> None:
-        """Stop every running lane and its stage's command (SIGTERM to the process group; dvc.lock keeps every
+        """Stop every running group and its stage's command (SIGTERM to the process group; dvc.lock keeps every
         stage that had finished)."""
         with self.guard:
             self.failed = True
@@ -154,20 +181,23 @@ def stage_times(done: list[Lane]) -> dict[str, float]:
 
 
 def reproduce(jobs: int, log_dir: Path, root: Path = Path("."), say: Callable[[str], None] = print) -> dict:
-    """Run every lane of the pipeline in `root`, `jobs` at a time; return the wall time and per-stage times.
+    """Run every lane of the pipeline in `root`, packed into `jobs` groups side by side; return the wall time and
+    per-stage times.
 
     The first failing lane stops the others (its error is raised once they have stopped); what DVC had
     already recorded in dvc.lock stays, so the next run resumes from there."""
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
     log_dir.mkdir(parents=True, exist_ok=True)
-    todo = longest_first(lanes(root), known_times(REFERENCE_TIMES, log_dir / "stage_times.json"))
+    todo = lanes(root)
+    groups = pack(todo, jobs, known_times(REFERENCE_TIMES, log_dir / "stage_times.json"))
     env = lane_env(jobs)
-    say(f"{len(todo)} lanes, {jobs} at a time, {env['OMP_NUM_THREADS']} torch thread(s) each; logs in {log_dir}/")
-    runner = _Lanes(root, env, say)
+    threads = env["OMP_NUM_THREADS"]
+    say(f"{len(todo)} lanes in {len(groups)} groups side by side, {threads} torch thread(s) each; logs in {log_dir}/")
+    runner = _Lanes(root, log_dir, env, say)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(runner.run, lane, log_dir / f"{lane.name}.log") for lane in todo]
+        futures = [pool.submit(runner.run, group) for group in groups]
         try:
             for future in futures:
                 future.result()

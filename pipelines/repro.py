@@ -135,7 +135,7 @@ class _Lanes:
             )  # fmt: skip
             self.procs.append(proc)
         lane = group[0]
-        out = (self.log_dir / f"{lane.name}.log").open("w", encoding="utf-8")
+        out = self.log(lane).open("w", encoding="utf-8")
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -145,7 +145,7 @@ class _Lanes:
                         lane.started["(end)"] = now
                         out.close()
                         lane = lane_of[stage]
-                        out = (self.log_dir / f"{lane.name}.log").open("w", encoding="utf-8")
+                        out = self.log(lane).open("w", encoding="utf-8")
                     lane.started[stage] = now
                     self.say(f"[{lane.name}] {stage}")
                 out.write(line)
@@ -156,8 +156,10 @@ class _Lanes:
         lane.started["(end)"] = time.monotonic()
         if code != 0 and not self.failed:
             self.stop()
-            log = self.log_dir / f"{lane.name}.log"
-            raise ReproError(f"lane {lane.name!r} failed (`{' '.join(cmd[:7])} ...` exited {code}); its output: {log}")
+            raise ReproError(f"lane {lane.name!r} failed (its `dvc repro` exited {code}); its output: {self.log(lane)}")
+
+    def log(self, lane: Lane) -> Path:
+        return self.log_dir / f"{lane.name}.log"
 
     def stop(self) -> None:
         """Stop every running group and its stage's command (SIGTERM to the process group; dvc.lock keeps every

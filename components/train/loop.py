@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from components.config import EarlyStoppingConfig, TrainConfig
 from components.core.errors import DlpipeError
 from components.core.io import atomic_write, read_checkpoint
+from components.core.tokens import IGNORE
 from components.train import distributed, optim
 from components.train.batches import Batches, predict
 from components.train.precision import resolve_amp
@@ -117,6 +118,7 @@ class _Run:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
         self.net: nn.Module = DistributedDataParallel(model) if distributed.active() else model
+        self.targets_only = getattr(model, "scores_targets_only", False)  # a masked LM: logits where a target is
         if cfg.compile:
             self.net = torch.compile(self.net)
         self.layers = [
@@ -261,7 +263,8 @@ def _train_epoch(
         if state["step"] < run.warmup_steps:
             optim.warm_up(run.optimizer, run.base_lrs, state["step"], run.warmup_steps)
         with run.autocast():
-            loss = loss_fn(run.net(xb).float() if run.amp_dtype else run.net(xb), yb)
+            out = run.net(xb, scored=yb != IGNORE) if run.targets_only else run.net(xb)
+            loss = loss_fn(out.float() if run.amp_dtype else out, yb)
         if cfg.l1 > 0:
             loss = loss + cfg.l1 * l1_penalty(run.model)
         norms = _step(run, loss, track=cfg.gradients.track and i % run.sample_every == 0)

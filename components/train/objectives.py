@@ -55,8 +55,8 @@ def loss_fn(objective: str, name: str = "auto", label_smoothing: float = 0.0) ->
     if name not in allowed:
         raise ConfigError(f"train.loss: {name!r} does not fit objective {objective!r}; use one of {allowed}")
     eps = label_smoothing
-    if objective in SEQUENCE_OBJECTIVES:  # logits (B, T, V) vs next tokens (B, T); padding ignored
-        return lambda z, y: F.cross_entropy(z.flatten(0, 1), y.flatten(), ignore_index=IGNORE, label_smoothing=eps)
+    if objective in SEQUENCE_OBJECTIVES:
+        return lambda z, y: _token_loss(z, y, eps)
     if name == "bce":
         return lambda z, y: F.binary_cross_entropy_with_logits(z, y * (1 - eps) + 0.5 * eps)
     if name == "cross_entropy":
@@ -70,6 +70,14 @@ def loss_fn(objective: str, name: str = "auto", label_smoothing: float = 0.0) ->
     if objective == "multiclass":
         return lambda z, y: F.mse_loss(torch.softmax(z, dim=1), F.one_hot(y, z.shape[1]).to(z.dtype))
     return F.mse_loss
+
+
+def _token_loss(z: Tensor, y: Tensor, eps: float) -> Tensor:
+    """Logits (B, T, V) vs target tokens (B, T), IGNORE positions (padding, unmasked tokens) left out; or (N, V)
+    when the model scored only the N positions with a target (a masked LM in training, models/transformer)."""
+    if z.dim() == 2:
+        return F.cross_entropy(z, y[y != IGNORE], label_smoothing=eps)
+    return F.cross_entropy(z.flatten(0, 1), y.flatten(), ignore_index=IGNORE, label_smoothing=eps)
 
 
 def metric_fn(objective: str) -> Callable[[Tensor, Tensor], dict[str, float]] | None:

@@ -227,3 +227,39 @@ def test_predict_scores_texts_in_order_of_length_and_answers_in_the_callers_orde
     by_length = predict(model, ids, pad_id=0)
     assert widths == sorted(widths) and len(widths) == 3 and widths[0] < 40  # ascending chunks, cut short
     torch.testing.assert_close(by_length, predict(model, ids), atol=1e-5, rtol=0)  # as one full-length batch
+
+
+def test_a_masked_lm_scores_only_its_masked_positions_with_the_same_loss_and_gradients() -> None:
+    """Training hands the MLM the positions that have a target, so the vocabulary-wide output layer runs on those
+    alone; the loss and every gradient are those of scoring all positions with the rest ignored."""
+    from components.core.tokens import IGNORE
+    from components.train.objectives import loss_fn
+    from models.transformer import EncoderModel
+
+    torch.manual_seed(0)
+    model = EncoderModel(60, 16, 60, head="mlm", d_model=32, n_layers=2, n_heads=2, dropout=0.0)
+    ids = torch.randint(1, 60, (8, 16))
+    y = torch.full_like(ids, IGNORE)
+    picked = torch.rand(8, 16) < 0.15
+    y[picked] = torch.randint(1, 60, (int(picked.sum()),))
+    loss = loss_fn("masked_lm")
+    grads = []
+    for scored in (None, y != IGNORE):
+        model.zero_grad()
+        out = model(ids, scored=scored)
+        value = loss(out, y)
+        value.backward()
+        grads.append((value.detach(), out.shape, [p.grad.clone() for p in model.parameters()]))
+    (full, full_shape, full_grads), (sparse, sparse_shape, sparse_grads) = grads
+    assert full_shape == (8, 16, 60) and sparse_shape == (int(picked.sum()), 60)
+    torch.testing.assert_close(sparse, full)
+    for a, b in zip(sparse_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+    heads: list[tuple[int, ...]] = []  # what the output layer is given: in training the N targets, in validation all
+    model.head.register_forward_hook(lambda _m, args, _out: heads.append(tuple(args[0].shape)))
+    before = float(evaluate_loss(model, loss, ids, y, None)["val_loss"])
+    fit(model, loss, (ids, y), (ids, y), cfg(epochs=30, batch_size=8, optimizer="adam", lr=0.01), progress=False)
+    after = float(evaluate_loss(model, loss, ids, y, None)["val_loss"])
+    assert heads[1] == (int(picked.sum()), 32) and heads[-1] == (8, 16, 32)
+    assert after < 0.5 * before  # it learns the masked tokens

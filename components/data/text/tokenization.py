@@ -15,7 +15,8 @@ Special tokens have fixed ids in every kind of tokenizer: [PAD]=0, [UNK]=1, [CLS
 
 Kinds:
 - `wordpiece`: BERT-style (Unicode normalisation, optional lower-casing and accent stripping, split on
-  whitespace and punctuation, `##` continuation pieces). Unknown characters become [UNK].
+  whitespace and punctuation, `##` continuation pieces). Unknown characters become [UNK]. The same texts
+  give the same tokenizer every time (`_continuation_pieces`).
 - `bpe`: byte-level BPE (GPT-2 style): every string is representable, there is never an [UNK].
 - `char`: one token per character (spaces included) for character-level models; characters seen fewer
   than `min_frequency` times in training become [UNK].
@@ -27,6 +28,7 @@ start. Padding is on the right with [PAD].
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -82,12 +84,16 @@ def train_tokenizer(
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
     specials = list(SPECIAL_TOKENS)
+    texts = [t for t in texts if t]
     if kind == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token=UNK, max_input_chars_per_word=100))
         tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase, clean_text=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials)
+        pieces = _continuation_pieces(tok, texts)
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials + pieces
+        )
     elif kind == "bpe":
         tok = Tokenizer(models.BPE())
         tok.normalizer = _normalizer(lowercase)
@@ -105,7 +111,9 @@ def train_tokenizer(
         tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
         tok.decoder = decoders.Fuse()
         trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials)
-    tok.train_from_iterator((t for t in texts if t), trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
+    if kind == "wordpiece":
+        tok = _only_specials_special(tok)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{CLS} $A {SEP}",
         pair=f"{CLS} $A {SEP} $B:1 {SEP}:1",
@@ -113,6 +121,29 @@ def train_tokenizer(
     )
     _check_special_ids(tok)
     return tok
+
+
+def _continuation_pieces(tok: Tokenizer, texts: list[str]) -> list[str]:
+    """`##c` for each character that continues a word of `texts` (after normalisation and pre-tokenisation), in
+    sorted order. The WordPiece trainer creates these pieces while it walks a hash map of the words, so their ids
+    came in a different order each run, and through those ids so did its choice between merges of equal count
+    (huggingface/tokenizers#1794, open in 0.23): four trainings of encoder_mlm's 4,000-token vocabulary gave four
+    different id maps (some 200 ids apart) and once a different token. Handed to the trainer up front, as special
+    tokens, they get fixed ids, and six trainings in six processes wrote the same tokenizer.json."""
+    inner: set[str] = set()
+    for text in texts:
+        for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)):
+            inner.update(word[1:])
+    return [f"##{c}" for c in sorted(inner)]
+
+
+def _only_specials_special(tok: Tokenizer) -> Tokenizer:
+    """The same tokenizer with only SPECIAL_TOKENS as added (special) tokens: the `##c` pieces that
+    `_continuation_pieces` passed as special tokens stay in the vocabulary with their ids, as plain pieces (a
+    special token would be matched in raw text and dropped when decoding)."""
+    spec = json.loads(tok.to_str())
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] in SPECIAL_TOKENS]
+    return Tokenizer.from_str(json.dumps(spec))
 
 
 def _normalizer(lowercase: bool) -> normalizers.Normalizer:

@@ -62,3 +62,16 @@ def test_unknown_characters() -> None:
     assert UNK_ID in encode(wp, ["\u6f22\u5b57"], 8).ids[0]
     bpe = train_tokenizer(CORPUS, kind="bpe", vocab_size=300, min_frequency=1)
     assert UNK_ID not in encode(bpe, ["\u6f22\u5b57 \U0001f600"], 32).ids[0]  # byte level: nothing unknown
+
+
+def test_wordpiece_training_gives_the_same_tokenizer_every_time() -> None:
+    """The same texts give the same vocabulary and ids (huggingface/tokenizers#1794: the trainer numbered its `##`
+    pieces in hash-map order); the `##` pieces it needs are plain vocabulary, not special tokens."""
+    words = " ".join(f"{a}{b}{c}" for a in "bcdfg" for b in "aeiou" for c in "lmnrst")  # 150 words of equal count
+    texts = [words, "a wonderful, moving film about ##hashes", *CORPUS]
+    first = train_tokenizer(texts, kind="wordpiece", vocab_size=120, min_frequency=1)
+    for _ in range(4):
+        assert train_tokenizer(texts, kind="wordpiece", vocab_size=120, min_frequency=1).to_str() == first.to_str()
+    assert first.token_to_id("##a") is not None
+    assert first.encode("##a", add_special_tokens=False).tokens == ["#", "#", "a"]
+    assert decode(first, first.encode("bal fun").ids) == "bal fun"

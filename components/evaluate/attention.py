@@ -23,11 +23,14 @@ CHAR = 0.045  # inches of one character of a 5-point tick label
 def plot_attention(maps: list[Map], path: Path, title: str) -> Path:
     """One row per attention module, one column per head; rows are queries, columns the keys they weigh. Every
     map fills its cell (a cross-attention map of 7 targets by 16 sources is as tall as a square one), and a row's
-    queries are labelled once, on its first head. The margins are sized in inches from the longest labels, not by
-    tight_layout, which measures every label once more (0.9-2 s of a 3-5 s figure)."""
+    queries are labelled once, on its first head; keys under every row, or only under the last when all rows
+    weigh the same keys (a self-attention stack). Ticks are most of a figure's time (matplotlib makes each one an
+    artist: 1,024 ticks took 2 of a 16-map figure's 3 s). The margins are sized in inches from the longest labels,
+    not by tight_layout, which measures every label once more (0.9-2 s of a 3-5 s figure)."""
     heads, rows = max(w.shape[0] for _, w, _, _ in maps), len(maps)
+    shared_keys = all(keys == maps[0][3] for _, _, _, keys in maps)
     left = 0.15 + max(_reach(queries) for _, _, queries, _ in maps)
-    gap = 0.3 + max(_reach(keys) for _, _, _, keys in maps)  # a row's key labels, then the next row's titles
+    gap = 0.3 + (0.1 if shared_keys else max(_reach(keys) for _, _, _, keys in maps))  # key labels, next titles
     bottom, top, space = 0.1 + _reach(maps[-1][3]), 0.6, 0.15  # top: the title, then the first row's titles
     width = left + heads * CELL[0] + (heads - 1) * space + 0.1
     height = top + rows * CELL[1] + (rows - 1) * gap + bottom
@@ -37,8 +40,8 @@ def plot_attention(maps: list[Map], path: Path, title: str) -> Path:
             ax = axes[row, h]
             ax.imshow(weights[h], cmap="viridis", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
             ax.set_title(f"{name} head {h}", fontsize=7)
-            _ticks(ax.set_xticks, keys, 90)
-            _ticks(ax.set_yticks, queries if h == 0 else [""] * len(queries), 0)
+            _ticks(ax.set_xticks, keys if row == rows - 1 or not shared_keys else [], 90)
+            _ticks(ax.set_yticks, queries if h == 0 else [], 0)
     fig.suptitle(title, fontsize=9, y=1 - 0.08 / height)
     fig.subplots_adjust(
         left=left / width,
@@ -63,7 +66,8 @@ def _reach(tokens: list[str]) -> float:
 
 
 def _ticks(setter, tokens: list[str], rotation: int) -> None:
-    if len(tokens) <= LABELLED:
+    """A tick and a label per token (none past LABELLED tokens; [] for none)."""
+    if 0 < len(tokens) <= LABELLED:
         setter(range(len(tokens)), [_label(t) for t in tokens], fontsize=5, rotation=rotation)
     else:
         setter([])

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipelines import machine
+
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"digits": 0.990, "mnist": 0.985, "fashion": 0.93}
 REPEATS = 300
@@ -93,24 +95,19 @@ def latency(art: Path) -> dict[str, float]:
     return {"torch_ms": p, "onnxruntime_ms": o, "ratio": o / p}
 
 
-def _device_name() -> str:
-    import torch
-
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-
-
 def run_all(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     """Every task's seeds in `root` (its own MLflow store and DLPIPE_HOME), one line printed per task."""
     os.environ.setdefault("DLPIPE_HOME", str(root))
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     results = {}
+    before = machine.speed()  # the same recipe trains a third slower in a slow hour of a shared machine
     for task in args.tasks:
         seeds = [args.first_seed + i for i in range(args.seeds)]
         runs = [run_task(task, root / f"seed{seed}", seed, args.set, not args.no_export) for seed in seeds]
         result = runs[0] | ({} if args.no_export else latency(root / f"seed{seeds[0]}" / task))
         accs = [r["accuracy"] for r in runs]
         result |= {"seeds": dict(zip(seeds, runs, strict=True)), "accuracy_min": min(accs), "accuracy_max": max(accs)}
-        result |= {"device": _device_name(), "overrides": args.set}
+        result |= {"device": machine.device_name(), "overrides": args.set}
         results[task] = result
         goal = GOALS.get(task, 0.0)
         verdict = "met" if min(accs) >= goal else "MISSED"
@@ -122,7 +119,9 @@ def run_all(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             line += f"  batch-1 latency onnxruntime {result['onnxruntime_ms']:.3f} ms"
             line += f" / torch {result['torch_ms']:.3f} ms = {result['ratio']:.2f} (goal <= 0.5)"
         print(line + (f"  with {' '.join(args.set)}" if args.set else ""), flush=True)
-    return results
+    speeds = [before, machine.speed()]
+    print(f"machine, before and after: {machine.describe(*speeds)}", flush=True)
+    return {task: result | {"machine": speeds} for task, result in results.items()}
 
 
 def main() -> None:

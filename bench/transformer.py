@@ -31,6 +31,7 @@ from components.data.splits import load_split
 from components.evaluate.step import evaluate
 from components.train.precision import resolve_amp
 from components.train.step import train
+from pipelines import machine
 
 GOAL, ANCHOR = 1.50, 1.88
 TRAIN = {
@@ -105,6 +106,7 @@ def main() -> None:
     budget = {"epochs": epochs, "steps_per_epoch": args.steps // epochs, "seed": args.seed}
     steps = budget["steps_per_epoch"] * epochs
     cfg = validate(TrainConfig, {**settings, **budget}, "bench")
+    before = machine.speed()  # the same steps take a third longer in a slow hour of a shared machine
     started = time.perf_counter()
     train(art / "data", art, cfg, "decoder")  # a progress bar on stderr, an epoch (a validation check) a tick
     seconds = time.perf_counter() - started
@@ -114,13 +116,14 @@ def main() -> None:
     tokens = steps * settings["batch_size"] * args.block
     result |= {"threads": args.threads, "seed": args.seed, "steps": steps, "tokens": tokens, "lr": settings["lr"]}
     result |= {"d_model": model["d_model"], "n_layers": model["n_layers"], "n_heads": model["n_heads"]}
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    device, speeds = machine.device_name(), [before, machine.speed()]
     history = pd.read_csv(art / "history.csv")  # the validation windows' loss after each epoch, and when
     curve = zip(history["epoch_seconds"].cumsum().round(1), history["val_loss"].round(4), strict=True)
-    result |= {"device": device, "gpu_config": args.gpu, "val_curve": [[s, v] for s, v in curve]}
+    result |= {"device": device, "machine": speeds, "gpu_config": args.gpu, "val_curve": [[s, v] for s, v in curve]}
     print(json.dumps(result))
     goal = "" if args.gpu else f" (goal <= {GOAL} in 10 min; nanoGPT CPU {ANCHOR})"
     print(f"held-out loss {scores['loss']:.3f} after {seconds / 60:.1f} min of training on {device}{goal}")
+    print(f"machine, before and after training: {machine.describe(*speeds)}")
     print(f"sample:\n{sample}\nplots: {root / 'plots/decoder'}")
 
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.core.errors import DlpipeError
+from pipelines import machine
 
 RUNNING = re.compile(r"Running stage '([^']+)'")
 REFERENCE_TIMES = Path(__file__).with_name("stage_times.json")  # seconds per stage of a reference `make run`
@@ -197,6 +198,7 @@ def reproduce(jobs: int, log_dir: Path, root: Path = Path("."), say: Callable[[s
     threads = env["OMP_NUM_THREADS"]
     say(f"{len(todo)} lanes in {len(groups)} groups side by side, {threads} torch thread(s) each; logs in {log_dir}/")
     runner = _Lanes(root, log_dir, env, say)
+    before = machine.speed()  # how fast the cores run now: the same stages take a third longer in a slow hour
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(runner.run, group) for group in groups]
@@ -206,6 +208,8 @@ def reproduce(jobs: int, log_dir: Path, root: Path = Path("."), say: Callable[[s
         except BaseException:  # a lane failed, or Ctrl-C: stop the others before raising
             runner.stop()
             raise
-    report = {"jobs": jobs, "wall_s": round(time.monotonic() - started, 1), "stages": stage_times(todo)}
+    wall = round(time.monotonic() - started, 1)
+    speeds = {"cpu": machine.cpu(), "speed_before": before, "speed_after": machine.speed()}
+    report = {"jobs": jobs, "wall_s": wall, "stages": stage_times(todo), "machine": speeds}
     (log_dir / "stage_times.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report

@@ -216,3 +216,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(tier)
         order[item] = (-TIERS.index(tier) if tier in TIERS else 0, item.get_closest_marker("slow") is None)
     items.sort(key=order.__getitem__)  # stable: a file's tests keep their order
+
+
+@pytest.hookimpl(trylast=True)  # after the durations
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Under `make test` (which asks for --durations), once every test has run: the machine and how fast its cores
+    run now (pipelines/machine.py), beside the durations, since the same suite takes a third longer in a slow hour
+    of a shared machine. pytest-xdist's workers print no summary; their controller does."""
+    if hasattr(config, "workerinput") or config.getoption("durations") is None:
+        return
+    from pipelines.machine import describe
+
+    terminalreporter.write_line(f"machine after the tests: {describe()}")

@@ -24,6 +24,7 @@ def repro(
     of about equal time (the last run's stage times, else a reference run's), each group one `dvc repro` of its
     lanes' stages with cores/jobs torch threads, side by side. The result is the same dvc.lock as a plain
     `dvc repro`; a failed lane stops the others and what finished stays recorded. Prints per-stage wall times."""
+    from pipelines.machine import describe
     from pipelines.repro import reproduce
 
     jobs = jobs or max(2, (os.cpu_count() or 1) // 2)
@@ -33,3 +34,5 @@ def repro(
     for name, seconds in slowest[:12]:
         typer.echo(f"  {seconds:7.1f} s  {name}")
     typer.echo(f"every stage's time: {logs / 'stage_times.json'}")
+    speeds = report["machine"]
+    typer.echo(f"machine, before and after: {describe(speeds['speed_before'], speeds['speed_after'])}")

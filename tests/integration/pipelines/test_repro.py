@@ -78,7 +78,10 @@ def test_lanes_run_side_by_side_and_leave_dvc_lock_complete(repo: Path) -> None:
     assert set(lock["stages"]) == set(spans)
     status = subprocess.run(["dvc", "status"], cwd=repo, capture_output=True, text=True, check=True).stdout
     assert "up to date" in status, status
-    assert json.loads((repo / "build" / "stage_times.json").read_text())["jobs"] == 2
+    saved = json.loads((repo / "build" / "stage_times.json").read_text())
+    assert saved["jobs"] == 2
+    for when in ("speed_before", "speed_after"):  # the cores' speed, to tell a slow hour from a slow stage
+        assert all(g > 0 for g in saved["machine"][when]["per_core_gflops"]), saved["machine"]
 
 
 def test_a_failing_lane_stops_the_others_and_keeps_what_finished(repo: Path) -> None:

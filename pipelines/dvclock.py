@@ -1,5 +1,6 @@
-"""`dvc` as `dlpipe repro`'s lanes run it (`python -m pipelines.dvclock ...`): a faster dvc.lock update (here), and
-`dlpipe` stage commands forked from a process that imported torch and MLflow once (pipelines/stagefork.py).
+"""`dvc` as `dlpipe repro`'s lanes run it (`python -m pipelines.dvclock --lanes`: one lane after another, as they
+come on standard input): a faster dvc.lock update (here), and `dlpipe` stage commands forked from a process that
+imported torch and MLflow once (pipelines/stagefork.py).
 
 After every stage it runs, DVC updates dvc.lock: it reads the whole file with ruamel.yaml's round-trip parser (which
 keeps a hand-edited file's comments and quoting) and writes the whole file back. Both are pure Python and grow with
@@ -13,14 +14,17 @@ other file DVC updates (dvc.yaml, params.yaml under `dvc exp run -S`) keeps the 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import sys
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import PurePath
 from typing import Any, TextIO
 
 LOCKFILE = "dvc.lock"
+LANE_END = "dlpipe-lane-end"  # `serve_lanes` prints it and the lane's exit code after each lane
 
 
 def parse(text: str, path: Any) -> dict:
@@ -75,14 +79,40 @@ def install() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`dvc <argv>` with the lockfile writer installed and `dlpipe` stage commands forked (pipelines/stagefork.py)."""
-    from dvc.cli import main as dvc_main
+    """`dvc <argv>` with the lockfile writer installed and `dlpipe` stage commands forked (pipelines/stagefork.py);
+    `--lanes` runs `serve_lanes` on standard input instead."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--lanes"]:
+        return serve_lanes(sys.stdin)
+    return _dvc(argv)
 
+
+@functools.cache
+def _install() -> None:
     from pipelines import stagefork
 
     install()
     stagefork.install()
-    return dvc_main(sys.argv[1:] if argv is None else argv)
+
+
+def _dvc(argv: list[str]) -> int:
+    from dvc.cli import main as dvc_main
+
+    _install()
+    return dvc_main(argv)
+
+
+def serve_lanes(lines: Iterable[str]) -> int:
+    """`dlpipe repro`'s worker: for each line read, a JSON list of stage names (one lane), `dvc --wait-for-lock repro
+    --single-item <those stages>`, then a line `LANE_END <its exit code>`. DVC and the stage server's imports are paid
+    once for every lane the worker runs (DVC's `main` runs again in the same process: about 1 s to load the
+    repository each time, where a new `dvc` process costs 2-3 s and a new stage server 5-8)."""
+    for line in lines:
+        if line.strip():
+            code = _dvc(["--wait-for-lock", "repro", "--single-item", *json.loads(line)])
+            sys.stderr.flush()
+            print(f"{LANE_END} {code}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,24 +2,27 @@
 
 A lane is one weakly connected part of DVC's stage graph: a task's seven stages plus any experiment that
 reads them (fashion's stages and transfer_imagenet, say). Lanes share no stage and no output, so they can run
-side by side. They are packed into `jobs` groups, and each group runs as one `dvc --wait-for-lock repro
---single-item <its lanes' stages, lane after lane>` (through pipelines/dvclock.py, which makes DVC's update of
-dvc.lock after each stage ~2 s shorter here and forks each `dlpipe` command from a process that imported torch and
-MLflow once, pipelines/stagefork.py). DVC keeps that safe by itself: its repository lock is held only while a
-stage's state is checked and dvc.lock is written (it is released while the stage's command runs; --wait-for-lock
-queues the others), and its per-path read/write locks refuse two writers of one output.
+side by side. `jobs` workers take them from one queue, the longest first, each the next lane whenever it is free
+(list scheduling), and run each as `dvc --wait-for-lock repro --single-item <the lane's stages>`. A worker is one
+`python -m pipelines.dvclock --lanes` process for all its lanes: DVC's update of dvc.lock after each stage ~2 s
+shorter there, and each `dlpipe` command forked from a server that imported torch and MLflow once
+(pipelines/stagefork.py). DVC keeps that safe by itself: its repository lock is held only while a stage's state is
+checked and dvc.lock is written (it is released while the stage's command runs; --wait-for-lock queues the others),
+and its per-path read/write locks refuse two writers of one output.
 
-Each group gets `cores // jobs` torch threads (OMP_NUM_THREADS), so groups never oversubscribe the cores: a
-stage's start-up (DVC's checks, 1-2 s) runs on one core, so one-thread groups keep every core busy where one
+Each worker gets `cores // jobs` torch threads (OMP_NUM_THREADS), so workers never oversubscribe the cores: a
+stage's start-up (DVC's checks, 1-2 s) runs on one core, so one-thread workers keep every core busy where one
 two-thread `dvc repro` leaves one idle between and inside its stages.
 
-Packing (LPT scheduling: the longest lane first, each onto the group with the least work so far) uses each
-stage's seconds in the last run's stage_times.json, else in pipelines/stage_times.json (a reference run on 2 cores,
-committed as pytest-split commits its durations); a stage with no figure counts as the mean of those known (1 s
-when none is). Why groups and this order, measured in one 2-core `make run` (1,747 s of stage time, 874 s at best):
-one `dvc repro` per lane in dvc.yaml's order took 937 s. The decoder's 3-minute lane started last and ran alone,
-a core idle; and each of the 13 lanes paid for a new DVC process and a stage server's imports (torch, MLflow, ONNX,
-scikit-learn: 5-8 s, in its first stage) where two groups pay twice.
+The queue's order comes from each stage's seconds in the last run's stage_times.json, else in
+pipelines/stage_times.json (a reference run on 2 cores, committed as pytest-split commits its durations); a stage
+with no figure counts as the mean of those known (1 s when none is). Why workers, a queue, and this order, measured
+on 2 cores: one `dvc repro` process per lane in dvc.yaml's order took 937 s where 874 s was the best possible (the
+decoder's 3-minute lane started last and ran alone, a core idle, and each of the 13 lanes paid for a new DVC
+process and a stage server's imports, 5-8 s). Groups fixed in advance by the reference's seconds pay those once
+per group, but a slow hour does not slow every stage alike: in two `make run`s the group holding Fashion-MNIST
+ran 50-59 s past the other's end, one core idle meanwhile. A worker that is free takes the next lane, so the
+cores part within about one short lane of each other whatever the hour.
 
 Each lane's output goes to `<log_dir>/<lane>.log`; the console gets one line per stage started and a table
 of per-stage wall times (from DVC's "Running stage" lines), also written to `<log_dir>/stage_times.json`.
@@ -43,6 +46,7 @@ from pathlib import Path
 
 from components.core.errors import DlpipeError
 from pipelines import machine
+from pipelines.dvclock import LANE_END
 
 RUNNING = re.compile(r"Running stage '([^']+)'")
 REFERENCE_TIMES = Path(__file__).with_name("stage_times.json")  # seconds per stage of a reference `make run`
@@ -89,22 +93,16 @@ def known_times(*reports: Path) -> dict[str, float]:
     return times
 
 
-def pack(found: list[Lane], jobs: int, times: dict[str, float]) -> list[list[Lane]]:
-    """`found` in at most `jobs` groups of about equal known seconds: the longest lane first, each onto the group
-    with the least so far (LPT). A stage with no figure counts as the mean known one (1 s when none is known)."""
+def longest_first(found: list[Lane], times: dict[str, float]) -> list[Lane]:
+    """`found` by known seconds, the longest lane first (lanes() order among equals). A stage with no figure counts
+    as the mean known one (1 s when none is known)."""
     unknown = sum(times.values()) / len(times) if times else 1.0
     cost = {lane.name: sum(times.get(stage, unknown) for stage in lane.stages) for lane in found}
-    groups: list[list[Lane]] = [[] for _ in range(min(jobs, len(found)))]
-    load = [0.0] * len(groups)
-    for lane in sorted(found, key=lambda lane: -cost[lane.name]):  # stable: lanes() order among equals
-        least = load.index(min(load))
-        groups[least].append(lane)
-        load[least] += cost[lane.name]
-    return groups
+    return sorted(found, key=lambda lane: -cost[lane.name])
 
 
 def lane_env(jobs: int, cores: int | None = None) -> dict[str, str]:
-    """The environment of each group of lanes: `cores // jobs` threads for torch, unless the caller chose a number."""
+    """The environment of each worker: `cores // jobs` threads for torch, unless the caller chose a number."""
     threads = max(1, (cores or os.cpu_count() or 1) // jobs)
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -113,64 +111,85 @@ def lane_env(jobs: int, cores: int | None = None) -> dict[str, str]:
 
 
 class _Lanes:
-    """The groups' `dvc repro` processes: started unless a lane already failed, all stopped when one fails."""
+    """The workers: each one `python -m pipelines.dvclock --lanes` process that runs the next lane of the queue
+    whenever it is free; all are stopped when a lane fails."""
 
-    def __init__(self, root: Path, log_dir: Path, env: dict[str, str], say: Callable[[str], None]) -> None:
+    def __init__(
+        self, root: Path, log_dir: Path, env: dict[str, str], say: Callable[[str], None], queue: list[Lane]
+    ) -> None:
         self.root, self.log_dir, self.env, self.say = root, log_dir, env, say
+        self.queue = list(queue)  # the next lane to run first
         self.procs: list[subprocess.Popen] = []
         self.guard = threading.Lock()
         self.failed = False
 
-    def run(self, group: list[Lane]) -> None:
-        """One `dvc repro` of the group's lanes, lane after lane; each lane's lines go to its own log."""
-        lane_of = {stage: lane for lane in group for stage in lane.stages}
-        # --single-item: these stages only, in this order (each still skipped when unchanged): not the data sources
-        cmd = [sys.executable, "-m", "pipelines.dvclock", "--wait-for-lock", "repro", "--single-item"]
-        cmd += [stage for lane in group for stage in lane.stages]
+    def _next(self) -> Lane | None:
+        with self.guard:
+            return None if self.failed or not self.queue else self.queue.pop(0)
+
+    def work(self) -> None:
+        """One worker: lane after lane from the queue, each one `dvc repro --single-item <its stages>` (these
+        stages only, in this order, each still skipped when unchanged: not the data sources), until none is left."""
+        cmd = [sys.executable, "-m", "pipelines.dvclock", "--lanes"]
         with self.guard:
             if self.failed:
                 return
-            proc = subprocess.Popen(  # its own process group: stopping the lane stops the stage's command too
-                cmd, cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
-                start_new_session=True,
+            proc = subprocess.Popen(  # its own process group: stopping the worker stops the stage's command too
+                cmd, cwd=self.root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, env=self.env, start_new_session=True,
             )  # fmt: skip
             self.procs.append(proc)
-        lane = group[0]
-        out = self.log(lane).open("w", encoding="utf-8")
         try:
-            assert proc.stdout is not None
+            while (lane := self._next()) is not None:
+                code = self._run(proc, lane)
+                if code != 0:
+                    if self.stop():  # the first failure: the one to report
+                        raise ReproError(
+                            f"lane {lane.name!r} failed (its `dvc repro` exited {code}); its output: {self.log(lane)}"
+                        )
+                    return
+        finally:
+            with contextlib.suppress(OSError):  # the worker may be gone already
+                assert proc.stdin is not None
+                proc.stdin.close()
+            proc.wait()
+
+    def _run(self, proc: subprocess.Popen, lane: Lane) -> int:
+        """`lane` in the worker `proc`; its lines go to its own log. Returns the lane's exit code (the worker's, if
+        it ended without finishing the lane)."""
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps(lane.stages) + "\n")
+            proc.stdin.flush()
+        except OSError:  # the worker is gone (stopped)
+            return proc.wait() or 1
+        code = None
+        with self.log(lane).open("w", encoding="utf-8") as out:
             for line in proc.stdout:
+                if line.startswith(LANE_END):
+                    code = int(line.split()[1])
+                    break
                 if match := RUNNING.search(line):
-                    now, stage = time.monotonic(), match.group(1)
-                    if lane_of.get(stage, lane) is not lane:  # the next lane of the group
-                        lane.started["(end)"] = now
-                        out.close()
-                        lane = lane_of[stage]
-                        out = self.log(lane).open("w", encoding="utf-8")
-                    lane.started[stage] = now
-                    self.say(f"[{lane.name}] {stage}")
+                    lane.started[match.group(1)] = time.monotonic()
+                    self.say(f"[{lane.name}] {match.group(1)}")
                 out.write(line)
                 out.flush()
-            code = proc.wait()
-        finally:
-            out.close()
         lane.started["(end)"] = time.monotonic()
-        if code != 0 and not self.failed:
-            self.stop()
-            raise ReproError(f"lane {lane.name!r} failed (its `dvc repro` exited {code}); its output: {self.log(lane)}")
+        return (proc.wait() or 1) if code is None else code
 
     def log(self, lane: Lane) -> Path:
         return self.log_dir / f"{lane.name}.log"
 
-    def stop(self) -> None:
-        """Stop every running group and its stage's command (SIGTERM to the process group; dvc.lock keeps every
-        stage that had finished)."""
+    def stop(self) -> bool:
+        """Stop every worker and its stage's command (SIGTERM to the process group; dvc.lock keeps every stage that
+        had finished). True for the first call, which names the failure."""
         with self.guard:
-            self.failed = True
+            first, self.failed = not self.failed, True
             for proc in self.procs:
                 if proc.poll() is None:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGTERM)
+        return first
 
 
 def stage_times(done: list[Lane]) -> dict[str, float]:
@@ -184,8 +203,8 @@ def stage_times(done: list[Lane]) -> dict[str, float]:
 
 
 def reproduce(jobs: int, log_dir: Path, root: Path = Path("."), say: Callable[[str], None] = print) -> dict:
-    """Run every lane of the pipeline in `root`, packed into `jobs` groups side by side; return the wall time and
-    per-stage times.
+    """Run every lane of the pipeline in `root`, `jobs` at a time (each free worker takes the longest lane left);
+    return the wall time, per-stage times and the cores' speed before and after.
 
     The first failing lane stops the others (its error is raised once they have stopped); what DVC had
     already recorded in dvc.lock stays, so the next run resumes from there."""
@@ -193,15 +212,16 @@ def reproduce(jobs: int, log_dir: Path, root: Path = Path("."), say: Callable[[s
         raise ValueError("jobs must be at least 1")
     log_dir.mkdir(parents=True, exist_ok=True)
     todo = lanes(root)
-    groups = pack(todo, jobs, known_times(REFERENCE_TIMES, log_dir / "stage_times.json"))
+    queue = longest_first(todo, known_times(REFERENCE_TIMES, log_dir / "stage_times.json"))
+    workers = min(jobs, len(todo))
     env = lane_env(jobs)
     threads = env["OMP_NUM_THREADS"]
-    say(f"{len(todo)} lanes in {len(groups)} groups side by side, {threads} torch thread(s) each; logs in {log_dir}/")
-    runner = _Lanes(root, log_dir, env, say)
+    say(f"{len(todo)} lanes, {workers} at a time, {threads} torch thread(s) each; logs in {log_dir}/")
+    runner = _Lanes(root, log_dir, env, say, queue)
     before = machine.speed()  # how fast the cores run now: the same stages take a third longer in a slow hour
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(runner.run, group) for group in groups]
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        futures = [pool.submit(runner.work) for _ in range(workers)]
         try:
             for future in futures:
                 future.result()

@@ -1,24 +1,18 @@
-"""`dlpipe repro` packs its lanes into groups of about equal time, by the seconds its reports recorded per stage."""
+"""`dlpipe repro` queues its lanes longest first, by the seconds its reports recorded per stage."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from pipelines.repro import REFERENCE_TIMES, Lane, known_times, lanes, pack
+from pipelines.repro import REFERENCE_TIMES, Lane, known_times, lanes, longest_first
 
 
-def names(groups: list[list[Lane]]) -> list[list[str]]:
-    return [[lane.name for lane in group] for group in groups]
-
-
-def test_lanes_are_packed_longest_first_onto_the_least_loaded_group() -> None:
+def test_lanes_queue_longest_first_and_unknown_stages_count_as_the_mean() -> None:
     found = [Lane("a", ["a1", "a2"]), Lane("b", ["b1"]), Lane("c", ["c1"]), Lane("d", ["d1"]), Lane("e", ["e1"])]
     times = {"a1": 5.0, "a2": 4.0, "b1": 30.0, "d1": 7.0, "e1": 2.0}  # c1 unknown: the mean, 9.6 s
-    assert names(pack(found, 2, times)) == [["b"], ["c", "a", "d", "e"]]  # 30 s and 9.6 + 9 + 7 + 2 = 27.6 s
-    assert names(pack(found, 3, times)) == [["b"], ["c", "e"], ["a", "d"]]
-    assert names(pack(found[:1], 2, times)) == [["a"]]  # no empty group
-    assert names(pack(found, 2, {})) == [["a", "d"], ["b", "c", "e"]]  # nothing known: 1 s a stage
+    assert [lane.name for lane in longest_first(found, times)] == ["b", "c", "a", "d", "e"]  # 30, 9.6, 9, 7, 2 s
+    assert [lane.name for lane in longest_first(found, {})] == ["a", "b", "c", "d", "e"]  # 1 s a stage; ties: as found
 
 
 def test_a_later_report_wins_and_a_broken_one_adds_nothing(tmp_path: Path) -> None:

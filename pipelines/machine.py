@@ -1,12 +1,12 @@
 """The machine a timing was taken on, and how fast its cores ran at that moment.
 
 A shared cloud machine's speed moves with the hour: on one 2-core AVX2-only EPYC the same Fashion-MNIST training
-took 517 s in one `make run` and 807 s in another, nothing else running (docs/results.md), and at one moment one of
+took 517 s in one `make run` and 878 s in another, nothing else running (docs/results.md), and at one moment one of
 its cores ran a float32 matrix product at 80 GFLOP/s and the other at 57. A wall time alone cannot tell a slower
 recipe from a slower hour, so `dlpipe repro` and the benchmarks print `describe()` before and after their work,
 and `make test` after the tests: the CPU, the vector instructions that decide its kernels (AVX2 trains in fp32;
 AVX512-BF16 or AMX lets `amp: auto` train in bf16), and `speed()`, a matrix product's throughput on each core and
-on all of them, taken in about a second. Take it while nothing else runs.
+the speed of a large copy (the memory's), in under a second a core. Take it while nothing else runs.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 SIZE = 512  # a 512 x 512 x 512 float32 product: 0.27 GFLOP, 3-6 ms on one core; its operands (3 MB) fit in L3
-MAX_CORES = 8  # cores probed one by one (0.3 s each); a bigger machine's others are probed together only
+COPY_MB = 64  # a copy of 64 MB of floats: beyond the caches, so it runs at the memory's speed
+MAX_CORES = 8  # cores probed one by one (0.4 s each); a bigger machine's others are not
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # what decides the kernels PyTorch runs on this CPU
 
 
@@ -58,42 +60,55 @@ def _cores() -> int:
     return len(_affinity()) or os.cpu_count() or 1
 
 
-def probe(seconds: float = 0.3, threads: int = 1, core: int | None = None) -> float:
-    """GFLOP/s of `SIZE`-cubed float32 matrix products on `threads` torch threads (pinned to `core` when given),
-    the median of the products run in about `seconds` after two warm-up products. The process's torch thread count
-    and this thread's cores are restored afterwards."""
+def probe(seconds: float = 0.3, core: int | None = None) -> dict[str, float]:
+    """On one torch thread (pinned to `core` when given): GFLOP/s of `SIZE`-cubed float32 matrix products, the
+    median of those run in about `seconds`, and GB/s read and written by copies of `COPY_MB` of floats, the median of
+    `seconds` / 3 of them, each after two warm-up runs. The process's torch threads and this thread's cores are
+    restored afterwards."""
     import torch
 
     before, cores = torch.get_num_threads(), _affinity()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
     if core is not None:
-        os.sched_setaffinity(0, {core})  # this thread only (Linux): with one torch thread, where the product runs
+        os.sched_setaffinity(0, {core})  # this thread only (Linux): with one torch thread, where the work runs
     try:
         gen = torch.Generator().manual_seed(0)
-        a, b = torch.randn(SIZE, SIZE, generator=gen), torch.randn(SIZE, SIZE, generator=gen)
-        out = torch.empty(SIZE, SIZE)
-        for _ in range(2):
-            torch.mm(a, b, out=out)
-        times: list[float] = []
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline or len(times) < 5:
-            start = time.perf_counter()
-            torch.mm(a, b, out=out)
-            times.append(time.perf_counter() - start)
+        a, b, out = torch.randn(SIZE, SIZE, generator=gen), torch.randn(SIZE, SIZE, generator=gen), torch.empty(0)
+        product = _median_seconds(lambda: torch.mm(a, b, out=out), seconds)
+        src = torch.ones(COPY_MB * 2**20 // 4)
+        dst = torch.empty_like(src)
+        copy = _median_seconds(lambda: dst.copy_(src), seconds / 3)
     finally:
         torch.set_num_threads(before)
         if core is not None:
             os.sched_setaffinity(0, cores)
-    return 2 * SIZE**3 / sorted(times)[len(times) // 2] / 1e9
+    return {"gflops": 2 * SIZE**3 / product / 1e9, "copy_gbps": 2 * COPY_MB * 2**20 / copy / 1e9}
+
+
+def _median_seconds(work: Callable[[], object], seconds: float) -> float:
+    for _ in range(2):
+        work()
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times) < 5:
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
 
 
 def speed(seconds: float = 0.3) -> dict[str, Any]:
-    """`probe()` on each core this process may use (the first `MAX_CORES`), one torch thread pinned to it, and on
-    all of them at once: {"per_core_gflops": [...], "all_cores_gflops": ...}. The cores of one cloud machine can
-    differ: on a 2-core EPYC one ran its products at 80 GFLOP/s while the other, its host core busier, ran at 57."""
+    """`probe()` on each core this process may use (the first `MAX_CORES`), one torch thread pinned to it:
+    {"per_core_gflops": [...], "per_core_copy_gbps": [...]}. The cores of one cloud machine can differ: on a
+    2-core EPYC one ran its products at 80 GFLOP/s while the other, its host core busier, ran at 57. (Not all cores
+    at once: one thread that waits for a busy core stalls every product, and such a figure swung from 130 to 17
+    GFLOP/s within a minute.) The copies' speed is the memory's, which the machine's neighbours share too."""
     cores = sorted(_affinity())
-    per_core = [round(probe(seconds, 1, core), 1) for core in cores[:MAX_CORES]] if cores else [probe(seconds)]
-    return {"per_core_gflops": per_core, "all_cores_gflops": round(probe(seconds, _cores()), 1)}
+    found = [probe(seconds, core) for core in cores[:MAX_CORES]] if cores else [probe(seconds)]
+    return {
+        "per_core_gflops": [round(f["gflops"], 1) for f in found],
+        "per_core_copy_gbps": [round(f["copy_gbps"], 1) for f in found],
+    }
 
 
 def describe(*measured: dict[str, Any]) -> str:
@@ -101,9 +116,11 @@ def describe(*measured: dict[str, Any]) -> str:
     say before and after a run, are joined by "then")."""
     info = cpu()
     flags = "/".join(info["flags"]) or "no AVX2"
-    speeds = " then ".join(
-        f"{', '.join(f'{g:.0f}' for g in m['per_core_gflops'])} on each core, {m['all_cores_gflops']:.0f} on all"
-        for m in measured or [speed()]
-    )
+
+    def figures(m: dict[str, Any]) -> str:
+        gflops = ", ".join(f"{g:.0f}" for g in m["per_core_gflops"])
+        return f"{gflops} GFLOP/s (copies {', '.join(f'{g:.0f}' for g in m.get('per_core_copy_gbps', []))} GB/s)"
+
     family = f" family {info['family']} model {info['model_number']}" if "family" in info else ""
-    return f"{info['model']}{family} ({flags}, {info['cores']} cores): float32 matrix products, GFLOP/s {speeds}"
+    head = f"{info['model']}{family} ({flags}, {info['cores']} cores)"
+    return f"{head}: float32 matrix product per core {' then '.join(figures(m) for m in measured or [speed()])}"

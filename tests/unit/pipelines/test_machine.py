@@ -14,8 +14,9 @@ from pipelines import machine
 def test_the_probe_measures_and_restores_threads_and_cores() -> None:
     threads, cores = torch.get_num_threads(), os.sched_getaffinity(0)
     first = min(cores)
-    gflops = machine.probe(0.05, threads=1, core=first)
-    assert math.isfinite(gflops) and gflops > 0.1  # a 512-cubed product takes 0.27 GFLOP
+    found = machine.probe(0.05, core=first)
+    assert math.isfinite(found["gflops"]) and found["gflops"] > 0.1  # a 512-cubed product takes 0.27 GFLOP
+    assert math.isfinite(found["copy_gbps"]) and found["copy_gbps"] > 0.1
     assert torch.get_num_threads() == threads and os.sched_getaffinity(0) == cores
 
 
@@ -27,10 +28,10 @@ def test_the_probe_restores_the_cores_when_it_fails(monkeypatch: pytest.MonkeyPa
     assert os.sched_getaffinity(0) == cores
 
 
-def test_speed_probes_each_core_and_all_of_them() -> None:
+def test_speed_probes_each_core() -> None:
     measured = machine.speed(0.02)
     assert len(measured["per_core_gflops"]) == min(len(os.sched_getaffinity(0)), machine.MAX_CORES)
-    assert all(g > 0 for g in measured["per_core_gflops"]) and measured["all_cores_gflops"] > 0
+    assert all(g > 0 for g in measured["per_core_gflops"] + measured["per_core_copy_gbps"])
 
 
 def test_cpu_names_the_model_and_only_the_flags_that_matter() -> None:
@@ -42,7 +43,7 @@ def test_cpu_names_the_model_and_only_the_flags_that_matter() -> None:
 def test_describe_joins_runs_in_order_without_measuring_again(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(machine, "speed", lambda *a: pytest.fail("measured again"))
     line = machine.describe(
-        {"per_core_gflops": [80.4, 57.0], "all_cores_gflops": 131.0},
-        {"per_core_gflops": [69.0, 70.0], "all_cores_gflops": 138.0},
+        {"per_core_gflops": [80.4, 57.0], "per_core_copy_gbps": [11.7, 7.2]},
+        {"per_core_gflops": [69.0, 70.0], "per_core_copy_gbps": [8.0, 8.4]},
     )
-    assert line.endswith("GFLOP/s 80, 57 on each core, 131 on all then 69, 70 on each core, 138 on all")
+    assert line.endswith("per core 80, 57 GFLOP/s (copies 12, 7 GB/s) then 69, 70 GFLOP/s (copies 8, 8 GB/s)")

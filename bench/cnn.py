@@ -100,7 +100,7 @@ def run_all(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     os.environ.setdefault("DLPIPE_HOME", str(root))
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     results = {}
-    before = machine.speed()  # the same recipe trains a third slower in a slow hour of a shared machine
+    before = machine.speed()  # a shared machine trains the same recipe up to 1.7x as long in a slow hour
     for task in args.tasks:
         seeds = [args.first_seed + i for i in range(args.seeds)]
         runs = [run_task(task, root / f"seed{seed}", seed, args.set, not args.no_export) for seed in seeds]

@@ -106,7 +106,7 @@ def main() -> None:
     budget = {"epochs": epochs, "steps_per_epoch": args.steps // epochs, "seed": args.seed}
     steps = budget["steps_per_epoch"] * epochs
     cfg = validate(TrainConfig, {**settings, **budget}, "bench")
-    before = machine.speed()  # the same steps take a third longer in a slow hour of a shared machine
+    before = machine.speed()  # a shared machine runs the same steps up to 1.7x as long in a slow hour
     started = time.perf_counter()
     train(art / "data", art, cfg, "decoder")  # a progress bar on stderr, an epoch (a validation check) a tick
     seconds = time.perf_counter() - started

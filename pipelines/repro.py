@@ -148,6 +148,9 @@ class _Lanes:
                             f"lane {lane.name!r} failed (its `dvc repro` exited {code}); its output: {self.log(lane)}"
                         )
                     return
+        except BaseException:  # this thread broke (say, a log it could not write): stop, do not wait for the lane
+            self.stop()
+            raise
         finally:
             with contextlib.suppress(OSError):  # the worker may be gone already
                 assert proc.stdin is not None
@@ -218,7 +221,7 @@ def reproduce(jobs: int, log_dir: Path, root: Path = Path("."), say: Callable[[s
     threads = env["OMP_NUM_THREADS"]
     say(f"{len(todo)} lanes, {workers} at a time, {threads} torch thread(s) each; logs in {log_dir}/")
     runner = _Lanes(root, log_dir, env, say, queue)
-    before = machine.speed()  # how fast the cores run now: the same stages take a third longer in a slow hour
+    before = machine.speed()  # the cores now: a slow hour ran the same stages up to 1.7x as long
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
         futures = [pool.submit(runner.work) for _ in range(workers)]

@@ -87,3 +87,18 @@ def test_installs_into_the_dvc_it_runs_with(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(dvc.dvcfile, "modify_yaml", dvc.dvcfile.modify_yaml)  # restored after the test
     assert dvclock.main(["version"]) == 0 and seen == ["version"]
     assert dvc.dvcfile.modify_yaml.__module__ == "pipelines.dvclock"
+
+
+def test_the_lanes_worker_runs_each_lane_and_ends_it_with_its_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m pipelines.dvclock --lanes`: one `dvc repro --single-item` per line read, each followed by the
+    end-of-lane line `dlpipe repro` waits for; a blank line is no lane."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(dvclock, "_dvc", lambda argv: calls.append(argv) or len(calls) - 1)
+    assert dvclock.serve_lanes(['["prepare@a", "train@a"]\n', "\n", '["prepare@b"]\n']) == 0
+    assert calls == [
+        ["--wait-for-lock", "repro", "--single-item", "prepare@a", "train@a"],
+        ["--wait-for-lock", "repro", "--single-item", "prepare@b"],
+    ]
+    assert capsys.readouterr().out.splitlines() == [f"{dvclock.LANE_END} 0", f"{dvclock.LANE_END} 1"]

@@ -1,7 +1,7 @@
 """The machine a timing was taken on, and how fast its cores ran at that moment.
 
 A shared cloud machine's speed moves with the hour: on one 2-core AVX2-only EPYC the same Fashion-MNIST training
-took 517 s in one `make run` and 878 s in another, nothing else running (docs/results.md), and at one moment one of
+took 517 s in one `make run` and 972 s in another, nothing else running (docs/results.md), and at one moment one of
 its cores ran a float32 matrix product at 80 GFLOP/s and the other at 57. A wall time alone cannot tell a slower
 recipe from a slower hour, so `dlpipe repro` and the benchmarks print `describe()` before and after their work,
 and `make test` after the tests: the CPU, the vector instructions that decide its kernels (AVX2 trains in fp32;

@@ -221,7 +221,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(trylast=True)  # after the durations
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """Under `make test` (which asks for --durations), once every test has run: the machine and how fast its cores
-    run now (pipelines/machine.py), beside the durations: on one shared 2-core machine the same suite took 325-630 s
+    run now (pipelines/machine.py), beside the durations: on one shared 2-core machine the same suite took 325-678 s
     by the hour. pytest-xdist's workers print no summary; their controller does."""
     if hasattr(config, "workerinput") or config.getoption("durations") is None:
         return

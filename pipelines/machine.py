@@ -21,25 +21,26 @@ from typing import Any
 SIZE = 512  # a 512 x 512 x 512 float32 product: 0.27 GFLOP, 3-6 ms on one core; its operands (3 MB) fit in L3
 COPY_MB = 64  # a copy of 64 MB of floats: beyond the caches, so it runs at the memory's speed
 MAX_CORES = 8  # cores probed one by one (0.4 s each); a bigger machine's others are not
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # what decides the kernels PyTorch runs on this CPU
+FLAGS = ("avx2", "avx512_f", "avx512_bf16", "amx_bf16")  # what decides the kernels PyTorch runs on this CPU
+NUMBERS = {"cpu family": "family", "model": "model_number"}  # /proc/cpuinfo's keys -> cpu()'s
 
 
 def cpu() -> dict[str, Any]:
-    """The CPU's model name (and on Linux its family and model numbers), which of `FLAGS` it has, and the cores this
-    process may use."""
-    info: dict[str, Any] = {"model": platform.processor() or platform.machine(), "flags": [], "cores": _cores()}
+    """The CPU's name and which of `FLAGS` it has, as PyTorch reads them (the same capabilities `amp: auto` decides
+    by, components/train/precision.py), the cores this process may use, and on Linux the CPU's family and model
+    numbers: a cloud CPU's name can be as short as "AMD EPYC"."""
+    import torch
+
+    caps = torch.cpu.get_capabilities()
+    info: dict[str, Any] = {"model": caps.get("cpu_name") or platform.machine(), "cores": _cores()}
+    info["flags"] = [flag for flag in FLAGS if caps.get(flag)]
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-        for line in text.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                info["model"] = value.strip()
-            elif key.strip() in ("cpu family", "model"):  # a cloud CPU's name can be as short as "AMD EPYC"
-                info["family" if key.strip() == "cpu family" else "model_number"] = value.strip()
-            elif key.strip() == "flags":
-                have = set(value.split())
-                info["flags"] = [flag for flag in FLAGS if flag in have]
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key in NUMBERS and NUMBERS[key] not in info:
+                info[NUMBERS[key]] = value
+            if not line.strip():  # the first processor's block is enough
                 break
     return info
 
@@ -119,7 +120,7 @@ def describe(*measured: dict[str, Any]) -> str:
 
     def figures(m: dict[str, Any]) -> str:
         gflops = ", ".join(f"{g:.0f}" for g in m["per_core_gflops"])
-        return f"{gflops} GFLOP/s (copies {', '.join(f'{g:.0f}' for g in m.get('per_core_copy_gbps', []))} GB/s)"
+        return f"{gflops} GFLOP/s (copies {', '.join(f'{g:.0f}' for g in m['per_core_copy_gbps'])} GB/s)"
 
     family = f" family {info['family']} model {info['model_number']}" if "family" in info else ""
     head = f"{info['model']}{family} ({flags}, {info['cores']} cores)"

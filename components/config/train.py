@@ -69,9 +69,11 @@ class TrainConfig(_Strict):
         "finetune", description="with init_from: train everything, or freeze the backbone and train the head"
     )
     backbone_lr_scale: float = Field(1.0, gt=0, le=1, description="finetune: backbone lr = lr x this")
-    optimizer: Literal["gd", "momentum", "rmsprop", "adam", "adamw"] = "adam"
+    optimizer: Literal["gd", "momentum", "rmsprop", "adam", "adamw", "muon"] = Field(
+        "adam", description="muon: Muon for the hidden nn.Linear matrices, AdamW for the rest (transformers, MLPs)"
+    )
     lr: float = Field(1e-3, gt=0, description="learning rate")
-    momentum: float = Field(0.9, ge=0, lt=1, description="for momentum and rmsprop")
+    momentum: float = Field(0.9, ge=0, lt=1, description="for momentum, rmsprop and muon (Muon's own default: 0.95)")
     nesterov: bool = Field(False, description="Nesterov momentum (optimizer: momentum)")
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     loss: Literal["auto", "bce", "cross_entropy", "mse", "mae", "huber"] = "auto"

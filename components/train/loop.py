@@ -112,7 +112,7 @@ class _Run:
             model.to(memory_format=torch.channels_last)
         self.batches = Batches(*train, batch, device, cfg)
         self.x_val, self.y_val = (t.to(device) for t in val)
-        self.optimizer = optim.make_optimizer(param_groups or model.parameters(), cfg)
+        self.optimizer = optim.make_optimizer(param_groups or model.parameters(), cfg, model)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]  # the configured lrs: onecycle overwrites them
         self.scheduler = optim.make_scheduler(self.optimizer, cfg, self.batches.steps())
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == "fp16")

@@ -25,7 +25,7 @@ def model_for(c: TrainConfig, out: int = 1) -> torch.nn.Module:
     return build_model("ffn", in_features=4, out_features=out, **c.model.kwargs())
 
 
-@pytest.mark.parametrize("optimizer", ["gd", "momentum", "rmsprop", "adam"])
+@pytest.mark.parametrize("optimizer", ["gd", "momentum", "rmsprop", "adam", "adamw", "muon"])
 def test_each_optimizer_steps_and_learns(optimizer: str) -> None:
     c = cfg(optimizer=optimizer, lr=0.05, epochs=20, batch_size=16)
     net = model_for(c)
@@ -126,13 +126,14 @@ def test_early_stopping_stops_and_restores_best(tmp_path) -> None:
     assert restored == pytest.approx(min(losses), abs=1e-6)
 
 
-def test_resume_continues_to_the_same_weights(tmp_path) -> None:
+@pytest.mark.parametrize("optimizer", ["adam", "muon"])  # muon: two optimizers' states in one checkpoint
+def test_resume_continues_to_the_same_weights(tmp_path, optimizer: str) -> None:
     x, y = toy()
-    full = cfg(epochs=6, batch_size=8)
+    full = cfg(epochs=6, batch_size=8, optimizer=optimizer)
     net = model_for(full)
     fit(net, F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), full, progress=False)
 
-    half = cfg(epochs=3, batch_size=8)
+    half = cfg(epochs=3, batch_size=8, optimizer=optimizer)
     ckpt = tmp_path / "c.pt"
     resumed = model_for(half)
     fit(resumed, F.binary_cross_entropy_with_logits, (x, y), toy(32, 1), half, checkpoint=ckpt, progress=False)

@@ -4,8 +4,8 @@ nanoGPT's CPU configuration reaches val loss 1.88 in about 3 minutes on a laptop
 within 10 minutes. This runs the project's own prepare -> train -> evaluate steps with a longer budget than
 params.yaml's `make run` default and prints the held-out loss (every window of the last 10%) and the time.
 The model is sized for 10 minutes in the precision this CPU trains in (`amp: auto`): 4 layers of 192 and 3,200
-steps where bf16 is native (AVX512-BF16, AMX), 4 layers of 128 and 3,600 steps in fp32 (AVX2 only, where a step of
-the wider model takes 0.30 s instead of 0.17 s).
+steps where bf16 is native (AVX512-BF16, AMX), 4 layers of 128 and 2,400 steps of Muon in fp32 (AVX2 only, where a
+step of the wider model takes 0.30 s instead of 0.17 s).
 
     python bench/transformer.py [--steps N] [--d-model D --heads H] [--lr LR] [--threads 2] [--seed 42]
     python bench/transformer.py --gpu --steps 2460 --epochs 20   # nanoGPT's GPU configuration (H200: 50 s)
@@ -46,15 +46,13 @@ TRAIN = {
     "checkpoint_interval_s": 120,
 }
 
-# Per precision on a CPU: model width, heads, learning rate and steps for about 10 minutes on 2 cores. Measured:
-# bf16 (AVX512-BF16): 1.492 in 575 s (seed 42), 1.497 in 539 s (seed 1). fp32 (AVX2 EPYC): 1.497 in 598 s (seed 42),
-# 1.494 in 645 s (seed 1, a slower half hour); 3,400 steps 1.504 in 598 s (lr 0.01: 1.509 in 611 s); the bf16 row's
-# model there: 1.487 in 955 s, or 2,000 steps 1.534 in 595 s. Those ran the cosine a step per epoch; per step (since
-# 1e28456) 3,200 steps gave 1.505 at lr 0.008 and 1.500 at lr 0.01 (681 / 658 s, in an hour when a step took 0.21 s,
-# not 0.17), so fp32 now runs at 0.01.
+# Per precision on a CPU: model width, heads, optimizer, learning rate and steps for about 10 minutes on 2 cores.
+# bf16 (AVX512-BF16), AdamW: 1.492 in 575 s (seed 42), 1.497 in 539 s (seed 1). fp32 (AVX2 EPYC), AdamW: 3,600 steps
+# 1.497 in 598 s, 1.494 in 645 s; 3,200 steps 1.500 in 658 s. fp32 with Muon (components/train/muon.py): 2,400 steps
+# 1.480 in 530 s, 2,800 steps 1.474 in 654 s (seed 42, 2026-12-03); Muon is not measured on a bf16 CPU yet.
 CPU_SIZES = {
     "bf16": {"d_model": 192, "n_heads": 6, "lr": 0.005, "steps": 3200},
-    "none": {"d_model": 128, "n_heads": 4, "lr": 0.01, "steps": 3600},
+    "none": {"d_model": 128, "n_heads": 4, "lr": 0.01, "steps": 2400, "optimizer": "muon", "momentum": 0.95},
 }
 
 # nanoGPT's config/train_shakespeare_char.py (6 layers of 384, block 256, batch 64, dropout 0.2, lr 1e-3 -> 1e-4)
@@ -72,6 +70,7 @@ def main() -> None:
     parser.add_argument("--d-model", type=int, help="model width (default: sized for this CPU's precision)")
     parser.add_argument("--heads", type=int, help="attention heads, dividing --d-model")
     parser.add_argument("--lr", type=float, help="peak learning rate (cosine to 1e-4 after one epoch of warm-up)")
+    parser.add_argument("--optimizer", choices=["adamw", "muon"], help="default: sized for this CPU's precision")
     parser.add_argument(
         "--epochs", type=int, default=8, help="validation checks, more if an epoch would exceed one pass"
     )
@@ -87,6 +86,8 @@ def main() -> None:
     if model["d_model"] % model["n_heads"]:
         parser.error(f"--d-model {model['d_model']} is not divisible by {model['n_heads']} heads; set --heads")
     settings = settings | {"model": model, "lr": args.lr or sized.get("lr") or settings["lr"]}
+    settings |= {k: sized[k] for k in ("optimizer", "momentum") if k in sized}
+    settings["optimizer"] = args.optimizer or settings["optimizer"]
     args.steps = args.steps or sized.get("steps", 3200)
     args.block = args.block or (256 if args.gpu else 96)
     torch.set_num_threads(args.threads)
@@ -115,6 +116,7 @@ def main() -> None:
     result = {"val_loss": scores["loss"], "perplexity": scores["perplexity"], "train_seconds": round(seconds, 1)}
     tokens = steps * settings["batch_size"] * args.block
     result |= {"threads": args.threads, "seed": args.seed, "steps": steps, "tokens": tokens, "lr": settings["lr"]}
+    result |= {"optimizer": settings["optimizer"]}
     result |= {"d_model": model["d_model"], "n_layers": model["n_layers"], "n_heads": model["n_heads"]}
     device, speeds = machine.device_name(), [before, machine.speed()]
     history = pd.read_csv(art / "history.csv")  # the validation windows' loss after each epoch, and when

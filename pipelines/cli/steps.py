@@ -132,8 +132,10 @@ def tasks(params: ParamsFile = Path("params.yaml")) -> None:
 
 @app.command()
 def metrics(params: ParamsFile = Path("params.yaml")) -> None:
-    """Print every task's test metrics (metrics/<task>.json) and its registered champion."""
-    for task in load_params(params).get("prepare", {}):
+    """Print every task's test metrics (metrics/<task>.json) and its registered champion, then each experiment's
+    variants with their headline figures (metrics/<experiment>.json; `dvc metrics show` prints every figure)."""
+    loaded = load_params(params)
+    for task in loaded.get("prepare", {}):
         paths = Layout(task)
         if not paths.metrics.is_file():
             typer.echo(f"{task:18s} (not run yet)")
@@ -143,3 +145,26 @@ def metrics(params: ParamsFile = Path("params.yaml")) -> None:
         reg = json.loads(paths.registration.read_text()) if paths.registration.is_file() else {}
         champion = f"  [champion: v{reg['champion_version']}]" if reg else ""
         typer.echo(f"{task:18s} {line}{champion}")
+    for name in loaded.get("experiments", {}):
+        path = Layout(name).metrics
+        line = headlines(json.loads(path.read_text())) if path.is_file() else "(not run yet)"
+        typer.echo(f"{name:18s} {line}")
+
+
+HEADLINE = ("accuracy", "val_accuracy", "first_over_last", "first_over_last_trained")  # what each study compares
+NOT_VARIANTS = ("reference", "seconds", "pretraining")  # an experiment's context, not one of its variants
+
+
+def headlines(results: dict) -> str:
+    """An experiment's metrics -> "variant key=value ... | variant ...": per variant, its headline figures
+    (HEADLINE) or, for a study over training-set sizes, its figure per size ("30=0.737")."""
+    parts = []
+    for variant, figures in results.items():
+        if not isinstance(figures, dict) or variant in NOT_VARIANTS:
+            continue
+        shown = {k: v for k, v in figures.items() if isinstance(v, int | float) and (k in HEADLINE or k.isdigit())}
+        ordered = sorted(shown.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else HEADLINE.index(kv[0]))
+        if ordered:
+            parts.append(f"{variant} " + " ".join(f"{k}={v:.4g}" for k, v in ordered))
+    served = f"  [served: {results['served']}]" if isinstance(results.get("served"), str) else ""
+    return " | ".join(parts) + served

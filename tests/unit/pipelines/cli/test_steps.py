@@ -11,3 +11,33 @@ def test_train_help_lists_every_model_choice() -> None:
     text = CliRunner().invoke(app, ["train", "--help"], terminal_width=200).output
     for needle in ("model with name=cnn", "model.channels", "model.residual", "init_from", "transfer"):
         assert needle in text, needle
+
+
+def test_metrics_prints_tasks_and_each_experiments_variants(tmp_path, monkeypatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(
+        "prepare: {tabular: {}, digits: {}}\n"
+        "experiments: {transfer_imagenet: {}, encoder_finetune: {}, vanishing: {}}\n"
+    )
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/tabular.json").write_text(json.dumps({"accuracy": 0.98765}))
+    study = {
+        "feature_extractor": {"10": 0.574, "100": 0.81, "30": 0.737},
+        "reference": {"accuracy": 0.935},  # the full-data model's figure: context, not a variant
+        "seconds": {"total": 92.0},
+        "onnx_parity_max_abs_diff": 4e-05,
+    }
+    (tmp_path / "metrics/transfer_imagenet.json").write_text(json.dumps(study))
+    finetune = {"minilm": {"accuracy": 0.7868, "f1": 0.76, "train_seconds": 88.6}, "scratch": {"accuracy": 0.6625}}
+    (tmp_path / "metrics/encoder_finetune.json").write_text(json.dumps(finetune | {"served": "minilm"}))
+    lines = CliRunner().invoke(app, ["metrics"], terminal_width=200).output.splitlines()
+    assert lines[0].split() == ["tabular", "accuracy=0.9877"] and lines[1].split() == ["digits", "(not", "run", "yet)"]
+    assert lines[2].split()[1:] == ["feature_extractor", "10=0.574", "30=0.737", "100=0.81"]  # sizes in order
+    assert lines[3] == "encoder_finetune   minilm accuracy=0.7868 | scratch accuracy=0.6625  [served: minilm]"
+    assert lines[4].split() == ["vanishing", "(not", "run", "yet)"]

@@ -71,7 +71,8 @@ class MuonAdamW(torch.optim.Optimizer):
 
     def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer) -> None:
         self.parts = {"muon": muon, "adamw": adamw}
-        super().__init__([p for part in self.parts.values() for g in part.param_groups for p in g["params"]], {})
+        params = [p for part in self.parts.values() for g in part.param_groups for p in g["params"]]
+        super().__init__(params, muon.defaults)  # Muon's `momentum`: what onecycle cycles
         self.param_groups = muon.param_groups + adamw.param_groups  # the parts' own dicts; state stays theirs
 
     def step(self, closure: Any = None) -> None:

@@ -68,3 +68,21 @@ def test_the_schedule_sets_both_parts_lr_and_the_model_learns() -> None:
     lrs = [g["lr"] for part in opt.parts.values() for g in part.param_groups]
     assert len(lrs) == 2 and lrs == pytest.approx([0.001, 0.001])  # min_lr in Muon's group and in AdamW's
     assert set(opt.state_dict()) == {"muon", "adamw"}
+
+
+def test_onecycle_cycles_muons_momentum() -> None:
+    """onecycle (Fashion-MNIST's schedule) cycles momentum against the lr: Muon's, where AdamW keeps its betas."""
+    c = cfg(optimizer="muon", lr=0.05, epochs=4, model={"hidden": [16, 16]}, scheduler={"name": "onecycle"})
+    net, result = run(c)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    opt = make_optimizer(net.parameters(), c, net)
+    scheduler = make_scheduler(opt, c, steps_per_epoch=4)
+    muon = opt.parts["muon"].param_groups[0]
+    seen = []
+    for _ in range(4 * 4):
+        seen.append((muon["lr"], muon["momentum"]))
+        opt.step()
+        scheduler.step()
+    peak = max(range(len(seen)), key=lambda i: seen[i][0])
+    assert seen[peak][1] == pytest.approx(min(m for _, m in seen))  # the lowest momentum at the highest lr
+    assert opt.parts["adamw"].param_groups[0]["betas"] == (0.9, 0.999)

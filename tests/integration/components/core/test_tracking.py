@@ -1,9 +1,10 @@
-"""MLflow tracking helpers on the embedded store: a fresh store opened by several processes at once, marking a
-failed pipeline's top-level runs."""
+"""MLflow tracking helpers on the embedded store: a fresh store opened by several processes at once, a new store
+copied from the migrated template, marking a failed pipeline's top-level runs."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> No
     ready, n = tmp_path / "ready", 3
     ready.mkdir()
     env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # no template yet: one process migrates, as on a new machine
     args = [sys.executable, "-c", OPEN_TOGETHER, str(ready), str(n)]
     procs = [
         subprocess.Popen([*args, str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -40,6 +42,40 @@ def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> No
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * n, [err[-600:] for _, err in outs]
     assert len({out.strip() for out, _ in outs}) == n  # three experiments, one store
+    assert list((tmp_path / "cache" / "dlpipe").glob("mlflow-*-store.db"))  # and the template is kept
+
+
+def test_a_new_store_is_the_templates_copy_with_its_own_default_experiment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first new store is migrated by MLflow and kept, less its Default experiment, as the template; the next
+    new store is that file's copy (no migration) and gets a Default experiment of its own, in its own folder."""
+    import mlflow
+    import mlflow.store.db.utils
+
+    from components.core import tracking
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    open_store = tracking._open_sqlite_store.__wrapped__  # the cached function, called afresh
+    open_store(f"sqlite:///{tmp_path / 'first' / 'mlflow.db'}")
+    template = tracking._store_template()
+    with sqlite3.connect(template) as conn:
+        assert conn.execute("SELECT count(*) FROM experiments").fetchone() == (0,)
+
+    def migrate(engine: object) -> None:
+        raise AssertionError("a new store was migrated although the template exists")
+
+    monkeypatch.setattr(mlflow.store.db.utils, "_initialize_tables", migrate)
+    (tmp_path / "second").mkdir()
+    monkeypatch.chdir(tmp_path / "second")  # MLflow's default artifact root: ./mlruns
+    uri = f"sqlite:///{tmp_path / 'second' / 'mlflow.db'}"
+    open_store(uri)
+    client = mlflow.MlflowClient(uri)
+    default = client.get_experiment("0")
+    assert default.name == "Default" and default.artifact_location == str(tmp_path / "second" / "mlruns" / "0")
+    run = client.create_run(client.create_experiment("after-the-copy"))
+    client.log_metric(run.info.run_id, "loss", 0.5)
+    assert client.get_run(run.info.run_id).data.metrics == {"loss": 0.5}
 
 
 def test_a_store_where_no_lock_can_be_taken_still_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,6 +45,7 @@ from typing import Any
 PRELOAD = [
     "pipelines.cli",
     "torch",
+    "torch._dynamo",  # 1.5 s: imported by the first optimizer a train or tune step builds (torch.optim's own)
     "numpy",
     "mlflow",
     "mlflow.store.tracking.sqlalchemy_store",
@@ -53,6 +54,7 @@ PRELOAD = [
     "onnx",
     "sklearn.preprocessing",  # prepare (tables)
     "sklearn.metrics",  # evaluate
+    "components.evaluate.step",  # evaluate: matplotlib on its Agg backend (0.4 s)
 ]
 SHELL_SYNTAX = set("|&;<>()$`\\\"'*?[]{}#~\n")  # what the shell would interpret: such a command stays DVC's
 

@@ -125,7 +125,7 @@ def tabular_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def digits_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The digits CNN task (augmented), briefly trained, evaluated, exported and registered once per session."""
-    return run_task("digits", tmp_path_factory.mktemp("digits"), register=True, epochs=8)
+    return run_task("digits", tmp_path_factory.mktemp("digits"), register=True, epochs=4)
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,8 @@ def test_the_repository_lock_round_trips_byte_for_byte() -> None:
 def test_a_changed_stage_is_written_again() -> None:
     lock = dvclock.parse((ROOT / "dvc.lock").read_text(encoding="utf-8"), "dvc.lock")
     _ours(lock)
+    # three of the repository's stages: each write below is DVC's serializer on the whole lock (0.6 s for all 100)
+    lock["stages"] = dict(list(lock["stages"].items())[:3])
     name = next(iter(lock["stages"]))
     for value in (1, 1.0, True, "1", None, "ü"):  # equal in Python (1 == 1.0 == True), not in YAML
         lock["stages"][name]["cmd"] = value

@@ -30,7 +30,7 @@ def test_rotation_augmentation_keeps_accuracy_on_rotated_digits(digits_data: Pat
     fill = -meta.preprocessing["mean"][0] / meta.preprocessing["std"][0]
     x_test, y_test = load_split(digits_data, "test")
     rotated = _rotated(x_test, 35, fill)
-    base = {"model": {"name": "cnn", "channels": [32, 64]}, "epochs": 25, "batch_size": 64, "lr": 0.003}
+    base = {"model": {"name": "cnn", "channels": [32, 64]}, "epochs": 8, "batch_size": 64, "lr": 0.003}
     base |= {"early_stopping": {"enabled": False}, "gradients": {"track": False}, "optimizer": "adamw"}
     accuracy = {}
     for name, policy in (("plain", AugmentConfig()), ("rotation", AugmentConfig(rotation=40, preview=0))):

@@ -101,20 +101,23 @@ def _open_sqlite_store(uri: str) -> None:
             held.enter_context(FileLock(f"{db}.lock"))
         template = _store_template()
         new = not db.exists()
-        if new and template.is_file():
+        if new and template and template.is_file():
             with suppress(OSError):
                 _copy_atomically(template, db)
         MlflowClient(uri).search_experiments(max_results=1)  # on a copy, MLflow adds its Default experiment
-        if new and not template.is_file():
+        if new and template and not template.is_file():
             with suppress(OSError, sqlite3.Error):  # no cache folder to write: the next new store migrates too
                 _save_template(db, template)
 
 
-def _store_template() -> Path:
-    """This MLflow version's empty SQLite store, in the user's cache folder ($XDG_CACHE_HOME, else ~/.cache)."""
+def _store_template() -> Path | None:
+    """This MLflow version's empty SQLite store, in the user's cache folder ($XDG_CACHE_HOME, else ~/.cache); None
+    for a user without a home folder (a container's user with no $HOME and no passwd entry): no template then."""
     from mlflow.version import VERSION
 
-    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser(os.path.join("~", ".cache"))
+    if not os.path.isabs(cache_home):
+        return None
     return Path(cache_home) / "dlpipe" / f"mlflow-{VERSION}-store.db"
 
 

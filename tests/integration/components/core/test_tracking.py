@@ -114,3 +114,26 @@ def test_mark_pipeline_failed_marks_only_that_pipeline_runs_top_level_runs(tmp_p
     assert client.get_run(parent.info.run_id).info.status == "FAILED"
     assert client.get_run(trial.info.run_id).info.status == "FINISHED"
     assert client.get_run(other.info.run_id).info.status == "RUNNING"
+
+
+def test_a_user_without_a_home_folder_opens_a_new_store_without_a_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user with no $HOME and no passwd entry (MLflow, once imported, works without one) has no cache folder: the
+    store is migrated as MLflow does, and no `~` folder appears in the working directory."""
+    import pwd
+
+    import mlflow  # noqa: F401  (its import itself asks for the home folder)
+
+    from components.core import tracking
+
+    def no_entry(uid: int) -> None:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    for name in ("HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    monkeypatch.chdir(tmp_path)
+    assert tracking._store_template() is None
+    tracking._open_sqlite_store.__wrapped__(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    assert (tmp_path / "store" / "mlflow.db").is_file() and not (tmp_path / "~").exists()

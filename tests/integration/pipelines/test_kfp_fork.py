@@ -4,6 +4,7 @@
 No `from __future__ import annotations` here: KFP reads the probe's annotations to type its I/O."""
 
 import json
+import multiprocessing.forkserver
 import os
 import shutil
 from pathlib import Path
@@ -52,6 +53,10 @@ def test_a_kfp_local_step_runs_forked_as_its_subprocess_would(
     workdir, tmp = tmp_path / "work", tmp_path / "tmp"
     workdir.mkdir()
     tmp.mkdir()
+    # the warm server, started (unless it runs already) before the steps' temporary folder is set: its import of
+    # torch._dynamo makes torch's inductor cache folder in $TMPDIR, as a `dlpipe train` process's does in its own
+    stagefork._context()
+    multiprocessing.forkserver.ensure_running()
     monkeypatch.chdir(workdir)
     monkeypatch.setenv("KFP_FORK_PROBE", "from the caller")
     monkeypatch.setenv("TMPDIR", str(tmp))

@@ -10,14 +10,13 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import tempfile
 from contextlib import ExitStack, closing, contextmanager, suppress
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from components.core.io import read_json, write_json
+from components.core.io import atomic_write, read_json, write_json
 from components.core.memory import skip_final_collection
 from components.core.secrets import mask, mask_logs, mask_tracebacks
 
@@ -103,7 +102,7 @@ def _open_sqlite_store(uri: str) -> None:
         new = not db.exists()
         if new and template and template.is_file():
             with suppress(OSError):
-                _copy_atomically(template, db)
+                atomic_write(db, lambda tmp: shutil.copyfile(template, tmp))
         MlflowClient(uri).search_experiments(max_results=1)  # on a copy, MLflow adds its Default experiment
         if new and template and not template.is_file():
             with suppress(OSError, sqlite3.Error):  # no cache folder to write: the next new store migrates too
@@ -124,19 +123,13 @@ def _store_template() -> Path | None:
 def _save_template(db: Path, template: Path) -> None:
     """`db`, just created by MLflow, as the template: its migrated tables without the Default experiment, whose
     artifact location is the creating process's (MLflow adds it, with the opener's location, to any copy)."""
-    template.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=template.parent) as tmp:
-        copy = Path(tmp) / template.name
-        shutil.copyfile(db, copy)
-        with closing(sqlite3.connect(copy)) as conn, conn:
+
+    def write(tmp: Path) -> None:
+        shutil.copyfile(db, tmp)
+        with closing(sqlite3.connect(tmp)) as conn, conn:
             conn.execute("DELETE FROM experiments")
-        os.replace(copy, template)  # readers see the whole file or none
 
-
-def _copy_atomically(src: Path, dst: Path) -> None:
-    partial = dst.with_name(f"{dst.name}.partial")
-    shutil.copyfile(src, partial)
-    os.replace(partial, dst)
+    atomic_write(template, write)  # readers see the whole file or none
 
 
 def experiment_id(task: str) -> str:

@@ -61,6 +61,7 @@ def test_engine_manifests_wire_mlflow_to_postgres_and_minio() -> None:
     backend = next(e["value"] for e in mlflow["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI")
     assert backend.endswith("@postgres:5432/mlflow") and "$(POSTGRES_PASSWORD)" in backend  # never on argv
     assert {"name": "MLFLOW_S3_ENDPOINT_URL", "value": "http://minio:9000"} in mlflow["env"]
+    assert {"name": "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "value": "false"} in mlflow["env"]  # no job runner
     assert mlflow["readinessProbe"]["httpGet"]["path"] == "/health"
     for kind, name in (("Deployment", "mlflow"), ("Deployment", "minio"), ("StatefulSet", "postgres")):
         for container in docs[kind, name]["spec"]["template"]["spec"]["containers"]:

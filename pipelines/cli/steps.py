@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from components.config import load_params, resolve, task_block
+from components.core.errors import DataError
+from components.core.io import read_json
 from components.core.layout import Layout
 from pipelines.cli.app import app
 from pipelines.cli.common import Overrides, ParamsFile, Task, config_for, describe, show
@@ -133,22 +134,47 @@ def tasks(params: ParamsFile = Path("params.yaml")) -> None:
 @app.command()
 def metrics(params: ParamsFile = Path("params.yaml")) -> None:
     """Print every task's test metrics (metrics/<task>.json) and its registered champion, then each experiment's
-    variants with their headline figures (metrics/<experiment>.json; `dvc metrics show` prints every figure)."""
+    variants with their headline figures (metrics/<experiment>.json; `dvc metrics show` prints every figure). A
+    file that cannot be read (cut short, not JSON, no object of figures) gets a line naming it, the others still
+    print, and the command exits with status 2."""
     loaded = load_params(params)
-    for task in loaded.get("prepare", {}):
-        paths = Layout(task)
-        if not paths.metrics.is_file():
-            typer.echo(f"{task:18s} (not run yet)")
-            continue
-        scores = json.loads(paths.metrics.read_text())
-        line = "  ".join(f"{k}={v:.4g}" for k, v in sorted(scores.items()))
-        reg = json.loads(paths.registration.read_text()) if paths.registration.is_file() else {}
-        champion = f"  [champion: v{reg['champion_version']}]" if reg else ""
-        typer.echo(f"{task:18s} {line}{champion}")
-    for name in loaded.get("experiments", {}):
-        path = Layout(name).metrics
-        line = headlines(json.loads(path.read_text())) if path.is_file() else "(not run yet)"
+    rows = [(task, _task_line) for task in loaded.get("prepare", {})]
+    rows += [(name, _experiment_line) for name in loaded.get("experiments", {})]
+    unreadable = 0
+    for name, line_of in rows:
+        try:
+            line = line_of(Layout(name))
+        except DataError as err:
+            line, unreadable = f"error: {err}", unreadable + 1
         typer.echo(f"{name:18s} {line}")
+    if unreadable:
+        raise typer.Exit(2)
+
+
+def _task_line(paths: Layout) -> str:
+    """A task's test figures and its champion version (or why it has none), or "(not run yet)"."""
+    if not paths.metrics.is_file():
+        return "(not run yet)"
+    scores = _figures(paths.metrics)
+    line = "  ".join(f"{k}={v:.4g}" if isinstance(v, int | float) else f"{k}={v}" for k, v in sorted(scores.items()))
+    reg = _figures(paths.registration) if paths.registration.is_file() else {}
+    if reg.get("champion_version"):
+        line += f"  [champion: v{reg['champion_version']}]"
+    elif reg.get("registered") is False:  # the promotion gate held it back
+        line += f"  [not registered: {reg.get('primary_metric')} below min_score {reg.get('min_score')}]"
+    return line
+
+
+def _experiment_line(paths: Layout) -> str:
+    return headlines(_figures(paths.metrics)) if paths.metrics.is_file() else "(not run yet)"
+
+
+def _figures(path: Path) -> dict:
+    """A metrics or registration file's JSON object; a DataError naming the file when it holds none."""
+    figures = read_json(path)
+    if not isinstance(figures, dict):
+        raise DataError(f"{path} holds {type(figures).__name__}, not an object of figures: run its step again")
+    return figures
 
 
 HEADLINE = ("accuracy", "val_accuracy", "first_over_last", "first_over_last_trained")  # what each study compares

@@ -104,7 +104,12 @@ def make_muon(model: nn.Module, groups: Iterable[dict[str, Any]], cfg: TrainConf
             if chosen:
                 split[is_hidden].append({**group, "params": chosen})
     if not split[True]:
-        raise ValueError(f"train.optimizer muon: {type(model).__name__} has no hidden nn.Linear matrix; use adamw")
+        why = (
+            "every hidden nn.Linear matrix is frozen (a transfer that trains only the head)"
+            if hidden
+            else "no hidden nn.Linear matrix"
+        )
+        raise ValueError(f"train.optimizer muon: {type(model).__name__} has {why}; use adamw")
     native = resolve_amp("auto", next(model.parameters()).device) == "bf16"
     kind = torch.optim.Muon if native else Muon32
     muon = kind(split[True], lr=cfg.lr, weight_decay=cfg.l2, momentum=cfg.momentum, adjust_lr_fn="match_rms_adamw")

@@ -32,6 +32,10 @@ def test_no_hidden_matrix_is_a_clear_error() -> None:
     net = build_model("ffn", in_features=4, out_features=1, hidden=[])
     with pytest.raises(ValueError, match="no hidden nn.Linear matrix; use adamw"):
         make_optimizer(net.parameters(), cfg(optimizer="muon"), net)
+    mlp = build_model("ffn", in_features=4, out_features=1, hidden=[8])
+    head = [p for n, p in mlp.named_parameters() if n.startswith("head.")]  # what a frozen-backbone transfer trains
+    with pytest.raises(ValueError, match="every hidden nn.Linear matrix is frozen .*; use adamw"):
+        make_optimizer([{"params": head, "lr": 0.01}], cfg(optimizer="muon"), mlp)
 
 
 def test_float32_iteration_orthogonalizes_as_torchs_bfloat16_one() -> None:

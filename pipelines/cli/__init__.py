@@ -7,6 +7,7 @@ Heavy libraries are imported inside the commands so `--help` answers at once.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import traceback
 
@@ -26,6 +27,31 @@ app.add_typer(data_app, name="data")
 app.add_typer(serve_app, name="serve")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(experiment_app, name="experiment")
+
+
+def _reflow(text: str) -> str:
+    """A docstring as help: each paragraph's lines joined into one. Typer's rich help keeps a docstring's own line
+    breaks after its first paragraph, so text wrapped at 120 columns in the source broke mid-line in a terminal.
+    What follows a form feed (click's cut-off for help) is left as it is."""
+    shown, cut, rest = text.partition("\f")
+    paragraphs = [" ".join(line.strip() for line in p.splitlines()) for p in shown.strip().split("\n\n")]
+    return "\n\n".join(paragraphs) + cut + rest
+
+
+def reflow_help(typer_app: typer.Typer) -> None:
+    """Reflow the help of every command and command group under `typer_app` (their docstrings, or help= given)."""
+    for info in typer_app.registered_commands:
+        info.help = _reflow(info.help or inspect.getdoc(info.callback) or "")
+    if typer_app.registered_callback is not None:
+        callback = typer_app.registered_callback
+        callback.help = _reflow(callback.help or inspect.getdoc(callback.callback) or "")
+    if isinstance(typer_app.info.help, str):
+        typer_app.info.help = _reflow(typer_app.info.help)
+    for group in typer_app.registered_groups:
+        reflow_help(group.typer_instance)
+
+
+reflow_help(app)
 
 
 # Modules of optional dependencies (pyproject's extras) -> the extra that installs them.

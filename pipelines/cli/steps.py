@@ -133,10 +133,11 @@ def tasks(params: ParamsFile = Path("params.yaml")) -> None:
 
 @app.command()
 def metrics(params: ParamsFile = Path("params.yaml")) -> None:
-    """Print every task's test metrics (metrics/<task>.json) and its registered champion, then each experiment's
-    variants with their headline figures (metrics/<experiment>.json; `dvc metrics show` prints every figure). A
-    file that cannot be read (cut short, not JSON, no object of figures) gets a line naming it, the others still
-    print, and the command exits with status 2."""
+    """Print every task's test metrics and registered champion, then each experiment's headline figures.
+
+    A task's line reads metrics/<task>.json and its registration, an experiment's its variants' figures in
+    metrics/<experiment>.json (`dvc metrics show` prints every figure). A file that cannot be read (cut short, not
+    JSON, no object of figures) gets a line naming it, the others still print, and the command exits with status 2."""
     loaded = load_params(params)
     rows = [(task, _task_line) for task in loaded.get("prepare", {})]
     rows += [(name, _experiment_line) for name in loaded.get("experiments", {})]

@@ -40,11 +40,8 @@ def _reflow(text: str) -> str:
 
 def reflow_help(typer_app: typer.Typer) -> None:
     """Reflow the help of every command and command group under `typer_app` (their docstrings, or help= given)."""
-    for info in typer_app.registered_commands:
+    for info in [*typer_app.registered_commands, *filter(None, [typer_app.registered_callback])]:
         info.help = _reflow(info.help or inspect.getdoc(info.callback) or "")
-    if typer_app.registered_callback is not None:
-        callback = typer_app.registered_callback
-        callback.help = _reflow(callback.help or inspect.getdoc(callback.callback) or "")
     if isinstance(typer_app.info.help, str):
         typer_app.info.help = _reflow(typer_app.info.help)
     for group in typer_app.registered_groups:
